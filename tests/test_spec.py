@@ -1,0 +1,148 @@
+"""Spec round-trips, presets and overrides, and validation messages."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from backend.csn import ArchSpec, SpecError, build_model, count, list_presets, preset
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_json_round_trip(name):
+    spec = preset(name)
+    again = ArchSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+    assert ArchSpec.from_json(spec.to_json()) == spec
+
+
+def test_registry_names():
+    names = set(list_presets())
+    for d in (18, 26, 34, 50, 101, 152):
+        assert f"resnet3d-{d}" in names
+    for d in (26, 50, 101, 152):
+        assert {f"ir-csn-{d}", f"ip-csn-{d}"} <= names
+    for n in (8, 16):
+        for x in ("", "G-", "D-"):
+            assert f"simple-{x}{n}" in names
+        for x in ("", "G-", "D-", "DG-"):
+            assert f"bottleneck-{x}{n}" in names
+
+
+def test_depths_and_table3_names():
+    assert preset("resnet3d-50").depth == 50
+    assert preset("ir-csn-152").depth == 152
+    assert preset("ip-csn-26").depth == 26
+    # Table 3: simple-8 is ResNet3D-18, bottleneck-16 is ResNet3D-50
+    assert count(preset("simple-8")).totals == count(preset("resnet3d-18")).totals
+    assert count(preset("bottleneck-16")).totals == count(preset("resnet3d-50")).totals
+
+
+def test_overrides():
+    s = preset("bottleneck-G-16", groups=8, frames=16, num_classes=10)
+    assert all(st.groups == 8 for st in s.stages) and s.frames == 16 and s.num_classes == 10
+    s = preset("resnet3d-50", stage_overrides={1: {"block": "ir", "blocks": 2}})
+    assert s.stages[1].block == "ir" and s.stages[1].blocks == 2 and s.stages[0].block == "bottleneck"
+    assert count(s).totals.flops < count(preset("resnet3d-50")).totals.flops
+    # ir is an alias of bottleneck-D
+    assert count(preset("resnet3d-50", block="ir")).totals == count(preset("ir-csn-50")).totals
+
+
+def test_groups_reduce_cost_as_eq_1_to_3_say():
+    a = count(preset("bottleneck-G-16", groups=2))
+    b = count(preset("bottleneck-G-16", groups=4))
+    la = {l.name: l for l in a.layers}
+    lb = {l.name: l for l in b.layers}
+    conv_b = "conv3_1.conv_b"
+    assert la[conv_b].params == 2 * lb[conv_b].params
+    assert la[conv_b].flops == 2 * lb[conv_b].flops
+    # C_out * C(C_in/G, 2): 128 * C(64, 2) vs 128 * C(32, 2)
+    assert la[conv_b].interactions == 128 * 64 * 63 // 2
+    assert lb[conv_b].interactions == 128 * 32 * 31 // 2
+    # depthwise: no interactions
+    ir = {l.name: l for l in count(preset("ir-csn-50")).layers}
+    assert ir["conv3_1.conv_b"].interactions == 0 and ir["conv3_1.conv_b"].kind == "depthwise"
+
+
+def test_simple_d_adds_pointwise_only_when_channels_change():
+    names = [l.name for l in count(preset("simple-D-8")).layers]
+    assert "conv3_1.conv_a_pw" in names and "conv3_2.conv_a_pw" not in names
+    assert "conv2_1.conv_a_pw" not in names  # 64 -> 64
+
+
+@pytest.mark.parametrize("spec_kw,message", [
+    (dict(name="bottleneck-G-16", groups=3), "conv2_1.conv_b: 64 channels are not divisible by 3 groups"),
+    (dict(name="resnet3d-50", stage_overrides={1: {"block": "bottleneck-G", "groups": 3}}),
+     "conv3_1.conv_b: 128 channels are not divisible by 3 groups"),
+    (dict(name="bottleneck-DG-16", pw_groups=3), "conv2_1.conv_a: 64 channels are not divisible by 3 groups"),
+    (dict(name="ir-csn-50", frames=4), "conv5_1.conv_b: temporal input size 1 is smaller than its stride 2"),
+    (dict(name="ir-csn-50", frames=0), "frames: must be a positive integer, got 0"),
+    (dict(name="ir-csn-50", stage_overrides={2: {"width": -4}}), "conv4_x.width: must be a positive integer"),
+    (dict(name="ir-csn-50", groups=4), "conv2_x.groups: groups=4 applies only to simple-G and bottleneck-G"),
+    (dict(name="ir-csn-50", block="bogus"), "unknown block type 'bogus'"),
+    (dict(name="ir-csn-50", height=16, width=16), "conv5_1.conv_b: height input size 1 is smaller than its stride 2"),
+    (dict(name="ir-csn-50", head="mlp"), "head: must be one of"),
+    (dict(name="nope"), "unknown preset 'nope'"),
+])
+def test_validation_messages(spec_kw, message):
+    kw = dict(spec_kw)
+    name = kw.pop("name")
+    with pytest.raises(SpecError) as e:
+        spec = preset(name, **kw)
+        spec.validate()
+    assert message in str(e.value)
+    assert "Traceback" not in str(e.value)
+
+
+def test_build_model_validates_before_torch():
+    spec = preset("bottleneck-G-16", groups=3)
+    with pytest.raises(SpecError, match="conv2_1.conv_b"):
+        build_model(spec)
+
+
+def test_from_dict_rejects_unknown_fields():
+    d = preset("ir-csn-26").to_dict()
+    d["stagez"] = []
+    with pytest.raises(SpecError, match="unknown spec field"):
+        ArchSpec.from_dict(d)
+    d = preset("ir-csn-26").to_dict()
+    d["stages"][0]["grups"] = 2
+    with pytest.raises(SpecError, match="unknown stage field"):
+        ArchSpec.from_dict(d)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "backend.count", *args], capture_output=True, text=True)
+
+
+def test_cli_json():
+    r = run_cli("ir-csn-152", "--frames", "32", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert set(d) == {"spec", "unit", "totals", "layers"}
+    assert d["spec"]["frames"] == 32
+    assert f"{d['totals']['flops'] / 1e9:.1f}" == "74.0"  # Table 4's ir-CSN-152 (same conv stack)
+    assert "multiply-add" in d["unit"]["flops"]
+    assert d["layers"][0]["name"] == "conv1"
+    assert sum(l["flops"] for l in d["layers"]) == d["totals"]["flops"]
+
+
+def test_cli_table_list_and_errors(tmp_path):
+    r = run_cli("ir-csn-50")
+    assert r.returncode == 0 and "10.578 G multiply-adds" in r.stdout and "5.4236 G" in r.stdout
+    r = run_cli("--list")
+    assert r.returncode == 0 and r.stdout.split() == list_presets()
+    r = run_cli("no-such-net")
+    assert r.returncode != 0 and "unknown preset 'no-such-net'" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(preset("bottleneck-G-16", groups=3).to_json())
+    r = run_cli(str(bad))
+    assert r.returncode != 0 and "conv2_1.conv_b: 64 channels are not divisible by 3 groups" in r.stderr
+    good = tmp_path / "good.json"
+    good.write_text(preset("ip-csn-26").to_json())
+    r = run_cli(str(good), "--size", "112", "--classes", "10", "--head", "conv", "--json")
+    d = json.loads(r.stdout)
+    assert r.returncode == 0 and d["spec"]["height"] == 112 and d["spec"]["num_classes"] == 10
+    (tmp_path / "junk.json").write_text("{not json")
+    r = run_cli(str(tmp_path / "junk.json"))
+    assert r.returncode != 0 and "not valid JSON" in r.stderr
