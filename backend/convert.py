@@ -527,13 +527,14 @@ def convert_checkpoint(src: str | Path, out: str | Path, layout: str = "auto", *
                        classes: list[str] | None = None, **kw: Any) -> ConversionReport:
     """Convert ``src`` and write a ``csn-explorer/1`` checkpoint to ``out`` (atomically)."""
     sd = load_source(src)
-    spec, ours, report = convert_state_dict(sd, layout, **kw)
+    spec, ours, report = convert_state_dict(sd, layout, **{k: v for k, v in kw.items() if k != "rate"})
     classes = classes or default_classes(spec.num_classes)
     if len(classes) != spec.num_classes:
         raise ConvertError(f"{len(classes)} class names for {spec.num_classes} outputs")
     ckpt = {"format": "csn-explorer/1", "model": ours, "spec": spec.to_dict(), "classes": list(classes),
             "epoch": 0, "optimizer": {}, "scheduler": {}, "rng": {}, "metrics": {},
-            "config": {"imported_from": str(src), "layout": report.layout,
+            "config": {"imported_from": str(src), "layout": report.layout, "frames": spec.frames,
+                       "size": spec.height, "rate": kw.get("rate", 2),
                        "mean": list(report.options["mean"]), "std": list(report.options["std"]),
                        "notes": report.notes}}
     out = Path(out)
