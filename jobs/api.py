@@ -1,0 +1,199 @@
+"""What the app calls: enqueue, cancel and retry runs; read runs, metrics, workers, architectures.
+
+Reads return plain dicts (safe to cache or serialise). No torch is imported here.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from backend.csn import ArchSpec, count
+from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
+                Metric, Run, Worker, as_utc, read_session, utcnow, write)
+
+from .liveness import reap_stale, stale_s
+from .queue import huey, sync_storage
+from .worker import run_training
+
+RETRYABLE = (FAILED, CANCELLED, CRASHED)
+
+
+def _spec_dict(spec: ArchSpec | dict[str, Any]) -> dict[str, Any]:
+    return spec.to_dict() if isinstance(spec, ArchSpec) else dict(spec)
+
+
+def _enqueue_task(run_id: int) -> None:
+    sync_storage()
+    try:
+        task_id = run_training(run_id).id
+    except Exception as e:
+        write(lambda s: _set(s, run_id, status=FAILED, error=f"could not enqueue: {e}", finished_at=utcnow()))
+        raise
+    write(lambda s: _set(s, run_id, task_id=task_id))
+
+
+def _set(s, run_id: int, **kw: Any) -> None:
+    r = s.get(Run, run_id)
+    for k, v in kw.items():
+        setattr(r, k, v)
+
+
+def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str, Any],
+                name: str | None = None) -> int:
+    """Create a queued run and put its task on the queue; returns the run id.
+
+    ``hparams`` become trainer flags (``{"batch_size": 4}`` -> ``--batch-size 4``; ``threads``
+    sets ``--threads``). A bad spec or a missing dataset is not rejected here: the worker
+    fails the run with a clear error.
+    """
+    sd = _spec_dict(spec)
+    p = Path(dataset).expanduser()
+    ds = str(p.resolve()) if p.exists() else str(dataset)
+
+    def create(s):
+        arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
+        r = Run(name=name, spec=sd, dataset=ds, hparams=dict(hparams or {}), status=QUEUED,
+                architecture_id=arch.id if arch is not None and arch.spec == sd else None)
+        s.add(r)
+        s.flush()
+        return r.id
+    run_id = write(create)
+    _enqueue_task(run_id)
+    return run_id
+
+
+def cancel_run(run_id: int) -> bool:
+    """Cancel a queued run now, or ask the worker to stop a running one (within ~1 s).
+
+    Returns False when the run is already finished or unknown.
+    """
+    def cancel(s):
+        r = s.get(Run, run_id)
+        if r is None or r.status not in ACTIVE:
+            return None
+        r.cancel_requested = True
+        if r.status == QUEUED:
+            r.status, r.finished_at = CANCELLED, utcnow()
+        return r.task_id
+    got = write(cancel)
+    if got is None:
+        return False
+    if got:
+        sync_storage().revoke_by_id(got)
+    return True
+
+
+def retry_run(run_id: int) -> bool:
+    """Re-queue a failed, cancelled or crashed run; the trainer resumes from its last
+    checkpoint when there is one. Returns False when the run is not retryable."""
+    def reset(s):
+        r = s.get(Run, run_id)
+        if r is None or r.status not in RETRYABLE:
+            return False
+        r.status, r.cancel_requested, r.error, r.finished_at, r.pid = QUEUED, False, None, None, None
+        return True
+    if not write(reset):
+        return False
+    _enqueue_task(run_id)
+    return True
+
+
+def run_dict(r: Run, checkpoints: list[Checkpoint] | None = None) -> dict[str, Any]:
+    """A run row as a plain dict (with ``progress`` 0..1)."""
+    d = {c.name: getattr(r, c.name) for c in Run.__table__.columns}
+    for k in ("heartbeat_at", "created_at", "started_at", "finished_at"):
+        d[k] = as_utc(d[k])
+    d["progress"] = r.progress
+    if checkpoints is not None:
+        d["checkpoints"] = [{"epoch": c.epoch, "path": c.path, "metrics": c.metrics,
+                             "created_at": as_utc(c.created_at)} for c in checkpoints]
+    return d
+
+
+def list_runs(status: str | list[str] | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Runs, newest first, optionally filtered by status."""
+    q = select(Run).order_by(Run.id.desc()).limit(limit)
+    if status:
+        q = q.where(Run.status.in_([status] if isinstance(status, str) else status))
+    with read_session() as s:
+        return [run_dict(r) for r in s.scalars(q)]
+
+
+def get_run(run_id: int) -> dict[str, Any] | None:
+    """One run with its ``checkpoints`` list, or None."""
+    with read_session() as s:
+        r = s.get(Run, run_id)
+        if r is None:
+            return None
+        cks = list(s.scalars(select(Checkpoint).where(Checkpoint.run_id == run_id).order_by(Checkpoint.epoch)))
+        return run_dict(r, cks)
+
+
+def get_metrics(run_id: int, name: str | None = None, split: str | None = None,
+                event: str | None = None, since_id: int = 0) -> list[dict[str, Any]]:
+    """Metric points ``{id, event, split, epoch, step, name, value, time}`` in training order.
+
+    ``since_id``: only points with a larger id (incremental polling).
+    """
+    q = select(Metric).where(Metric.run_id == run_id, Metric.id > since_id)
+    for col, v in ((Metric.name, name), (Metric.split, split), (Metric.event, event)):
+        if v is not None:
+            q = q.where(col == v)
+    q = q.order_by(Metric.epoch, Metric.step, Metric.id)
+    with read_session() as s:
+        return [{"id": m.id, "event": m.event, "split": m.split, "epoch": m.epoch, "step": m.step,
+                 "name": m.name, "value": m.value, "time": m.time} for m in s.scalars(q)]
+
+
+def worker_status() -> dict[str, Any]:
+    """``{alive, last_seen, workers: [{id, last_seen, alive}], queued, running, reaped}``.
+
+    Also marks runs of dead workers ``crashed``.
+    """
+    reaped = reap_stale()
+    now = utcnow()
+    with read_session() as s:
+        ws = list(s.scalars(select(Worker).order_by(Worker.last_seen.desc())))
+        n = dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+    workers = [{"id": w.id, "last_seen": as_utc(w.last_seen), "started_at": as_utc(w.started_at),
+                "alive": not w.stopped and now - as_utc(w.last_seen) <= timedelta(seconds=stale_s())}
+               for w in ws]
+    return {"alive": any(w["alive"] for w in workers),
+            "last_seen": workers[0]["last_seen"] if workers else None,
+            "workers": [w for w in workers if w["alive"]] or workers[:3],
+            "queued": n.get(QUEUED, 0), "running": n.get(RUNNING, 0), "reaped": reaped}
+
+
+def save_architecture(name: str, spec: ArchSpec | dict[str, Any]) -> int:
+    """Store (or replace) a named architecture with its counted totals; returns its id.
+
+    Raises ``SpecError`` for an invalid spec.
+    """
+    sd = _spec_dict(spec)
+    t = count(ArchSpec.from_dict(sd)).totals
+
+    def save(s):
+        a = s.scalar(select(Architecture).where(Architecture.name == name))
+        if a is None:
+            a = Architecture(name=name, spec=sd, params=t.params, flops=t.flops, interactions=t.interactions)
+            s.add(a)
+        else:
+            a.spec, a.params, a.flops, a.interactions = sd, t.params, t.flops, t.interactions
+        s.flush()
+        return a.id
+    return write(save)
+
+
+def list_architectures() -> list[dict[str, Any]]:
+    """Saved architectures ``{id, name, spec, params, flops, interactions, created_at}``, by name."""
+    with read_session() as s:
+        return [{"id": a.id, "name": a.name, "spec": a.spec, "params": a.params, "flops": a.flops,
+                 "interactions": a.interactions, "created_at": as_utc(a.created_at)}
+                for a in s.scalars(select(Architecture).order_by(Architecture.name))]
+
+
+__all__ = ["enqueue_run", "cancel_run", "retry_run", "list_runs", "get_run", "get_metrics",
+           "worker_status", "save_architecture", "list_architectures", "huey"]

@@ -1,0 +1,165 @@
+"""Worker identity and heartbeat, and the reaper that marks runs of dead workers ``crashed``.
+
+A run is ``crashed`` when its worker is a dead process on this host, or when its heartbeat is
+older than ``CSN_STALE_S`` seconds (workers on other hosts). The reaper also kills the orphaned
+trainer process group if it is still alive here. ``retry_run`` then resumes it.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from db import CRASHED, RUNNING, Run, Worker, as_utc, read_session, utcnow, write
+
+HOST = socket.gethostname()
+
+
+def heartbeat_s() -> float:
+    """Seconds between heartbeats of workers and runs."""
+    return float(os.environ.get("CSN_HEARTBEAT_S", "2"))
+
+
+def stale_s() -> float:
+    """A heartbeat older than this means the worker is gone."""
+    return float(os.environ.get("CSN_STALE_S", "30"))
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process."""
+    return f"{HOST}:{os.getpid()}"
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` is a live (not zombie) process on this host."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return True
+
+
+def _is_trainer(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"backend.train" in f.read()
+    except OSError:
+        return os.name == "posix" and not os.path.isdir("/proc")  # no /proc: trust the pid
+
+
+def kill_group(pid: int | None, grace: float = 5.0) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL it after ``grace`` seconds."""
+    if not pid:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _worker_dead(wid: str | None, heartbeat: datetime | None, now: datetime) -> bool:
+    hb = as_utc(heartbeat)
+    if hb is None or now - hb > timedelta(seconds=stale_s()):
+        return True
+    if wid and wid.rsplit(":", 1)[0] == HOST:
+        try:
+            return not pid_alive(int(wid.rsplit(":", 1)[1]))
+        except ValueError:
+            return False
+    return False
+
+
+def reap_stale() -> list[int]:
+    """Mark running runs of dead workers ``crashed`` (killing orphan trainers); their ids."""
+    now = utcnow()
+    with read_session() as s:
+        cands = s.execute(select(Run.id, Run.worker_id, Run.heartbeat_at).where(
+            Run.status == RUNNING)).all()
+    dead = [rid for rid, wid, hb in cands if _worker_dead(wid, hb, now)]
+    reaped = []
+    for rid in dead:
+        def mark(s, rid=rid):
+            r = s.get(Run, rid)
+            if r is None or r.status != RUNNING or not _worker_dead(r.worker_id, r.heartbeat_at, utcnow()):
+                return None
+            pid, wid = r.pid, r.worker_id
+            r.status, r.finished_at = CRASHED, utcnow()
+            r.error = (f"worker {wid} stopped while the run was running (last heartbeat "
+                       f"{as_utc(r.heartbeat_at):%H:%M:%S} UTC); retry resumes from the last checkpoint")
+            return pid, wid
+        got = write(mark)
+        if got is None:
+            continue
+        pid, wid = got
+        if pid and wid and wid.rsplit(":", 1)[0] == HOST and pid_alive(pid) and _is_trainer(pid):
+            kill_group(pid, grace=2.0)
+        reaped.append(rid)
+    return reaped
+
+
+def beat(stopped: bool = False) -> None:
+    """Upsert this worker's liveness row."""
+    wid = worker_id()
+
+    def up(s):
+        w = s.get(Worker, wid)
+        if w is None:
+            s.add(Worker(id=wid, hostname=HOST, pid=os.getpid(), stopped=stopped))
+        else:
+            w.last_seen, w.stopped = utcnow(), stopped
+    write(up)
+
+
+_started = threading.Lock()
+_thread: threading.Thread | None = None
+
+
+def start_heartbeat() -> None:
+    """Start (once per process) the thread that beats and reaps every ``heartbeat_s()``."""
+    global _thread
+    with _started:
+        if _thread is not None:
+            return
+        beat()
+        reap_stale()
+
+        def loop() -> None:
+            while True:
+                time.sleep(heartbeat_s())
+                try:
+                    beat()
+                    reap_stale()
+                except Exception as e:  # keep beating through transient DB errors
+                    print(f"heartbeat: {e!r}", flush=True)
+
+        _thread = threading.Thread(target=loop, name="csn-heartbeat", daemon=True)
+        _thread.start()
+        atexit.register(_stopped)
+
+
+def _stopped() -> None:
+    try:
+        beat(stopped=True)
+    except Exception:
+        pass

@@ -1,0 +1,213 @@
+"""Run one training run: spawn ``python -m backend.train`` and mirror it into the database.
+
+The trainer runs in its own process group with its thread count pinned; its stdout/stderr go
+to ``RUN_DIR/train.log``. Every second the supervisor ingests new ``metrics.jsonl`` lines
+(byte offset kept in the run row, points de-duplicated on their unique key), records
+checkpoints, progress and the heartbeat, and checks the run's cancel flag.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from db import (CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, SUCCEEDED, Checkpoint, Run,
+                add_metrics, read_session, runs_dir, utcnow, write)
+from db.config import REPO
+
+from .liveness import heartbeat_s, kill_group, worker_id
+from .tail import is_video_top1, metric_rows, read_events
+
+LOG_TAIL_CHARS = 4000
+_active: dict[int, subprocess.Popen] = {}
+_active_lock = threading.Lock()
+
+
+def hparam_args(hparams: dict[str, Any]) -> list[str]:
+    """``{"batch_size": 2, "amp": True}`` -> ``["--batch-size", "2", "--amp"]``."""
+    out: list[str] = []
+    for k, v in hparams.items():
+        if k in ("threads", "resume") or v is None or v is False:
+            continue
+        flag = "--" + str(k).replace("_", "-")
+        out += [flag] if v is True else [flag, str(v)]
+    return out
+
+
+def train_threads(hparams: dict[str, Any]) -> int:
+    """Torch threads for the trainer: ``hparams["threads"]``, else ``CSN_TRAIN_THREADS``, else 1."""
+    return max(1, int(hparams.get("threads") or os.environ.get("CSN_TRAIN_THREADS") or 1))
+
+
+def _claim(run_id: int) -> dict[str, Any] | None:
+    def claim(s):
+        r = s.get(Run, run_id)
+        if r is None or r.status != QUEUED:
+            return None
+        if r.cancel_requested:
+            r.status, r.finished_at = CANCELLED, utcnow()
+            return None
+        now = utcnow()
+        r.status, r.worker_id, r.heartbeat_at, r.started_at = RUNNING, worker_id(), now, now
+        r.finished_at, r.error, r.pid = None, None, None
+        r.attempts += 1
+        r.output_dir = r.output_dir or str(runs_dir() / f"run_{r.id:05d}")
+        return {"spec": r.spec, "dataset": r.dataset, "hparams": dict(r.hparams or {}),
+                "out": r.output_dir, "offset": r.metrics_offset}
+    return write(claim)
+
+
+def _finish(run_id: int, status: str, error: str | None, log_tail: str | None = None) -> None:
+    def fin(s):
+        r = s.get(Run, run_id)
+        if r is None or r.status != RUNNING:
+            return
+        r.status, r.error, r.finished_at, r.pid = status, error, utcnow(), None
+        if log_tail is not None:
+            r.log_tail = log_tail
+    write(fin)
+
+
+def _validate(spec: dict[str, Any], dataset: str) -> str | None:
+    from backend.csn import ArchSpec, count  # torch-free
+    try:
+        count(ArchSpec.from_dict(spec))
+    except (ValueError, TypeError, KeyError) as e:
+        return f"invalid architecture: {e}"
+    if not dataset or not Path(dataset).exists():
+        return f"dataset not found: {dataset!r}"
+    return None
+
+
+def _tail(log: Path, start: int = 0) -> str:
+    try:
+        with log.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(start, size - LOG_TAIL_CHARS))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def error_line(text: str) -> str | None:
+    """The message of the last ``error: ...`` line (argparse's ``prog: error: ...`` too)."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("error:"):
+            return line[len("error:"):].strip()
+        if ": error: " in line:
+            return line.split(": error: ", 1)[1].strip()
+    return None
+
+
+def _sync(run_id: int, events: list[dict[str, Any]], offset: int, run_dir: Path,
+          pid: int | None) -> bool:
+    """Store new events, progress and heartbeat; returns the run's cancel flag."""
+    rows = metric_rows(events)
+
+    def sync(s):
+        r = s.get(Run, run_id)
+        if r is None:
+            return True
+        add_metrics(s, run_id, rows)
+        for ev in events:
+            for k in ("epoch", "step", "total_steps", "total_epochs"):
+                if isinstance(ev.get(k), int):
+                    setattr(r, k, ev[k])
+            if ev.get("event") == "checkpoint":
+                path = ev.get("path") or str(run_dir / "checkpoints" / f"epoch_{int(ev.get('epoch') or 0):04d}.pt")
+                path = str(Path(run_dir, path)) if not os.path.isabs(path) else path
+                if not s.query(Checkpoint).filter_by(run_id=run_id, path=path).first():
+                    s.add(Checkpoint(run_id=run_id, epoch=int(ev.get("epoch") or 0), path=path,
+                                     metrics=ev.get("metrics") or {}))
+        for row in rows:
+            if row["split"] == "val" and is_video_top1(row["name"]):
+                if r.best_val_video_top1 is None or row["value"] > r.best_val_video_top1:
+                    r.best_val_video_top1 = row["value"]
+        r.metrics_offset, r.heartbeat_at = offset, utcnow()
+        if pid is not None:
+            r.pid = pid
+        return r.cancel_requested
+    return write(sync)
+
+
+def supervise(run_id: int) -> str | None:
+    """Run ``run_id`` to completion (or cancellation); returns its final status."""
+    job = _claim(run_id)
+    if job is None:
+        return None
+    run_dir = Path(job["out"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "train.log"
+    problem = _validate(job["spec"], job["dataset"])
+    if problem:
+        _finish(run_id, FAILED, problem)
+        return FAILED
+    (run_dir / "spec.json").write_text(json.dumps(job["spec"], indent=1))
+    hp, threads = job["hparams"], train_threads(job["hparams"])
+    ckpts = run_dir / "checkpoints"
+    resume = ckpts.is_dir() and any(ckpts.glob("*.pt"))
+    argv = [sys.executable, "-m", "backend.train", "--arch", str(run_dir / "spec.json"),
+            "--data", job["dataset"], "--out", str(run_dir), "--threads", str(threads),
+            *hparam_args(hp), *(["--resume"] if resume else [])]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    log_start = log.stat().st_size if log.exists() else 0
+    with log.open("ab") as lf:
+        lf.write(f"$ {' '.join(argv)}\n".encode())
+        lf.flush()
+        proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                start_new_session=True)
+    with _active_lock:
+        _active[run_id] = proc
+    offset, cancelled, last = job["offset"], False, 0.0
+    try:
+        _sync(run_id, [], offset, run_dir, proc.pid)
+        while True:
+            rc = proc.poll()
+            events, offset = read_events(run_dir / "metrics.jsonl", offset)
+            now = time.monotonic()
+            if events or rc is not None or now - last >= min(1.0, heartbeat_s()):
+                last = now
+                if _sync(run_id, events, offset, run_dir, None) and not cancelled:
+                    cancelled = True
+                    kill_group(proc.pid)
+            if rc is not None:
+                break
+            time.sleep(0.25)
+    except BaseException as e:
+        kill_group(proc.pid, grace=1.0)
+        _finish(run_id, FAILED, f"supervisor error: {e!r}", _tail(log, log_start))
+        raise
+    finally:
+        with _active_lock:
+            _active.pop(run_id, None)
+    tail = _tail(log, log_start)
+    if cancelled:
+        status, err = CANCELLED, None
+    elif rc == 0:
+        status, err = SUCCEEDED, None
+    else:
+        status, err = FAILED, error_line(tail) or f"trainer exited with status {rc}"
+    _finish(run_id, status, err, tail)
+    return status
+
+
+@atexit.register
+def _on_exit() -> None:
+    """The consumer is exiting with runs in flight: stop their trainers, mark them crashed."""
+    with _active_lock:
+        items = list(_active.items())
+    for run_id, proc in items:
+        kill_group(proc.pid, grace=2.0)
+        try:
+            _finish(run_id, CRASHED, "worker shut down during the run; retry resumes from the last checkpoint")
+        except Exception:
+            pass
