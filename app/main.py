@@ -1,17 +1,33 @@
-"""CSN Explorer (Streamlit). Run: streamlit run app/main.py"""
-import streamlit as st
+"""CSN Explorer (Streamlit). Run: ``streamlit run app/main.py``.
 
-from backend.csn import SpecError, count, list_presets, preset
+A multipage app: Builder (compose and count), Train (enqueue a run), Runs (table, run page,
+compare) and Demo (the Gradio demo embedded).
+"""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="CSN Explorer", layout="wide")
-st.title("CSN Explorer")
-name = st.selectbox("Preset", list_presets(), index=list_presets().index("ir-csn-50"))
-try:
-    t = count(preset(name)).totals
-except SpecError as e:
-    st.error(str(e))
-else:
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Params (M)", f"{t.params / 1e6:.1f}")
-    c2.metric("FLOPs (G multiply-adds)", f"{t.flops / 1e9:.1f}")
-    c3.metric("Interactions (G pairs)", f"{t.interactions / 1e9:.2f}")
+
+from app.state import keep_form_state  # noqa: E402
+
+keep_form_state(st.session_state)
+
+VIEWS = ROOT / "app" / "views"
+pages = {
+    "Design": [st.Page(str(VIEWS / "builder.py"), title="Builder", icon=":material/architecture:",
+                       default=True, url_path="builder")],
+    "Experiments": [
+        st.Page(str(VIEWS / "train.py"), title="Train", icon=":material/play_arrow:", url_path="train"),
+        st.Page(str(VIEWS / "runs.py"), title="Runs", icon=":material/table:", url_path="runs"),
+        st.Page(str(VIEWS / "run.py"), title="Run detail", icon=":material/monitoring:", url_path="run"),
+        st.Page(str(VIEWS / "compare.py"), title="Compare", icon=":material/compare:", url_path="compare"),
+    ],
+    "Try it": [st.Page(str(VIEWS / "demo.py"), title="Demo", icon=":material/movie:", url_path="demo")],
+}
+st.navigation(pages).run()

@@ -1,0 +1,83 @@
+"""Plotly figures for the pages (pure functions of counted or stored data)."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+STAGE_COLORS = {"conv1": "#8c8c8c", "pool1": "#bbbbbb", "conv2": "#4c78a8", "conv3": "#f58518",
+                "conv4": "#54a24b", "conv5": "#e45756", "head": "#b279a2"}
+FAMILY_COLORS = {"resnet3d": "#4c78a8", "ir-csn": "#e45756", "ip-csn": "#54a24b"}
+_METRICS = (("params", 1e6, "Parameters (M)"), ("flops", 1e9, "Multiply-adds (G)"),
+            ("interactions", 1e9, "Interactions (G pairs)"))
+
+
+def stage_bars(report, baseline, name: str, baseline_name: str) -> go.Figure:
+    """Params / multiply-adds / interactions per stage, stacked, current vs baseline."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[m[2] for m in _METRICS])
+    cur, ref = report.by_stage(), baseline.by_stage()
+    for stage in [s for s in STAGE_COLORS if s in cur or s in ref]:
+        for col, (attr, scale, _) in enumerate(_METRICS, start=1):
+            y = [getattr(d[stage], attr) / scale if stage in d else 0 for d in (cur, ref)]
+            fig.add_trace(go.Bar(x=[name, baseline_name], y=y, name=stage, legendgroup=stage,
+                                 showlegend=col == 1, marker_color=STAGE_COLORS[stage],
+                                 hovertemplate=f"{stage}: %{{y:.3g}}<extra></extra>"),
+                          row=1, col=col)
+    fig.update_layout(barmode="stack", height=380, margin=dict(t=40, b=10, l=10, r=10),
+                      legend_title_text="stage")
+    return fig
+
+
+def paper_scatter(points: Iterable[dict[str, Any]], report, name: str) -> go.Figure:
+    """Multiply-adds vs channel interactions (log axes): Table 2's models and the current one."""
+    fig = go.Figure()
+    pts = list(points)
+    for fam in dict.fromkeys(p["family"] for p in pts):
+        ps = [p for p in pts if p["family"] == fam]
+        fig.add_trace(go.Scatter(
+            x=[p["flops (G)"] for p in ps], y=[p["interactions (G)"] for p in ps],
+            mode="markers+text", name=fam, text=[p["model"] for p in ps],
+            textposition="top center", marker=dict(size=11, color=FAMILY_COLORS.get(fam)),
+            customdata=[[p["video@1"], p["params (M)"]] for p in ps],
+            hovertemplate="%{text}<br>%{x:.1f} G multiply-adds<br>%{y:.2f} G interactions"
+                          "<br>%{customdata[1]:.1f} M params<br>video@1 %{customdata[0]}%"
+                          "<extra>paper Table 2</extra>"))
+    t = report.totals
+    fig.add_trace(go.Scatter(
+        x=[t.flops / 1e9], y=[max(t.interactions, 1) / 1e9], mode="markers+text", name="this design",
+        text=[name], textposition="bottom center",
+        marker=dict(symbol="star", size=18, color="#222", line=dict(width=1, color="gold")),
+        hovertemplate="%{text}<br>%{x:.2f} G multiply-adds<br>%{y:.3f} G interactions"
+                      "<extra>current</extra>"))
+    fig.update_xaxes(type="log", title="multiply-adds (G, paper FLOPs)")
+    fig.update_yaxes(type="log", title="channel interactions (G pairs)")
+    fig.update_layout(height=460, margin=dict(t=20, b=10, l=10, r=10))
+    return fig
+
+
+def curves(series: dict[str, list[tuple[float, float]]], title: str, x_title: str,
+           y_title: str) -> go.Figure:
+    """Line chart of several named (x, y) series."""
+    fig = go.Figure()
+    for label, pts in series.items():
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts],
+                                     mode="lines+markers" if len(pts) < 30 else "lines", name=label))
+    fig.update_layout(title=title, height=320, margin=dict(t=40, b=10, l=10, r=10),
+                      xaxis_title=x_title, yaxis_title=y_title)
+    return fig
+
+
+def accuracy_vs(rows: list[dict[str, Any]], x: str, x_title: str) -> go.Figure:
+    """The paper's Fig. 6/7 from the user's runs: val video@1 vs cost (log x), by block type."""
+    fig = go.Figure()
+    for block in dict.fromkeys(r["block"] for r in rows):
+        rs = [r for r in rows if r["block"] == block]
+        fig.add_trace(go.Scatter(x=[r[x] for r in rs], y=[r["video@1"] for r in rs],
+                                 mode="markers+text", name=block, text=[r["name"] for r in rs],
+                                 textposition="top center", marker=dict(size=11)))
+    fig.update_xaxes(type="log", title=x_title)
+    fig.update_yaxes(title="val video@1 (%)")
+    fig.update_layout(height=400, margin=dict(t=20, b=10, l=10, r=10), legend_title_text="block")
+    return fig

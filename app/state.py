@@ -1,0 +1,81 @@
+"""Session-state keys, number formatting and calls into jobs shared by the pages."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+FORM_PREFIX = "bld_"            # builder form fields (kept across page switches)
+BUILDER_SPEC = "builder_spec"   # last valid builder spec, as a dict (read by Train)
+_PREFIXES = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def fmt_count(v: float, unit: str = "") -> str:
+    """Three significant digits with an SI prefix: 13080000 -> '13.1 M'."""
+    if v == 0:
+        return f"0 {unit}".strip()
+    for p, scale in reversed(_PREFIXES.items()):
+        if abs(v) >= scale:
+            break
+    x = v / scale
+    digits = max(0, 2 - int(math.floor(math.log10(abs(x)))))
+    return f"{x:.{digits}f} {p}{unit}".strip()
+
+
+def fmt_delta(cur: float, ref: float, unit: str = "") -> str:
+    """'-64% (-18.9 G)' style change of ``cur`` against ``ref``."""
+    diff = cur - ref
+    sign = "-" if diff < 0 else "+"
+    pct = f"{sign}{abs(diff) / ref * 100:.0f}% " if ref else ""
+    return f"{pct}({sign}{fmt_count(abs(diff), unit)})"
+
+
+def keep_form_state(session_state: Any) -> None:
+    """Re-assign the builder's widget keys so Streamlit keeps them while another page shows."""
+    for k in list(session_state.keys()):
+        if isinstance(k, str) and k.startswith(FORM_PREFIX):
+            session_state[k] = session_state[k]
+
+
+def jobs_api():
+    """The jobs API module, or None (with the reason) when it is not installed."""
+    try:
+        from jobs import api
+    except ImportError as e:  # jobs/ and db/ are optional for the builder
+        return None, f"the jobs package is not available ({e})"
+    return api, ""
+
+
+def save_architecture(name: str, spec) -> tuple[bool, str]:
+    """Save ``spec`` under ``name`` in the database; (ok, message for people)."""
+    api, why = jobs_api()
+    if api is None:
+        return False, f"Cannot save: {why}."
+    try:
+        api.save_architecture(name, spec)
+    except Exception as e:  # shown inline, never as a traceback
+        return False, f"Cannot save {name!r}: {e}"
+    return True, f"Saved architecture {name!r}."
+
+
+DEFAULT_DEMO_URL = "http://127.0.0.1:7860"
+
+
+def demo_url() -> str:
+    """Where the Gradio demo listens (env CSN_DEMO_URL)."""
+    import os
+
+    return os.environ.get("CSN_DEMO_URL", DEFAULT_DEMO_URL).rstrip("/")
+
+
+def url_reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:
+    """(True, "") when ``url`` answers an HTTP GET within ``timeout``; else (False, why)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status < 500, f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        return e.code < 500, f"HTTP {e.code}"
+    except (OSError, ValueError) as e:
+        return False, str(getattr(e, "reason", e))

@@ -1,0 +1,120 @@
+"""Predict a video's class with a checkpoint: ``Predictor(path).predict(video)``.
+
+Paper §4.1 test protocol: ``num_clips`` uniformly spaced clips (x ``crops`` crops), softmax
+averaged over them. The model is loaded once; each call decodes only the clips it needs.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .csn import ArchSpec, build_model
+from .video import MEAN, STD, test_clips
+
+
+class ModelLoadError(ValueError):
+    """A checkpoint that cannot be loaded; the message is for people."""
+
+
+def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ArchSpec, list[str], dict[str, Any]]:
+    """``(model in eval mode, spec, classes, ckpt)`` from a ``csn-explorer/1`` checkpoint.
+
+    Uses ``backend.checkpoint.load_checkpoint`` when present; both read with
+    ``torch.load(weights_only=True)`` only.
+    """
+    try:
+        from .checkpoint import load_checkpoint  # type: ignore[attr-defined]
+    except ImportError:
+        load_checkpoint = None
+    if load_checkpoint is not None:
+        try:
+            return load_checkpoint(path)
+        except Exception as e:  # noqa: BLE001 - CheckpointError and torch errors
+            raise ModelLoadError(str(e)) from None
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"checkpoint {p} does not exist")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        spec = ArchSpec.from_dict(ck["spec"])
+        model = build_model(spec)
+        model.load_state_dict(ck["model"])
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"{p.name}: not a loadable CSN Explorer checkpoint "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return model.eval(), spec, list(ck["classes"]), ck
+
+
+@dataclass
+class Prediction:
+    """Top-k classes with probabilities (averaged softmax), and where the time went."""
+
+    top: list[tuple[str, float]]
+    probs: torch.Tensor                     # (K,) averaged over clips and crops
+    clips: int
+    decode_s: float
+    model_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.decode_s + self.model_s
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: p for name, p in self.top}
+
+
+class Predictor:
+    """One model, loaded once. ``frames``/``rate``/``size`` default to the checkpoint's config."""
+
+    def __init__(self, checkpoint: str | os.PathLike, *, device: str = "cpu", frames: int | None = None,
+                 rate: int | None = None, size: int | None = None):
+        self.path = Path(checkpoint)
+        self.model, self.spec, self.classes, ck = load_model(checkpoint)
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+        cfg = ck.get("config") or {}
+        self.frames = int(frames or cfg.get("frames") or self.spec.frames)
+        self.rate = int(rate or cfg.get("rate") or 2)
+        self.size = int(size or cfg.get("size") or self.spec.height)
+        mean, std = cfg.get("mean"), cfg.get("std")
+        # imported models may expect another normalisation than backend.video's MEAN/STD
+        self._renorm = None
+        if mean is not None and std is not None and (tuple(mean) != MEAN or tuple(std) != STD):
+            v = lambda t: torch.tensor(t, dtype=torch.float32).view(1, 3, 1, 1, 1)  # noqa: E731
+            self._renorm = (v(MEAN), v(STD), v(mean), v(std))
+        self.meta = {"name": self.spec.name, "classes": len(self.classes), "frames": self.frames,
+                     "rate": self.rate, "size": self.size}
+
+    def clips(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1) -> torch.Tensor:
+        """The model's input for a video: float (num_clips*crops, 3, T, S, S)."""
+        x = test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
+                       num_clips=num_clips, crops=crops, threads=1)
+        if self._renorm is not None:
+            m0, s0, m1, s1 = self._renorm
+            x = ((x * s0 + m0) - m1) / s1
+        return x
+
+    @torch.no_grad()
+    def probs(self, x: torch.Tensor, batch: int = 4) -> torch.Tensor:
+        """Softmax per clip: (N, K)."""
+        outs = [torch.softmax(self.model(x[i:i + batch].to(self.device)).float(), dim=1).cpu()
+                for i in range(0, len(x), batch)]
+        return torch.cat(outs)
+
+    def predict(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1,
+                topk: int = 5) -> Prediction:
+        t0 = time.perf_counter()
+        x = self.clips(video, num_clips, crops)
+        t1 = time.perf_counter()
+        p = self.probs(x).mean(0)
+        t2 = time.perf_counter()
+        k = min(topk, len(self.classes))
+        vals, idx = p.topk(k)
+        top = [(self.classes[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist())]
+        return Prediction(top, p, len(x), t1 - t0, t2 - t1)

@@ -1,0 +1,165 @@
+"""The Streamlit pages, driven headless with streamlit.testing.v1.AppTest."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.state import fmt_count, fmt_delta
+from backend.csn import SpecError, preset
+from backend.explore import default_baseline, error_field
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_fmt_count_three_significant_digits():
+    assert fmt_count(13_080_000) == "13.1 M"
+    assert fmt_count(5_420_000_000) == "5.42 G"
+    assert fmt_count(29_500_000_000) == "29.5 G"
+    assert fmt_count(421_000_000) == "421 M"
+    assert fmt_delta(10.6e9, 29.5e9).startswith("-64%")
+
+
+def test_default_baseline_is_resnet3d_of_same_depth():
+    assert default_baseline(preset("ir-csn-101")) == "resnet3d-101"
+    assert default_baseline(preset("simple-D-8")) == "resnet3d-18"
+    assert default_baseline(preset("ir-csn-50", stage_overrides={2: {"blocks": 5}})) == "resnet3d-50"
+
+
+def test_error_field_maps_layers_to_stage_fields():
+    spec = preset("bottleneck-G-8").with_stage(1, groups=3)
+    with pytest.raises(SpecError) as e:
+        spec.validate()
+    assert e.value.layer == "conv3_1.conv_b" and error_field(e.value, spec) == (1, "groups")
+    spec = preset("ir-csn-50").with_stage(2, groups=2)
+    with pytest.raises(SpecError) as e:
+        spec.validate()
+    assert error_field(e.value, spec) == (2, "groups")
+
+
+def test_builder_default_shows_table2_numbers_for_ir_csn_50():
+    at = _app()
+    m = _metrics(at)
+    assert m["Parameters"] == "13.1 M"
+    assert m["Multiply-adds (paper FLOPs)"] == "10.6 G"
+    assert m["torch FLOPs (2 per MAdd)"] == "21.2 G"
+    assert m["Channel interactions (pairs)"] == "5.42 G"
+    deltas = {x.label: x.delta for x in at.metric}
+    assert any("Deltas against resnet3d-50" in c.value for c in at.caption)
+    assert deltas["Multiply-adds (paper FLOPs)"].startswith("-64%")
+
+
+def test_preset_switch_changes_totals_and_resets_form():
+    at = _app()
+    at.selectbox(key="bld_s1_block").set_value("bottleneck").run()  # an edit, then a preset
+    at.selectbox(key="bld_preset").set_value("resnet3d-50").run()
+    assert not at.exception
+    m = _metrics(at)
+    assert (m["Parameters"], m["Multiply-adds (paper FLOPs)"], m["Channel interactions (pairs)"]) \
+        == ("46.9 M", "29.5 G", "5.68 G")
+    assert at.selectbox(key="bld_s1_block").value == "bottleneck"
+    assert at.selectbox(key="bld_baseline").value == "resnet3d-50"
+    at.selectbox(key="bld_preset").set_value("ip-csn-101").run()
+    m = _metrics(at)
+    assert (m["Parameters"], m["Multiply-adds (paper FLOPs)"], m["Channel interactions (pairs)"]) \
+        == ("24.5 M", "15.9 G", "8.67 G")
+    assert at.selectbox(key="bld_baseline").value == "resnet3d-101"
+
+
+def test_stage_edit_recounts():
+    at = _app()
+    at.selectbox(key="bld_s2_block").set_value("bottleneck").run()
+    flops = _metrics(at)["Multiply-adds (paper FLOPs)"]
+    assert flops != "10.6 G"
+    at.selectbox(key="bld_s2_block").set_value("bottleneck-D").run()
+    assert _metrics(at)["Multiply-adds (paper FLOPs)"] == "10.6 G"
+
+
+def test_invalid_groups_show_inline_error_without_traceback():
+    at = _app()
+    at.selectbox(key="bld_preset").set_value("bottleneck-G-8").run()
+    assert at.number_input(key="bld_s1_groups").value == 4
+    at.number_input(key="bld_s1_groups").set_value(3).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("conv3_1.conv_b" in e and "not divisible by 3 groups" in e for e in errors), errors
+    assert not at.metric  # no totals for an invalid design
+    at.number_input(key="bld_s1_groups").set_value(8).run()
+    assert not at.error and at.metric
+
+
+def test_groups_field_only_for_grouped_blocks():
+    at = _app()
+    assert at.get("number_input") and not [w for w in at.number_input if w.key == "bld_s0_groups"]
+    at.selectbox(key="bld_s0_block").set_value("bottleneck-G").run()
+    assert at.number_input(key="bld_s0_groups").value == 4
+    at.selectbox(key="bld_s0_block").set_value("bottleneck-DG").run()
+    assert at.number_input(key="bld_s0_pw_groups").value == 2
+    assert not at.exception and at.metric
+
+
+def test_clip_too_short_is_reported():
+    at = _app()
+    at.number_input(key="bld_frames").set_value(2).run()
+    assert not at.exception
+    assert any("too short" in e.value for e in at.error)
+    at.toggle(key="bld_tstride").set_value(False).run()
+    assert not at.error
+
+
+def test_uploaded_spec_loads_and_bad_json_is_reported():
+    at = _app()
+    spec = preset("ip-csn-50")
+    at.file_uploader(key="builder_upload").upload(
+        "s.json", spec.to_json().encode(), "application/json").run()
+    assert not at.exception
+    assert _metrics(at)["Multiply-adds (paper FLOPs)"] == "11.9 G"
+    bad = dict(spec.to_dict(), colour="red")
+    at.file_uploader(key="builder_upload").upload(
+        "bad.json", json.dumps(bad).encode(), "application/json").run()
+    assert any("unknown spec field" in e.value for e in at.error)
+    at.file_uploader(key="builder_upload").upload("x.json", b"{not json", "application/json").run()
+    assert not at.exception and any("Could not load" in e.value for e in at.error)
+
+
+def test_demo_page_explains_how_to_start_when_unreachable(monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("CSN_DEMO_URL", f"http://127.0.0.1:{port}")
+    at = _app()
+    at.switch_page(str(Path(MAIN).parent / "views" / "demo.py")).run()
+    assert not at.exception
+    assert any("not running" in w.value for w in at.warning)
+    assert any("python -m app.demo" in c.value for c in at.code)
+
+
+def test_demo_page_embeds_a_reachable_demo(monkeypatch):
+    import http.server
+    import threading
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("CSN_DEMO_URL", f"http://127.0.0.1:{srv.server_address[1]}")
+        at = _app()
+        at.switch_page(str(Path(MAIN).parent / "views" / "demo.py")).run()
+        assert not at.exception and not at.warning
+        assert any("Gradio demo at" in c.value for c in at.caption)
+    finally:
+        srv.shutdown()

@@ -1,0 +1,107 @@
+"""The real app in a real browser: streamlit subprocess + Playwright on Debian's chromium."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing")
+    port = _free_port()
+    data = tmp_path_factory.mktemp("data")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CSN_DATA_DIR=str(data),
+               DATABASE_URL=f"sqlite:///{data / 'csn.db'}", HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False", CSN_DEMO_URL=f"http://127.0.0.1:{_free_port()}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"streamlit did not start:\n{proc.stdout.read().decode()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def _selectbox(page, label: str):
+    return page.locator('[data-testid="stSelectbox"]', has_text=label).locator("input")
+
+
+def _choose(page, box, option: str) -> None:
+    """Pick ``option`` in a Streamlit selectbox (a searchable combobox)."""
+    box.click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+
+
+def test_builder_in_browser(app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "builder.png"
+    shot.unlink(missing_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1300})
+            page.goto(app_url, wait_until="domcontentloaded")
+            flops = page.locator('[data-testid="stMetric"]', has_text="Multiply-adds").first
+            expect(flops).to_contain_text("10.6 G", timeout=60_000)
+            assert _metric(page, "Parameters") == "13.1 M"
+            # switch the preset through the selectbox widget
+            _choose(page, _selectbox(page, "Start from preset").first, "resnet3d-50")
+            expect(flops).to_contain_text("29.5 G", timeout=30_000)
+            assert _metric(page, "Parameters") == "46.9 M"
+            assert _metric(page, "Channel interactions") == "5.68 G"
+            # change one stage's block type: conv4_x bottleneck -> ir (bottleneck-D)
+            _choose(page, _selectbox(page, "Block type").nth(2), "bottleneck-D (ir-CSN)")
+            expect(flops).not_to_contain_text("29.5 G", timeout=30_000)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shot), full_page=False)
+        finally:
+            browser.close()
+    assert shot.exists() and shot.stat().st_size > 10_000

@@ -1,0 +1,114 @@
+"""backend.saliency and backend.inference on real generated videos."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from backend.csn import build_model, preset
+from backend.encode import write_video
+from backend.inference import ModelLoadError, Predictor
+from backend.saliency import METHODS, explain, render, to_frames
+from backend.video import MEAN, STD, VideoError
+
+SHIPPED = Path(__file__).parents[1] / "backend/assets/motion_csn.pt"
+
+
+def moving_square(n: int = 24, size: int = 64, dx: int = 2) -> np.ndarray:
+    f = np.full((n, size, size, 3), 40, np.uint8)
+    for t in range(n):
+        x = (4 + dx * t) % (size - 16)
+        f[t, 24:40, x:x + 16] = (230, 200, 40)
+    return f
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tiny")
+    spec = preset("ir-csn-26", num_classes=4, frames=8, height=64, width=64)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    p = d / "tiny.pt"
+    torch.save({"format": "csn-explorer/1", "model": model.state_dict(), "spec": spec.to_dict(),
+                "classes": ["left", "right", "up", "down"], "config": {"frames": 8, "rate": 1, "size": 64}}, p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("v") / "sq.mp4", moving_square(), fps=12)
+
+
+def test_predictor_top5_multi_clip(tiny: Path, video: Path):
+    pr = Predictor(tiny)
+    one = pr.predict(video, num_clips=1)
+    three = pr.predict(video, num_clips=3, crops=3)
+    assert three.clips == 9 and one.clips == 1
+    assert len(one.top) == 4 and abs(sum(p for _, p in one.top) - 1) < 1e-4
+    assert [p for _, p in three.top] == sorted((p for _, p in three.top), reverse=True)
+    assert one.seconds > 0 and set(one.as_dict()) == {"left", "right", "up", "down"}
+
+
+def test_predictor_errors(tiny: Path, tmp_path: Path):
+    txt = tmp_path / "notes.mp4"
+    txt.write_text("hello")
+    with pytest.raises(VideoError):
+        Predictor(tiny).predict(txt)
+    with pytest.raises(ModelLoadError):
+        Predictor(txt)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_explanations_shapes_and_progress(tiny: Path, video: Path, method: str, tmp_path: Path):
+    pr = Predictor(tiny)
+    x = pr.clips(video)[0]
+    seen: list[float] = []
+    e = explain(pr.model, x, method, stage="conv3", n_steps=4, internal_batch_size=2,
+                progress=lambda f, _t: seen.append(f))
+    assert e.heat.shape == (8, 64, 64) and e.frame_importance.shape == (8,)
+    assert 0 <= e.heat.min() and e.heat.max() <= 1 and np.isfinite(e.heat).all()
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    if method in ("saliency", "gradcam"):
+        assert e.heat.max() > 0
+    out = render(to_frames(x, MEAN, STD), e, tmp_path, keyframes=3)
+    with av.open(out["video"]) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264"
+        frames = list(c.decode(s))
+    assert len(frames) == 8 and frames[0].width == 2 * frames[0].height  # original | overlay
+    assert len(out["gallery"]) == 3 and len(out["frame_importance"]) == 8
+
+
+def test_bad_method_and_stage(tiny: Path):
+    pr = Predictor(tiny)
+    x = torch.zeros(3, 8, 64, 64)
+    with pytest.raises(ValueError, match="unknown method"):
+        explain(pr.model, x, "lime")
+    with pytest.raises(ValueError, match="stage"):
+        explain(pr.model, x, "gradcam", stage="conv9")
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped model not present yet")
+def test_shipped_model_masking_the_mover_loses_confidence(tmp_path: Path):
+    pr = Predictor(SHIPPED)
+    size = max(64, pr.size)
+    frames = moving_square(n=48, size=size, dx=max(2, size // 24))
+    v = write_video(tmp_path / "m.mp4", frames, fps=15)
+    x = pr.clips(v)
+    p = pr.probs(x)[0]
+    top = int(p.argmax())
+    e = explain(pr.model, x[0], "saliency", target=top)
+    masked = x.clone()
+    thr = np.quantile(e.heat, 0.9)               # hide the 10% most salient voxels
+    m = torch.from_numpy(e.heat >= thr)[None, None].expand_as(masked)
+    masked[m] = 0.0
+    rnd = x.clone()                               # the same amount hidden at random
+    g = torch.Generator().manual_seed(0)
+    r = (torch.rand(e.heat.shape, generator=g) < m[0, 0].float().mean())[None, None].expand_as(rnd)
+    rnd[r] = 0.0
+    p_masked = pr.probs(masked)[0, top]
+    p_random = pr.probs(rnd)[0, top]
+    assert p_masked < p[top] and p_masked < p_random
