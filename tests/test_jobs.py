@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow
 def dataset(tmp_path_factory) -> Path:
     """One tiny synthetic video dataset shared by every test here."""
     out = tmp_path_factory.mktemp("synth") / "data"
-    subprocess.run([sys.executable, "-m", "backend.synth", "--out", str(out), "--per-class", "3",
-                    "--seed", "0", "--size", "32", "--frames", "8"], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-m", "backend.synth", "--out", str(out), "--per-class", "2",
+                    "--splits", "train=0.5,val=0.5", "--seed", "0", "--size", "32", "--frames", "8"], cwd=REPO, check=True,
                    env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, timeout=300)
     return out
 
