@@ -1,0 +1,126 @@
+"""Video-level evaluation (paper §4.1 "Testing"): N centre-crop clips spread uniformly over each
+video, softmax averaged over the clips -> video@1 / video@5; every clip also counts on its own
+for clip loss and clip@1.
+
+    python -m backend.evaluate CKPT DATA [--clips 10] [--json]
+
+``DATA`` is a ``<class>/<video>`` folder (e.g. a synth ``test`` split) or a CSV list.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from backend.datasets import DatasetError, VideoDataset, VideoItem, collate_skip, read_csv, scan_folder
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, *,
+             amp_dtype: torch.dtype | None = None, distributed: bool = False) -> dict[str, float]:
+    """Metrics over a loader of ``(clips (B, N, 3, T, S, S), labels (B,), n_bad)`` batches.
+
+    With ``distributed`` the sums are all-reduced, so every rank returns the same figures for
+    its shard of videos.
+    """
+    was_training = model.training
+    model.eval()
+    # loss_sum, clip_correct, clips, video_top1, video_top5, videos, bad
+    s = torch.zeros(7, dtype=torch.float64)
+    for x, y, bad in loader:
+        s[6] += bad
+        if x is None:
+            continue
+        b, n = x.shape[:2]
+        x = x.flatten(0, 1).to(device, non_blocking=True).contiguous(
+            memory_format=torch.channels_last_3d)
+        y = y.to(device)
+        ctx = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+               else contextlib.nullcontext())
+        with ctx:
+            logits = model(x)
+        logits = logits.float()
+        yc = y.repeat_interleave(n)
+        s[0] += F.cross_entropy(logits, yc, reduction="sum").item()
+        s[1] += (logits.argmax(1) == yc).sum().item()
+        s[2] += b * n
+        prob = logits.softmax(1).view(b, n, -1).mean(1)            # average the clip softmaxes
+        top = prob.topk(min(5, prob.shape[1]), dim=1).indices
+        s[3] += (top[:, 0] == y).sum().item()
+        s[4] += (top == y[:, None]).any(1).sum().item()
+        s[5] += b
+    if distributed:
+        dist.all_reduce(s)
+    model.train(was_training)
+    clips, videos = max(s[2].item(), 1.0), max(s[5].item(), 1.0)
+    return {"loss": s[0].item() / clips, "clip_top1": s[1].item() / clips,
+            "video_top1": s[3].item() / videos, "video_top5": s[4].item() / videos,
+            "videos": s[5].item(), "bad_videos": s[6].item()}
+
+
+def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
+                 videos_per_batch: int = 1, workers: int = 0) -> DataLoader:
+    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips)
+    return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
+                      collate_fn=collate_skip)
+
+
+def _items(data: Path, classes: list[str]) -> list[VideoItem]:
+    if data.is_file():
+        _, by_split = read_csv(data, classes=classes)
+        return [it for s in by_split.values() for it in s]
+    return scan_folder(data, classes)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from backend.checkpoint import CheckpointError, load_checkpoint
+    p = argparse.ArgumentParser(prog="python -m backend.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("data", help="<class>/<video> folder or CSV list")
+    p.add_argument("--clips", type=int, default=10, help="clips per video (paper: 10)")
+    p.add_argument("--frames", type=int, help="default: the checkpoint's training config")
+    p.add_argument("--rate", type=int)
+    p.add_argument("--size", type=int)
+    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    try:
+        model, spec, classes, ckpt = load_checkpoint(a.checkpoint)
+        cfg: dict[str, Any] = ckpt.get("config", {})
+        frames = a.frames or cfg.get("frames", spec.frames)
+        rate = a.rate or cfg.get("rate", 2)
+        size = a.size or cfg.get("size", spec.height)
+        items = _items(Path(a.data), classes)
+        if not items:
+            raise DatasetError(f"no videos in {a.data}")
+        model = model.to(memory_format=torch.channels_last_3d)
+        m = evaluate(model, video_loader(items, frames=frames, rate=rate, size=size,
+                                         num_clips=a.clips), torch.device("cpu"))
+    except (CheckpointError, DatasetError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if a.json:
+        print(json.dumps(m))
+    else:
+        print(f"{int(m['videos'])} videos, {a.clips} clips each ({frames}x{size}x{size}, rate {rate})")
+        for k in ("video_top1", "video_top5", "clip_top1", "loss"):
+            print(f"  {k:<11} {m[k]:.4f}")
+        if m["bad_videos"]:
+            print(f"  skipped {int(m['bad_videos'])} unreadable video(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,508 @@
+"""Train a 3D ResNet / CSN on videos with the paper's recipe (§4.1), scaled to the data.
+
+    python -m backend.train --arch ir-csn-26 --data DIR_OR_CSV --out RUN_DIR [options]
+    torchrun --nproc_per_node=2 -m backend.train ...      # DistributedDataParallel
+
+Recipe: SGD (momentum 0.9, weight decay 1e-4), linear warm-up for 10/45 of the epochs then a
+half-cosine, stepped every iteration; clips of T=8 frames taking every 2nd frame; short side
+jittered in [8/7, 10/7] x crop (256-320 for 224), random crop; validation with 10 centre
+clips per video and averaged softmax (video@1, video@5). The learning rate defaults to the
+paper's 0.01 per 8 clips, scaled linearly with the global batch.
+
+Outputs (docs/contracts.md): ``RUN_DIR/metrics.jsonl`` (one event per line, flushed),
+``RUN_DIR/checkpoints/epoch_XXXX.pt`` (atomic, last K kept), ``RUN_DIR/config.json``.
+``--resume`` continues from the newest checkpoint and reproduces the metrics an
+uninterrupted run would have had: the data order and jitter depend only on (seed, epoch,
+index), and model, optimiser, scheduler and RNG states are restored.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from backend.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
+                                read_checkpoint, rng_state, save_atomic, set_rng_state)
+from backend.csn import ArchSpec, SpecError, build_model, preset
+from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
+                              load_splits)
+from backend.evaluate import evaluate, video_loader
+
+log = logging.getLogger("backend.train")
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train, on what, where -------------------------------------------------------
+    arch: str | None = "ir-csn-26"  # preset name, spec .json file, or inline JSON; None with
+                                    # finetune_from = the checkpoint's architecture
+    data: str = ""                  # folder (root/train, root/val or root/<class>) or CSV list
+    out: str = "runs/run"           # RUN_DIR: metrics.jsonl, config.json, checkpoints/
+    val_data: str | None = None     # explicit validation folder / CSV
+    val_fraction: float = 0.1       # held out of train when the data has no val split
+    video_root: str | None = None   # CSV lists: where the files are (default: the CSV's folder)
+    # --- clips (paper §4.1) ------------------------------------------------------------------
+    frames: int = 8                 # T
+    rate: int = 2                   # take every rate-th frame (30 fps -> 15 fps)
+    size: int = 112                 # crop S x S (paper: 224)
+    scale_min: int | None = None    # short side jitter; None: round(size * 8/7) (256 for 224)
+    scale_max: int | None = None    # None: round(size * 10/7) (320 for 224)
+    # --- optimisation (paper §4.1) -------------------------------------------------------------
+    epochs: int = 45
+    batch_size: int = 8             # clips per process (paper: 8 per GPU)
+    lr: float | None = None         # None: 0.01 * global batch / 8 (paper: 0.01 per 8-clip GPU)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float | None = None  # None: epochs * 10/45 (paper: 10 of 45)
+    warmup_start: float = 0.1       # warm-up starts at lr * warmup_start
+    label_smoothing: float = 0.0
+    amp: str = "none"               # none | bf16 | fp16 (fp16 uses a GradScaler)
+    max_steps_per_epoch: int | None = None  # cap iterations per epoch (tiny runs, smoke tests)
+    # --- evaluation --------------------------------------------------------------------------
+    eval_clips: int = 10            # clips per validation video (paper: 10)
+    # --- run -----------------------------------------------------------------------------------
+    threads: int | None = None      # torch.set_num_threads; None: cpu_count / processes
+    workers: int = 2                # DataLoader worker processes (0: decode in the main process)
+    prefetch: int = 2               # batches prefetched per worker
+    keep_last: int = 3              # checkpoints kept (0: all)
+    resume: bool = False            # continue from RUN_DIR's newest checkpoint
+    finetune_from: str | None = None  # start from these weights; a new head if classes differ
+    seed: int = 0
+    device: str = "auto"            # auto | cpu | cuda
+    log_every: int = 10             # a "step" event every N iterations (and the last one)
+    progress: bool | None = None    # tqdm bar; None: when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("frames", "rate", "size", "epochs", "batch_size", "eval_clips", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+
+# --- architecture ------------------------------------------------------------------------------
+def resolve_arch(arch: str, *, num_classes: int, frames: int, size: int) -> ArchSpec:
+    """A preset name, a spec JSON file or inline JSON -> validated spec for this data/clip."""
+    arch = arch.strip()
+    if arch.startswith("{"):
+        try:
+            spec = ArchSpec.from_json(arch)
+        except json.JSONDecodeError as e:
+            raise SpecError("", f"--arch is not valid JSON: {e}") from None
+    elif arch.endswith(".json") or os.path.sep in arch:
+        p = Path(arch)
+        if not p.is_file():
+            raise SpecError("", f"spec file {p} does not exist")
+        try:
+            spec = ArchSpec.from_json(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise SpecError("", f"{p} is not valid JSON: {e}") from None
+    else:
+        spec = preset(arch)
+    spec = replace(spec, num_classes=num_classes, frames=frames, height=size, width=size)
+    return spec.validate()
+
+
+# --- distributed ---------------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owned: bool = False  # we initialised the process group (and destroy it at the end)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def on(self) -> bool:
+        return self.world > 1
+
+
+def _init_dist(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+        owned = True
+    else:
+        owned = False
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owned)
+
+
+def _pick_device(want: str, local_rank: int) -> torch.device:
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("device cuda requested but no CUDA GPU is available")
+        dev = torch.device(want if ":" in want else f"cuda:{local_rank}")
+        torch.cuda.set_device(dev)
+        return dev
+    return torch.device("cpu")
+
+
+# --- events ----------------------------------------------------------------------------------------
+class EventLog:
+    """Events to ``metrics.jsonl`` (appended, flushed per line) and the callback; rank 0 only."""
+
+    def __init__(self, path: Path | None, callback: Callback | None, total_steps: int,
+                 total_epochs: int):
+        self.path, self.callback = path, callback
+        self.total_steps, self.total_epochs = total_steps, total_epochs
+
+    def emit(self, event: str, *, epoch: int, step: int, split: str = "train",
+             metrics: dict[str, float] | None = None, **extra: Any) -> dict[str, Any]:
+        rec = {"event": event, "epoch": epoch, "step": step, "total_steps": self.total_steps,
+               "total_epochs": self.total_epochs, "split": split,
+               "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+               "time": time.time(), **extra}
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+        if self.callback is not None:
+            self.callback(rec)
+        return rec
+
+
+# --- the run ---------------------------------------------------------------------------------------
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # decoding + resizing; the main process owns the cores
+
+
+def _finetune_load(model: nn.Module, path: str) -> dict[str, int]:
+    """Load every weight whose name and shape match; the head may differ (new classes)."""
+    ckpt = read_checkpoint(path)
+    own = model.state_dict()
+    take = {k: v for k, v in ckpt["model"].items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in take and not k.startswith("head.")]
+    if missing:
+        raise CheckpointError(f"{path}: architecture differs from --arch beyond the "
+                              f"classifier (e.g. {missing[:3]})")
+    model.load_state_dict(take, strict=False)
+    return {"loaded": len(take), "new": len(own) - len(take)}
+
+
+def _build_scheduler(opt: torch.optim.Optimizer, total: int, warmup: int, start: float):
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warmup))
+    if warmup <= 0:
+        return cos
+    lin = torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, end_factor=1.0,
+                                            total_iters=warmup)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [lin, cos], milestones=[warmup])
+
+
+def _state_digest(model: nn.Module) -> float:
+    """A cheap fingerprint of all weights and buffers (used to compare DDP ranks)."""
+    return float(sum(v.double().sum().item() * (i + 1)
+                     for i, v in enumerate(model.state_dict().values()) if v.is_floating_point()))
+
+
+def train(cfg: TrainConfig, callback: Callback | None = None) -> dict[str, Any]:
+    """Run training; returns ``{"metrics", "epoch", "checkpoint", "model", "classes", "spec"}``.
+
+    Raises DatasetError / SpecError / CheckpointError / ValueError with a message for people.
+    """
+    d = _init_dist("cuda" if cfg.device.startswith("cuda") or
+                   (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    try:
+        return _train(cfg, callback, d)
+    finally:
+        if d.owned and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, Any]:
+    t_start = time.time()
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
+    device = _pick_device(cfg.device, d.local_rank)
+    out = Path(cfg.out)
+    if not cfg.data:
+        raise DatasetError("no data given (--data DIR_OR_CSV)")
+    splits: Splits = load_splits(cfg.data, val_data=cfg.val_data, val_fraction=cfg.val_fraction,
+                                 seed=cfg.seed, video_root=cfg.video_root)
+
+    # -- model -------------------------------------------------------------------------------
+    resume_from = latest_checkpoint(out) if cfg.resume else None
+    ckpt = read_checkpoint(resume_from) if resume_from is not None else None
+    if ckpt is not None:
+        spec = ArchSpec.from_dict(ckpt["spec"])
+        if list(ckpt["classes"]) != splits.classes:
+            raise DatasetError(f"cannot resume: the data's classes differ from {resume_from}'s")
+    elif cfg.arch:
+        spec = resolve_arch(cfg.arch, num_classes=len(splits.classes), frames=cfg.frames,
+                            size=cfg.size)
+    elif cfg.finetune_from:
+        base = ArchSpec.from_dict(read_checkpoint(cfg.finetune_from)["spec"])
+        spec = replace(base, num_classes=len(splits.classes), frames=cfg.frames,
+                       height=cfg.size, width=cfg.size).validate()
+    else:
+        raise SpecError("", "no architecture given (--arch PRESET_OR_SPEC_JSON)")
+    _seed_everything(cfg.seed)
+    model = build_model(spec)
+    finetuned = None
+    if cfg.finetune_from and ckpt is None:
+        finetuned = _finetune_load(model, cfg.finetune_from)
+    model = model.to(device, memory_format=torch.channels_last_3d)
+
+    # -- data ----------------------------------------------------------------------------------
+    scale = (cfg.scale_min or round(cfg.size * 8 / 7), cfg.scale_max or round(cfg.size * 10 / 7))
+    if scale[0] > scale[1]:
+        raise ValueError(f"scale-min {scale[0]} > scale-max {scale[1]}")
+    train_ds = ClipDataset(splits.train, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
+                           scale=scale, train=True)
+    sampler = SeededSampler(train_ds, seed=cfg.seed, num_replicas=d.world, rank=d.rank)
+    loader_kw: dict[str, Any] = {}
+    if cfg.workers > 0:
+        loader_kw = dict(persistent_workers=True, prefetch_factor=cfg.prefetch,
+                         worker_init_fn=_worker_init)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                              num_workers=cfg.workers, collate_fn=collate_skip,
+                              pin_memory=device.type == "cuda", **loader_kw)
+    val_items = splits.val[d.rank::d.world]
+    val_loader = video_loader(val_items, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
+                              num_clips=cfg.eval_clips,
+                              videos_per_batch=max(1, cfg.batch_size // cfg.eval_clips),
+                              workers=min(cfg.workers, 1)) if splits.val else None
+    steps = len(train_loader)
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    total_steps = steps * cfg.epochs
+
+    # -- optimisation --------------------------------------------------------------------------
+    lr = cfg.lr if cfg.lr is not None else 0.01 * cfg.batch_size * d.world / 8
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else cfg.epochs * 10 / 45
+    sched = _build_scheduler(opt, total_steps, round(warmup_epochs * steps), cfg.warmup_start)
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    start_epoch = 1
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch = int(ckpt["epoch"]) + 1
+    net: nn.Module = model
+    if d.on:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    config_dict = {**asdict(cfg), "lr": lr, "warmup_epochs": warmup_epochs,
+                   "scale_min": scale[0], "scale_max": scale[1], "world_size": d.world}
+    events = EventLog(out / "metrics.jsonl" if d.main else None, callback if d.main else None,
+                      total_steps, cfg.epochs)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(
+            {"config": config_dict, "spec": spec.to_dict(), "classes": splits.classes}, indent=2))
+    step = (start_epoch - 1) * steps
+    events.emit("start", epoch=start_epoch - 1, step=step, classes=splits.classes,
+                spec=spec.to_dict(), config=config_dict, data=splits.source,
+                train_videos=len(splits.train), val_videos=len(splits.val), device=str(device),
+                world_size=d.world, resumed_from=str(resume_from) if resume_from else None,
+                finetuned=finetuned)
+    show_bar = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+    last_metrics: dict[str, float] = {}
+    last_ckpt: Path | None = resume_from
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        sampler.set_epoch(epoch)
+        net.train()
+        sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, clips, bad
+        t0, seen = time.time(), 0
+        bar = None
+        if show_bar and d.main:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
+        for i, (x, y, bad) in enumerate(train_loader):
+            if i >= steps:
+                break
+            sums[3] += bad
+            if x is not None:
+                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d)
+                y = y.to(device, non_blocking=True)
+                with autocast():
+                    logits = net(x)
+                    loss = criterion(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch} step "
+                                             f"{step + 1}; lower --lr")
+                n = y.numel()
+                correct = (logits.argmax(1) == y).sum().item()
+                sums += torch.tensor([loss.item() * n, correct, n, 0], dtype=torch.float64)
+                seen += n
+            elif d.on:
+                raise DatasetError("a whole batch of unreadable videos under DDP; fix the data")
+            sched.step()
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.3f}")
+            if step % cfg.log_every == 0 or i == steps - 1:
+                events.emit("step", epoch=epoch, step=step, metrics={
+                    "loss": loss.item() if x is not None else float("nan"),
+                    "lr": opt.param_groups[0]["lr"],
+                    "clips_per_s": seen * d.world / max(time.time() - t0, 1e-9)})
+        if bar is not None:
+            bar.close()
+        if d.on:
+            dist.all_reduce(sums)
+            for b in model.buffers():  # BN statistics: rank 0's are the model's
+                dist.broadcast(b, 0)
+        train_m = {"loss": sums[0].item() / max(sums[2].item(), 1),
+                   "clip_top1": sums[1].item() / max(sums[2].item(), 1),
+                   "bad_videos": sums[3].item(), "epoch_time_s": time.time() - t0,
+                   "clips_per_s": sums[2].item() / max(time.time() - t0, 1e-9)}
+        events.emit("epoch", epoch=epoch, step=step, split="train", metrics=train_m)
+        last_metrics = {f"train_{k}": v for k, v in train_m.items()}
+        if val_loader is not None:
+            val_m = evaluate(model, val_loader, device, amp_dtype=amp_dtype, distributed=d.on)
+            events.emit("epoch", epoch=epoch, step=step, split="val", metrics=val_m)
+            last_metrics.update({f"val_{k}": v for k, v in val_m.items()})
+        if d.main:
+            path = checkpoint_path(out, epoch)
+            save_atomic({"format": FORMAT, "model": model.state_dict(),
+                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
+                         "rng": rng_state(), "spec": spec.to_dict(), "classes": splits.classes,
+                         "config": config_dict, "metrics": last_metrics}, path)
+            last_ckpt = path
+            removed = prune(out, cfg.keep_last)
+            events.emit("checkpoint", epoch=epoch, step=step, path=str(path),
+                        removed=[str(p) for p in removed])
+        if d.on:
+            dist.barrier()
+    events.emit("end", epoch=cfg.epochs, step=step, metrics=last_metrics, status="ok",
+                checkpoint=str(last_ckpt) if last_ckpt else None,
+                wall_time_s=time.time() - t_start)
+    return {"metrics": last_metrics, "epoch": cfg.epochs, "checkpoint": last_ckpt,
+            "model": model, "spec": spec, "classes": splits.classes,
+            "digest": _state_digest(model), "rank": d.rank}
+
+
+# --- command line --------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # the contract: last stderr line "error: ..."
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _opt_int(s: str) -> int | None:
+    return None if s.lower() in ("none", "auto", "") else int(s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m backend.train", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    c = TrainConfig()
+    a = p.add_argument
+    a("--arch", default=None, help="preset (ir-csn-26, ...), spec .json file or inline JSON")
+    a("--data", required=True, help="folder (root/train[, root/val] or root/<class>) or CSV list")
+    a("--out", required=True, help="run directory")
+    a("--val-data", default=None, help="validation folder or CSV (default: data's val split)")
+    a("--val-fraction", type=float, default=c.val_fraction)
+    a("--video-root", default=None, help="CSV lists: folder of the video files")
+    a("--epochs", type=int, default=c.epochs)
+    a("--batch-size", type=int, default=c.batch_size)
+    a("--lr", type=float, default=None, help="default: 0.01 x global batch / 8")
+    a("--momentum", type=float, default=c.momentum)
+    a("--weight-decay", type=float, default=c.weight_decay)
+    a("--warmup-epochs", type=float, default=None, help="default: epochs x 10/45")
+    a("--warmup-start", type=float, default=c.warmup_start)
+    a("--frames", type=int, default=c.frames)
+    a("--rate", type=int, default=c.rate)
+    a("--size", type=int, default=c.size)
+    a("--scale-min", type=int, default=None)
+    a("--scale-max", type=int, default=None)
+    a("--label-smoothing", type=float, default=c.label_smoothing)
+    a("--amp", choices=("none", "bf16", "fp16"), default=c.amp)
+    a("--threads", type=_opt_int, default=None)
+    a("--workers", type=int, default=c.workers)
+    a("--prefetch", type=int, default=c.prefetch)
+    a("--eval-clips", type=int, default=c.eval_clips)
+    a("--keep-last", type=int, default=c.keep_last)
+    a("--resume", action="store_true")
+    a("--finetune-from", default=None, metavar="CKPT")
+    a("--seed", type=int, default=c.seed)
+    a("--device", default=c.device, help="auto | cpu | cuda")
+    a("--max-steps-per-epoch", type=_opt_int, default=None)
+    a("--log-every", type=int, default=c.log_every)
+    a("--progress", action=argparse.BooleanOptionalAction, default=None)
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> TrainConfig:
+    ns = vars(build_parser().parse_args(argv))
+    names = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in ns.items() if k in names})
+    if cfg.arch is None and not cfg.finetune_from and not cfg.resume:
+        raise ValueError("--arch is required (or --finetune-from / --resume)")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config_from_args(argv)
+        result = train(cfg)
+    except (DatasetError, SpecError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last line must still say what happened
+        traceback.print_exc()
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    if result["rank"] == 0:
+        m = result["metrics"]
+        print(json.dumps({"checkpoint": str(result["checkpoint"]), **m}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Datasets: layouts, CSV lists, splits, samples, bad videos, the seeded sampler."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from backend.datasets import (ClipDataset, DatasetError, SeededSampler, VideoDataset, collate_skip,
+                              kinetics_filename, load_splits, read_classes, read_csv, scan_folder,
+                              split_items)
+from motion_data import CLASSES, make_dataset, motion_video
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("motion"), per_class=3, val_per_class=1)
+
+
+def test_train_val_layout_uses_classes_file(data: Path):
+    (data / "classes.txt").write_text("up\nleft\nright\n")  # order differs from sorted folders
+    try:
+        s = load_splits(data)
+        assert s.classes == ["up", "left", "right"]
+        assert len(s.train) == 9 and len(s.val) == 3
+        for it in s.train + s.val:
+            assert Path(it.path).parent.name == s.classes[it.label]
+    finally:
+        (data / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
+
+
+def test_folder_per_class_split_is_stratified_and_seeded(data: Path):
+    s1 = load_splits(data / "train", val_fraction=0.34, seed=1)
+    s2 = load_splits(data / "train", val_fraction=0.34, seed=1)
+    assert s1.classes == sorted(CLASSES)
+    assert s1.train == s2.train and s1.val == s2.val
+    assert {it.path for it in s1.train}.isdisjoint({it.path for it in s1.val})
+    assert sorted(it.label for it in s1.val) == [0, 1, 2]          # one per class
+    assert len(s1.train) + len(s1.val) == 9
+    with pytest.raises(DatasetError, match="val fraction"):
+        split_items(s1.train, 1.5, 0)
+
+
+def test_csv_path_label_with_split_and_indices(data: Path, tmp_path: Path):
+    _, items = scan_folder(data / "train")
+    lines = ["path,label,split"]
+    for it in items:
+        rel = Path(it.path).relative_to(data)
+        lines.append(f"{rel},{CLASSES[it.label] if it.label else 0},train")
+    lines.append(f"{Path(items[0].path)},left,validate")                # absolute path, alias
+    csv = data / "list.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    s = load_splits(csv)
+    assert s.classes == list(CLASSES)                                # from classes.txt
+    assert len(s.train) == 9 and len(s.val) == 1
+    assert all(Path(it.path).is_file() for it in s.train)
+    assert sorted(it.label for it in s.train) == sorted(it.label for it in items)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nx.mp4,nosuchclass\n")
+    with pytest.raises(DatasetError, match="nosuchclass"):
+        read_csv(bad, classes=list(CLASSES))
+
+
+def test_kinetics_csv_finds_files_flat_and_in_label_folders(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    name_a = kinetics_filename("abc123", 5, 15)
+    name_b = kinetics_filename("xyz789", "30.0", "40.0")
+    assert name_a == "abc123_000005_000015.mp4" and name_b == "xyz789_000030_000040.mp4"
+    motion_video(tmp_path / name_a, "left", rng)
+    (tmp_path / "right").mkdir()
+    motion_video(tmp_path / "right" / name_b, "right", rng)
+    csv = tmp_path / "kinetics_train.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\n"
+                   "left,abc123,5,15,train\nright,xyz789,30,40,train\n")
+    classes, by_split = read_csv(csv)
+    assert classes == ["left", "right"]
+    assert [Path(it.path) for it in by_split["train"]] == [tmp_path / name_a,
+                                                          tmp_path / "right" / name_b]
+
+
+def test_missing_and_empty_data_raise_clear_errors(tmp_path: Path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_splits(tmp_path / "nope")
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "b").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no training videos"):
+        load_splits(tmp_path / "empty")
+    (tmp_path / "c.txt").write_text("a\na\n")
+    with pytest.raises(DatasetError, match="duplicate"):
+        read_classes(tmp_path / "c.txt")
+
+
+def test_clip_dataset_is_a_function_of_index_and_seed(data: Path):
+    s = load_splits(data)
+    ds = ClipDataset(s.train, frames=8, rate=2, size=24)
+    a, ya = ds[(0, 123)]
+    b, _ = ds[(0, 123)]
+    c, _ = ds[(0, 456)]
+    assert a.shape == (3, 8, 24, 24) and a.dtype == torch.float32
+    assert ya == s.train[0].label
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    v = VideoDataset(s.val, frames=8, rate=2, size=24, num_clips=3)
+    clips, y = v[0]
+    assert clips.shape == (3, 3, 8, 24, 24) and y == s.val[0].label
+
+
+def test_bad_videos_are_skipped_logged_and_counted(data: Path, tmp_path: Path, caplog):
+    s = load_splits(data)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    items = s.train[:3] + [type(s.train[0])(str(broken), 0),
+                           type(s.train[0])(str(tmp_path / "gone.mp4"), 1)]
+    ds = ClipDataset(items, frames=8, rate=2, size=24)
+    with caplog.at_level(logging.WARNING, logger="backend.datasets"):
+        batches = list(DataLoader(ds, batch_size=5, sampler=SeededSampler(ds, seed=0),
+                                  collate_fn=collate_skip))
+    (x, y, bad), = batches
+    assert bad == 2 and x.shape[0] == 3 and y.shape == (3,)
+    assert "broken.mp4" in caplog.text and "gone.mp4" in caplog.text
+    assert collate_skip([None, None]) == (None, None, 2)
+
+
+def test_seeded_sampler_depends_only_on_seed_epoch_and_shards(data: Path):
+    ds = ClipDataset(load_splits(data).train)
+    a, b = SeededSampler(ds, seed=3), SeededSampler(ds, seed=3)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    b.set_epoch(2)
+    assert list(a) != list(b)
+    r0, r1 = (SeededSampler(ds, seed=3, num_replicas=2, rank=r) for r in (0, 1))
+    i0, i1 = {i for i, _ in r0}, {i for i, _ in r1}
+    assert len(r0) == len(r1) == 5 and i0 | i1 == set(range(9))

@@ -1,0 +1,245 @@
+"""The trainer: real (tiny) training runs on real motion videos."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from backend import checkpoint as ck
+from backend.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_atomic
+from backend.train import TrainConfig, main, train
+from motion_data import TINY_SPEC, make_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS = 8  # 3 steps each: 24 training videos, batch 8
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("motion"), per_class=8, val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("spec") / "tiny.json"
+    p.write_text(json.dumps(TINY_SPEC))
+    return p
+
+
+def cfg_for(data: Path, spec_file: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(arch=str(spec_file), data=str(data), out=str(out), epochs=3, batch_size=8,
+                frames=8, rate=2, size=32, scale_min=32, scale_max=32, lr=0.1,
+                warmup_epochs=1, threads=1, workers=0, eval_clips=2, log_every=1, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def read_events(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def epoch_metrics(events: list[dict], split: str) -> dict[int, dict]:
+    return {e["epoch"]: e["metrics"] for e in events if e["event"] == "epoch" and e["split"] == split}
+
+
+@pytest.fixture(scope="module")
+def run6(data, spec_file, tmp_path_factory):
+    """One uninterrupted run, shared by several tests."""
+    out = tmp_path_factory.mktemp("run6")
+    seen: list[dict] = []
+    result = train(cfg_for(data, spec_file, out, epochs=EPOCHS, keep_last=2), callback=seen.append)
+    return out, result, seen
+
+
+def test_loss_decreases_and_events_follow_the_contract(run6):
+    out, result, seen = run6
+    events = read_events(out)
+    assert [e["event"] for e in events] == [e["event"] for e in seen]   # callback == file
+    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    for e in events:
+        assert {"event", "epoch", "step", "total_steps", "total_epochs", "split", "metrics",
+                "time"} <= set(e)
+        assert e["total_epochs"] == EPOCHS and e["total_steps"] == 3 * EPOCHS
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 3 * EPOCHS + 1))
+    train_m, val_m = epoch_metrics(events, "train"), epoch_metrics(events, "val")
+    assert sorted(train_m) == sorted(val_m) == list(range(1, EPOCHS + 1))
+    assert train_m[EPOCHS]["loss"] < train_m[1]["loss"] - 0.3
+    assert {"loss", "clip_top1", "video_top1", "video_top5"} <= set(val_m[EPOCHS])
+    assert val_m[EPOCHS]["videos"] == 6 and val_m[EPOCHS]["video_top5"] == 1.0   # 3 classes
+    # lr: linear warm-up over epoch 1 (3 iterations), then half-cosine to 0
+    lrs = [e["metrics"]["lr"] for e in steps]
+    assert lrs[0] < lrs[2] and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert max(lrs) == pytest.approx(0.1)
+    assert result["metrics"]["val_video_top1"] == val_m[EPOCHS]["video_top1"]
+
+
+def test_checkpoints_are_plain_dicts_and_last_k_kept(run6):
+    out, result, _ = run6
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["epoch_0007.pt", "epoch_0008.pt"]                 # keep_last=2, no .tmp
+    c = torch.load(out / "checkpoints" / "epoch_0008.pt", weights_only=True)
+    assert c["format"] == "csn-explorer/1" and c["epoch"] == EPOCHS
+    assert {"model", "optimizer", "scheduler", "rng", "spec", "classes", "config",
+            "metrics"} <= set(c)
+    assert c["classes"] == ["left", "right", "up"] and c["spec"]["num_classes"] == 3
+    assert c["config"]["frames"] == 8 and c["metrics"]["val_loss"] > 0
+    model, spec, classes, _ = load_checkpoint(out / "checkpoints" / "epoch_0008.pt")
+    x = torch.randn(2, 3, 8, 32, 32)
+    ref = result["model"].eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x))
+    assert spec.name == "tiny-ir-csn" and classes == ["left", "right", "up"]
+
+
+def test_resume_reproduces_the_next_epoch(data, spec_file, run6, tmp_path):
+    ref_out, ref, _ = run6
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_epoch_6(e):
+        if e["event"] == "checkpoint" and e["epoch"] == 6:
+            raise Crash
+
+    cfg = cfg_for(data, spec_file, tmp_path, epochs=EPOCHS, keep_last=2)
+    with pytest.raises(Crash):
+        train(cfg, callback=crash_after_epoch_6)
+    resumed = train(replace(cfg, resume=True))
+    ref_ev, ev = read_events(ref_out), read_events(tmp_path)
+    for split in ("train", "val"):
+        a, b = epoch_metrics(ref_ev, split), epoch_metrics(ev, split)
+        for epoch in (7, 8):
+            for k in ("loss", "clip_top1", "video_top1"):
+                if k in a[epoch]:
+                    assert b[epoch][k] == pytest.approx(a[epoch][k], rel=1e-6, abs=1e-9), (split, epoch, k)
+    sd_a, sd_b = ref["model"].state_dict(), resumed["model"].state_dict()
+    for k in sd_a:
+        torch.testing.assert_close(sd_b[k], sd_a[k], rtol=1e-5, atol=1e-6)
+    starts = [e for e in ev if e["event"] == "start"]
+    assert len(starts) == 2 and starts[1]["resumed_from"].endswith("epoch_0006.pt")
+
+
+def test_finetune_to_other_classes_keeps_the_body(data, spec_file, run6, tmp_path):
+    src = run6[0] / "checkpoints" / "epoch_0008.pt"
+    two = tmp_path / "two"
+    for split in ("train", "val"):
+        for c in ("left", "right"):
+            (two / split).mkdir(parents=True, exist_ok=True)
+            (two / split / c).symlink_to(data / split / c)
+    cfg = cfg_for(two, spec_file, tmp_path / "ft", arch=None, finetune_from=str(src), epochs=1,
+                  lr=0.0, warmup_epochs=0)
+    r = train(cfg)
+    body_src = read_checkpoint(src)["model"]
+    sd = r["model"].state_dict()
+    assert sd["head.fc.weight"].shape == (2, 32) and r["classes"] == ["left", "right"]
+    torch.testing.assert_close(sd["conv1.conv.weight"], body_src["conv1.conv.weight"])
+    torch.testing.assert_close(sd["conv5.0.conv_b.conv.weight"],
+                               body_src["conv5.0.conv_b.conv.weight"])
+    start = read_events(tmp_path / "ft")[0]
+    assert start["finetuned"]["new"] == 2                                # fc weight + bias
+
+
+def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "epoch_0001.pt"
+    save_atomic({"format": "csn-explorer/1", "v": torch.ones(3)}, path)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def disk_full(obj, f, *a, **kw):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="disk is full"):
+        save_atomic({"format": "csn-explorer/1", "v": torch.zeros(3)}, path)
+    monkeypatch.setattr(ck.torch, "save", real_save)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["epoch_0001.pt"]
+
+
+def test_loading_refuses_pickled_objects_and_foreign_files(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "csn-explorer/1", "model": {}, "obj": Path("x")}, evil)
+    with pytest.raises(CheckpointError, match="plain-data"):
+        read_checkpoint(evil)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(CheckpointError, match="not a CSN Explorer checkpoint"):
+        read_checkpoint(other)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "ir-csn-26", "--data", "{missing}"], "does not exist"),
+    (["--arch", "ir-csn-26", "--data", "{empty}"], "no training videos"),
+    (["--arch", "no-such-net", "--data", "{data}"], "unknown preset"),
+    (["--arch", '{"stages": [{"blocks": 1, "width": 30, "inner": 30, "block": "bottleneck-G", '
+      '"groups": 4}, {}, {}, {}]}', "--data", "{data}"], "not divisible by 4 groups"),
+    (["--data", "{data}", "--epochs", "0", "--arch", "ir-csn-26"], "epochs must be >= 1"),
+])
+def test_cli_errors_end_with_error_line(args, message, data, tmp_path, capsys):
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    fill = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "data": data}
+    argv = [a.format(**fill) if a.startswith("{") and a.endswith("}") and a[1:-1] in fill else a
+            for a in args] + ["--out", str(tmp_path / "run")]
+    assert main(argv) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+
+
+def test_cli_subprocess_exit_status_and_usage_error(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    p = subprocess.run([sys.executable, "-m", "backend.train", "--data", str(tmp_path / "x"),
+                        "--out", str(tmp_path / "r"), "--arch", "ir-csn-26", "--threads", "1"],
+                       capture_output=True, text=True, env=env, cwd=REPO)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1].startswith("error: data path")
+    p = subprocess.run([sys.executable, "-m", "backend.train", "--out", "r"],
+                       capture_output=True, text=True, env=env, cwd=REPO)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+TORCHRUN_SCRIPT = """
+import os, sys, torch
+torch.set_num_threads(1)
+from backend.train import TrainConfig, train
+cfg = TrainConfig(arch=sys.argv[1], data=sys.argv[2], out=sys.argv[3], epochs=2, batch_size=4,
+                  frames=8, size=32, scale_min=32, scale_max=32, lr=0.05, threads=1,
+                  workers=0, eval_clips=2, progress=False)
+r = train(cfg)
+torch.save(r["model"].state_dict(), os.path.join(sys.argv[3], f"rank{os.environ['RANK']}.pt"))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_end_with_identical_weights(data, spec_file, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    out = tmp_path / "run"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    p = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(script),
+                        str(spec_file), str(data), str(out)],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = torch.load(out / "rank0.pt", weights_only=True)
+    b = torch.load(out / "rank1.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    events = read_events(out)                                   # written by rank 0 only
+    assert sum(e["event"] == "start" for e in events) == 1
+    start = events[0]
+    assert start["world_size"] == 2 and start["total_steps"] == 2 * 3   # 24 clips / (2 x 4)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001.pt",
+                                                                      "epoch_0002.pt"]
