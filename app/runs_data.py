@@ -8,8 +8,8 @@ from typing import Any
 from backend.csn import ArchSpec, SpecError, count
 from backend.explore import stage_block_label
 
-STATUS_ICON = {"queued": "⏳", "running": "▶️", "succeeded": "✅", "failed": "❌",
-               "cancelled": "⏹️", "crashed": "💥"}
+STATUS_ICON = {"queued": "◷", "running": "▶", "succeeded": "✓", "failed": "✗",
+               "cancelled": "■", "crashed": "✗"}
 
 
 @lru_cache(maxsize=512)
@@ -35,7 +35,7 @@ def run_row(r: dict[str, Any]) -> dict[str, Any]:
     hp = r.get("hparams") or {}
     return {
         "id": r["id"], "name": r.get("name") or f"run {r['id']}",
-        "status": f"{STATUS_ICON.get(r['status'], '')} {r['status']}".strip(),
+        "status": r["status"],
         "progress": float(r.get("progress") or 0.0),
         "architecture": (r.get("spec") or {}).get("name", "?"), "block": block,
         "epochs": hp.get("epochs"), "batch": hp.get("batch_size"), "lr": hp.get("lr"),

@@ -245,3 +245,22 @@ def test_run_page_shows_curves_and_error(store):
     _page(at, "compare")
     assert len(at.get("plotly_chart")) >= 2  # Figures 6 and 7
     assert api.get_run(rid)["status"] == "failed"
+
+
+def test_train_page_generates_a_synthetic_dataset_and_enqueues_a_preset(store):
+    from jobs import api
+
+    at = _page(_app(), "train")
+    at.radio(key="train_src").set_value("Preset").run()
+    at.selectbox(key="train_preset").set_value("ip-csn-26").run()
+    at.number_input(key="synth_n").set_value(4).run()
+    at.number_input(key="synth_frames").set_value(16).run()
+    assert [b for b in at.button if b.label == "Enqueue run"][0].proto.disabled  # no data yet
+    [b for b in at.button if b.label == "Generate"][0].click().run(timeout=120)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    out = store / "var" / "datasets" / "synth-4-s0-64px-16f"
+    assert (out / "classes.txt").exists() and list((out / "train").rglob("*.mp4"))
+    assert any("Ready" in s.value for s in at.success)
+    [b for b in at.button if b.label == "Enqueue run"][0].click().run()
+    (r,) = api.list_runs()
+    assert r["spec"]["name"] == "ip-csn-26" and r["dataset"] == str(out)

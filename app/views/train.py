@@ -20,10 +20,11 @@ from db.config import data_dir  # noqa: E402  (db is there whenever jobs is)
 
 try:
     ws = api.worker_status()
-except Exception as e:  # a broken database URL, say: tell, do not crash
-    st.error(f"Cannot read the run database: {e}")
-    st.stop()
-if ws["alive"]:
+except Exception as e:  # a broken database, say: tell, do not crash
+    ws = {"alive": False, "error": str(e)}
+if ws.get("error"):
+    st.error(f"Cannot read the workers' status: {ws['error']}")
+elif ws["alive"]:
     st.success(f"A worker is running ({len(ws['workers'])} alive; {ws['queued']} queued, "
                f"{ws['running']} running).", icon=":material/check_circle:")
 else:
