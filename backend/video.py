@@ -186,8 +186,8 @@ class VideoReader:
             raise VideoTooLargeError(
                 f"{name}: {cc.width}x{cc.height} exceeds the limit of {limits.max_pixels / 1e6:.1f} megapixels"
             )
-        s.thread_type = "AUTO" if threads != 1 else "SLICE"
-        s.thread_count = threads
+        self._threads = threads
+        self._configure(s)
         tb = s.time_base
         self.start = float(s.start_time * tb) if s.start_time is not None else 0.0
         rate = s.average_rate or s.guessed_rate or s.base_rate
@@ -218,14 +218,30 @@ class VideoReader:
         self._cache: list[tuple[float, av.VideoFrame]] | None = None
         self._cache_frames = frames if cc.width * cc.height * 3 // 2 * frames <= self.CACHE_BYTES else 0
 
+    def _configure(self, s: av.video.stream.VideoStream) -> None:
+        s.thread_type = "AUTO" if self._threads != 1 else "SLICE"
+        s.thread_count = self._threads
+
+    def _rewind(self) -> None:
+        """Back to the start: seek, or reopen a container that cannot seek (raw streams)."""
+        try:
+            self.container.seek(0)
+        except av.error.FFmpegError:
+            index = self.stream.index
+            self.container.close()
+            self.container = av.open(str(self.path))
+            self.stream = next(st for st in self.container.streams.video if st.index == index)
+            self._configure(self.stream)
+
     def _demux_duration(self) -> float:
-        """Duration from packet timestamps, for streams whose headers do not say."""
-        end = 0.0
+        """Duration from packet timestamps (or count), for streams whose headers do not say."""
+        end, n = 0.0, 0
         for pkt in self.container.demux(self.stream):
+            n += pkt.size > 0
             if pkt.pts is not None:
                 end = max(end, float((pkt.pts + (pkt.duration or 0)) * self.stream.time_base) - self.start)
-        self.container.seek(0)
-        return end
+        self._rewind()
+        return end or n / (self.fps or 25.0)
 
     def _leading_frames(self, stop: int = 2) -> list[av.VideoFrame]:
         """Up to ``stop`` frames from the start (rotation; enough frames to make a clip)."""
@@ -242,7 +258,8 @@ class VideoReader:
         try:
             self.container.seek(int((t + self.start) / s.time_base), stream=s, backward=True, any_frame=False)
         except av.error.FFmpegError:
-            self.container.seek(0)  # not seekable by timestamp: decode from the start
+            self._rewind()  # not seekable by timestamp: decode from the start
+            s = self.stream
         last = None
         try:
             for frame in self.container.decode(s):

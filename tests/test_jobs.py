@@ -129,6 +129,15 @@ def test_cancel_running_run(dataset, consumers):
     r = api.get_run(rid)
     assert r["step"] < r["total_steps"] and r["error"] is None and r["finished_at"]
     assert w.proc.poll() is None
+    # a worker stopped with SIGTERM mid-run: its trainer is stopped and the run marked crashed
+    rid2 = api.enqueue_run(tiny_spec(num_classes(dataset)), str(dataset),
+                           {**TINY_HP, "epochs": 50, "max_steps_per_epoch": 20})
+    wait_for(lambda: api.get_run(rid2)["step"] >= 1, 90, "training steps", w.text)
+    pid2 = api.get_run(rid2)["pid"]
+    w.stop()
+    r = api.get_run(rid2)
+    assert r["status"] == "crashed" and "worker shut down" in r["error"], (r, w.text())
+    assert not pid_alive(pid2) and not api.worker_status()["alive"]
 
 
 def test_sigkill_worker_then_retry_resumes_without_losing_metrics(dataset, consumers):

@@ -267,3 +267,27 @@ def test_test_clips_and_train_clip(tmp_path):
     y = V.train_clip(p, V.ClipTransform(size=32, train=True), frames=8, rate=2, rng=np.random.default_rng(3))
     assert y.shape == (3, 8, 32, 32)
     assert torch.equal(y, V.train_clip(p, V.ClipTransform(size=32, train=True), rng=np.random.default_rng(3)))
+
+
+def test_raw_stream_without_timestamps(tmp_path, mode):
+    """A raw H.264 elementary stream cannot seek and has no timing: FFmpeg's 25 fps is assumed
+    (as ffmpeg does), and the reader reopens the file to rewind."""
+    src = write_video(tmp_path / "v.mp4", index_frames(60), fps=15)
+    raw = tmp_path / "v.h264"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-c", "copy", "-f", "h264", str(raw)], check=True)
+    info = V.probe(raw)
+    assert (info.fps, info.frames, info.duration_s) == (25.0, 60, pytest.approx(2.4))
+    with V.VideoReader(raw, threads=1) as r:
+        assert indices(r.clip(1.0, 8, 2)) == list(range(25, 41, 2))
+        assert indices(r.clip(0.2, 4, 1)) == [5, 6, 7, 8]
+        assert indices(r.clip(2.3, 4, 1)) == [57, 58, 59, 0]  # loops
+
+
+def test_error_cover_art_is_not_video(tmp_path):
+    """An mp3 with an embedded cover picture has a 'video' stream that is only a picture."""
+    png, mp3 = tmp_path / "cover.png", tmp_path / "song.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=red:s=32x32", "-frames:v", "1", str(png)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=1", "-i", str(png), "-map", "0", "-map", "1",
+                    "-c:v", "png", "-disposition:v", "attached_pic", str(mp3)], check=True)
+    with pytest.raises(V.NoVideoStreamError):
+        V.probe(mp3)
