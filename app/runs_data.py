@@ -1,8 +1,9 @@
 """Plain-data shaping of runs and metrics for the Runs, Run detail and Compare pages."""
 from __future__ import annotations
 
-from functools import lru_cache
 import json
+from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from backend.csn import ArchSpec, SpecError, count
@@ -13,13 +14,28 @@ STATUS_ICON = {"queued": "◷", "running": "▶", "succeeded": "✓", "failed": 
 
 
 @lru_cache(maxsize=512)
-def _cost(spec_json: str) -> tuple[float | None, float | None, str]:
+def _cost(spec_json: str, frames: int | None, size: int | None) -> tuple[float | None, float | None, str]:
+    """(G multiply-adds, G interactions, block label) at the training clip when it is countable."""
     try:
         spec = ArchSpec.from_json(spec_json)
-        t = count(spec).totals
-        return t.flops / 1e9, t.interactions / 1e9, stage_block_label(spec)
+        block = stage_block_label(spec)
     except (SpecError, TypeError, ValueError):
         return None, None, "invalid"
+    for s in ((replace(spec, frames=frames or spec.frames, height=size or spec.height,
+                       width=size or spec.width)), spec):
+        try:
+            t = count(s).totals
+            return t.flops / 1e9, t.interactions / 1e9, block
+        except (SpecError, TypeError, ValueError):
+            continue
+    return None, None, block
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def pct(v: float | None) -> float | None:
@@ -31,8 +47,9 @@ def pct(v: float | None) -> float | None:
 
 def run_row(r: dict[str, Any]) -> dict[str, Any]:
     """One table row: status, progress, architecture, key hparams, best val video@1, costs."""
-    flops, inter, block = _cost(json.dumps(r.get("spec") or {}, sort_keys=True))
     hp = r.get("hparams") or {}
+    flops, inter, block = _cost(json.dumps(r.get("spec") or {}, sort_keys=True),
+                                _int(hp.get("frames")), _int(hp.get("size")))
     return {
         "id": r["id"], "name": r.get("name") or f"run {r['id']}",
         "status": r["status"],

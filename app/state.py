@@ -61,10 +61,12 @@ DEFAULT_DEMO_URL = "http://127.0.0.1:7860"
 
 
 def demo_url() -> str:
-    """Where the Gradio demo listens (env CSN_DEMO_URL)."""
+    """Where the Gradio demo listens: env CSN_DEMO_URL, else 127.0.0.1 on CSN_DEMO_PORT (7860)."""
     import os
 
-    return os.environ.get("CSN_DEMO_URL", DEFAULT_DEMO_URL).rstrip("/")
+    port = os.environ.get("CSN_DEMO_PORT")
+    default = f"http://127.0.0.1:{port}" if port else DEFAULT_DEMO_URL
+    return (os.environ.get("CSN_DEMO_URL") or default).rstrip("/")
 
 
 def url_reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:

@@ -28,8 +28,8 @@ try:
     want = int(want) if want is not None else ids[0]
 except ValueError:
     want = ids[0]
-labels = {r["id"]: f"#{r['id']} {r.get('name') or (r.get('spec') or {}).get('name', '')} "
-          f"({r['status']})" for r in runs}
+labels = {r["id"]: f"#{r['id']} {r.get('name') or ''} ({(r.get('spec') or {}).get('name', '?')})"
+          for r in runs}
 rid = st.selectbox("Run", ids, index=ids.index(want) if want in ids else 0,
                    format_func=lambda i: labels[i], key="run_pick")
 st.query_params["run"] = str(rid)
@@ -52,9 +52,12 @@ def live(run_id: int) -> None:
                   f"{r['total_steps'] or '?'}")
     best = row["best val video@1 (%)"]
     c[1].metric("best val video@1", "—" if best is None else f"{best:.1f} %")
-    c[2].metric("multiply-adds", "—" if row["MAdds (G)"] is None else fmt_count(row["MAdds (G)"] * 1e9))
-    c[3].metric("interactions", "—" if row["interactions (G)"] is None
-                else fmt_count(row["interactions (G)"] * 1e9))
+    hp = r.get("hparams") or {}
+    at = f"one {hp.get('frames', '?')}×{hp.get('size', '?')}×{hp.get('size', '?')} clip (training)"
+    for col, label, key, what in ((c[2], "multiply-adds", "MAdds (G)", "paper FLOPs"),
+                                  (c[3], "interactions", "interactions (G)", "eq. 3 pairs")):
+        v = row[key]
+        col.metric(label, "—" if v is None else fmt_count(v * 1e9), help=f"{what} of {at}")
     b = st.columns([1, 1, 6])
     if r["status"] in ACTIVE and b[0].button("Cancel", icon=":material/stop:", key="cancel"):
         st.toast("Cancelling…" if api.cancel_run(run_id) else "The run had already finished.")

@@ -29,7 +29,8 @@ want_status = f1.multiselect("Status", statuses, key="runs_status", placeholder=
 want_block = f2.multiselect("Block type", blocks, key="runs_block", placeholder="all")
 shown = [r for r in rows if (not want_status or r["status"] in want_status)
          and (not want_block or r["block"] in want_block)]
-st.caption(f"{len(shown)} of {len(rows)} runs. Select a row to open it.")
+st.caption(f"{len(shown)} of {len(rows)} runs. Select a row to open it. Costs are per clip at "
+           "each run's training frames and crop size.")
 event = st.dataframe(
     shown, hide_index=True, width="stretch", key="runs_table", on_select="rerun",
     selection_mode="single-row",
