@@ -61,10 +61,12 @@ DEFAULT_DEMO_URL = "http://127.0.0.1:7860"
 
 
 def demo_url() -> str:
-    """Where the Gradio demo listens (env CSN_DEMO_URL)."""
+    """Where the Gradio demo listens: env CSN_DEMO_URL, else 127.0.0.1 on CSN_DEMO_PORT (7860)."""
     import os
 
-    return os.environ.get("CSN_DEMO_URL", DEFAULT_DEMO_URL).rstrip("/")
+    port = os.environ.get("CSN_DEMO_PORT")
+    default = f"http://127.0.0.1:{port}" if port else DEFAULT_DEMO_URL
+    return (os.environ.get("CSN_DEMO_URL") or default).rstrip("/")
 
 
 def url_reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:
@@ -79,3 +81,41 @@ def url_reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:
         return e.code < 500, f"HTTP {e.code}"
     except (OSError, ValueError) as e:
         return False, str(getattr(e, "reason", e))
+
+
+def synth_available() -> bool:
+    """Whether ``backend.synth`` (the generated motion dataset) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("backend.synth") is not None
+
+
+def generate_synth(out: str, per_class: int, seed: int, size: int, frames: int,
+                   timeout: float = 900) -> tuple[bool, str]:
+    """Run ``python -m backend.synth`` into ``out``; (ok, message for people)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "backend.synth", "--out", out, "--per-class", str(per_class),
+           "--seed", str(seed), "--size", str(size), "--frames", str(frames)]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"generation took longer than {timeout:.0f} s"
+    if p.returncode != 0:
+        lines = (p.stderr or p.stdout).strip().splitlines()
+        return False, lines[-1] if lines else f"exit status {p.returncode}"
+    return True, f"generated {out}"
+
+
+def spec_from_choice(kind: str, value: Any):
+    """An ArchSpec from the Train page's choice: ('builder', dict) | ('saved', dict) | ('preset', name)."""
+    from backend.csn import ArchSpec, preset
+
+    if kind == "preset":
+        return preset(value)
+    return ArchSpec.from_dict(value)

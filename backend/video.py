@@ -15,8 +15,8 @@ least 2 decodable frames; fewer raises :class:`TooFewFramesError`).
 
 from __future__ import annotations
 
-import math
 import os
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +155,8 @@ class VideoReader:
     1 decodes on the calling thread (best inside data-loader workers).
     """
 
+    CACHE_BYTES = 32 * 2**20  # a video this small is decoded once and kept for all its clips
+
     def __init__(self, path: str | os.PathLike, *, limits: Limits = DEFAULT_LIMITS, threads: int = 0):
         p = _check_path(path, limits)
         self.path = p
@@ -184,8 +186,8 @@ class VideoReader:
             raise VideoTooLargeError(
                 f"{name}: {cc.width}x{cc.height} exceeds the limit of {limits.max_pixels / 1e6:.1f} megapixels"
             )
-        s.thread_type = "AUTO" if threads != 1 else "SLICE"
-        s.thread_count = threads
+        self._threads = threads
+        self._configure(s)
         tb = s.time_base
         self.start = float(s.start_time * tb) if s.start_time is not None else 0.0
         rate = s.average_rate or s.guessed_rate or s.base_rate
@@ -213,15 +215,33 @@ class VideoReader:
         w, h = (cc.width, cc.height) if self.rotation % 180 == 0 else (cc.height, cc.width)
         self.info = VideoInfo(str(self.path), duration, self.fps, frames, w, h, self.rotation, cc.name, fmt)
         self.duration = duration
+        self._cache: list[tuple[float, av.VideoFrame]] | None = None
+        self._cache_frames = frames if cc.width * cc.height * 3 // 2 * frames <= self.CACHE_BYTES else 0
+
+    def _configure(self, s: av.video.stream.VideoStream) -> None:
+        s.thread_type = "AUTO" if self._threads != 1 else "SLICE"
+        s.thread_count = self._threads
+
+    def _rewind(self) -> None:
+        """Back to the start: seek, or reopen a container that cannot seek (raw streams)."""
+        try:
+            self.container.seek(0)
+        except av.error.FFmpegError:
+            index = self.stream.index
+            self.container.close()
+            self.container = av.open(str(self.path))
+            self.stream = next(st for st in self.container.streams.video if st.index == index)
+            self._configure(self.stream)
 
     def _demux_duration(self) -> float:
-        """Duration from packet timestamps, for streams whose headers do not say."""
-        end = 0.0
+        """Duration from packet timestamps (or count), for streams whose headers do not say."""
+        end, n = 0.0, 0
         for pkt in self.container.demux(self.stream):
+            n += pkt.size > 0
             if pkt.pts is not None:
                 end = max(end, float((pkt.pts + (pkt.duration or 0)) * self.stream.time_base) - self.start)
-        self.container.seek(0)
-        return end
+        self._rewind()
+        return end or n / (self.fps or 25.0)
 
     def _leading_frames(self, stop: int = 2) -> list[av.VideoFrame]:
         """Up to ``stop`` frames from the start (rotation; enough frames to make a clip)."""
@@ -238,7 +258,8 @@ class VideoReader:
         try:
             self.container.seek(int((t + self.start) / s.time_base), stream=s, backward=True, any_frame=False)
         except av.error.FFmpegError:
-            self.container.seek(0)  # not seekable by timestamp: decode from the start
+            self._rewind()  # not seekable by timestamp: decode from the start
+            s = self.stream
         last = None
         try:
             for frame in self.container.decode(s):
@@ -253,13 +274,24 @@ class VideoReader:
                 raise CorruptVideoError(f"{self.path.name}: the video data cannot be decoded ({e.strerror})") from e
             # a damaged tail: keep what decoded (the caller holds the last good frame)
 
+    def _frames_from(self, t: float, tol: float):
+        """(time, frame) from about ``t``: the cached frames of a small video, else a seek."""
+        if self._cache is None and self._cache_frames:
+            limit = 2 * self._cache_frames + 8  # the frame count is an estimate
+            frames = [x for _, x in zip(range(limit + 1), self._decode_from(0.0))]
+            self._cache, self._cache_frames = (frames, 0) if len(frames) <= limit else (None, 0)
+        if self._cache is None:
+            return self._decode_from(t)
+        i = bisect_right([ft for ft, _ in self._cache], t + tol) - 1
+        return iter(self._cache[max(i, 0) :])
+
     def _frames_at(self, times: list[float]) -> list[av.VideoFrame]:
         """The frame shown at each time (increasing); times past the last frame hold it."""
         tol = 0.25 / self.fps
         for t0 in [times[0], 0.0] if times[0] > 0 else [0.0]:
             out: list[av.VideoFrame] = []
             prev = None
-            for ft, frame in self._decode_from(t0):
+            for ft, frame in self._frames_from(t0, tol):
                 if prev is None and t0 > 0 and ft > times[0] + tol:
                     break  # the seek landed after the clip start: retry from the beginning
                 while len(out) < len(times) and ft > times[len(out)] + tol:

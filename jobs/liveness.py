@@ -123,15 +123,17 @@ def beat(stopped: bool = False) -> None:
     wid = worker_id()
 
     def up(s):
-        w = s.get(Worker, wid)
+        w = s.get(Worker, wid)  # holds the write lock from here: a late beat cannot undo "stopped"
+        gone = stopped or _stopping.is_set()
         if w is None:
-            s.add(Worker(id=wid, hostname=HOST, pid=os.getpid(), stopped=stopped))
+            s.add(Worker(id=wid, hostname=HOST, pid=os.getpid(), stopped=gone))
         else:
-            w.last_seen, w.stopped = utcnow(), stopped
+            w.last_seen, w.stopped = utcnow(), gone
     write(up)
 
 
 _started = threading.Lock()
+_stopping = threading.Event()
 _thread: threading.Thread | None = None
 
 
@@ -159,6 +161,7 @@ def start_heartbeat() -> None:
 
 
 def _stopped() -> None:
+    _stopping.set()
     try:
         beat(stopped=True)
     except Exception:

@@ -157,6 +157,7 @@ def supervise(run_id: int) -> str | None:
             "--data", job["dataset"], "--out", str(run_dir), "--threads", str(threads),
             *hparam_args(hp), *(["--resume"] if resume else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               NUMBA_NUM_THREADS=str(threads),
                PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     log_start = log.stat().st_size if log.exists() else 0

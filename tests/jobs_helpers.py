@@ -23,7 +23,8 @@ def tiny_spec(num_classes: int = 2) -> dict[str, Any]:
 
 
 TINY_HP = {"epochs": 1, "batch_size": 2, "frames": 8, "size": 32, "eval_clips": 1,
-           "max_steps_per_epoch": 1, "threads": 1, "workers": 0}
+           "max_steps_per_epoch": 1, "threads": 1, "workers": 0,
+           "log_every": 1}
 
 
 class Consumer:

@@ -163,3 +163,104 @@ def test_demo_page_embeds_a_reachable_demo(monkeypatch):
         assert any("Gradio demo at" in c.value for c in at.caption)
     finally:
         srv.shutdown()
+
+
+# --- pages on the job queue (a tmp SQLite database, no worker) ------------------------------
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    import db
+
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db.dispose_engines()
+    yield tmp_path
+    db.dispose_engines()
+
+
+def _page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(str(Path(MAIN).parent / "views" / f"{name}.py")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_train_page_enqueues_a_run_row(store):
+    from jobs import api
+
+    data = store / "videos"
+    data.mkdir()
+    at = _page(_app(), "train")  # the builder ran first: its design is the default choice
+    assert any("huey_consumer jobs.tasks" in c.value for c in at.code)  # no worker alive
+    assert at.radio(key="train_src").value == "Current builder design"
+    at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
+    at.text_input(key="train_path").set_value(str(store / "missing")).run()
+    assert any("No such file" in e.value for e in at.error)
+    at.text_input(key="train_path").set_value(str(data)).run()
+    at.number_input(key="hp_epochs").set_value(2).run()
+    at.text_input(key="train_name").set_value("first").run()
+    at.button[[b.label for b in at.button].index("Enqueue run")].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    runs = api.list_runs()
+    assert len(runs) == 1
+    r = runs[0]
+    assert (r["status"], r["name"], r["spec"]["name"]) == ("queued", "first", "ir-csn-50")
+    assert r["hparams"]["epochs"] == 2 and r["dataset"] == str(data.resolve())
+    assert any(f"Queued run #{r['id']}" in s.value for s in at.success)
+
+    _page(at, "runs")
+    assert at.dataframe and "queued" in at.dataframe[0].value["status"].iloc[0]
+    _page(at, "run")
+    assert at.selectbox(key="run_pick").value == r["id"]
+    cancel = [b for b in at.button if b.label == "Cancel"]
+    assert cancel
+    cancel[0].click().run()
+    assert api.get_run(r["id"])["status"] == "cancelled"
+    _page(at, "compare")
+
+
+def test_run_page_shows_curves_and_error(store):
+    import db
+    from db import Run, write
+    from jobs import api
+
+    def mk(s):
+        r = Run(name="done", spec=preset("ir-csn-26").to_dict(), dataset="/x",
+                hparams={"epochs": 2}, status="failed", error="boom: out of memory",
+                best_val_video_top1=0.5)
+        s.add(r)
+        s.flush()
+        return r.id
+    rid = write(mk)
+    pts = [{"event": "step", "split": "train", "epoch": 1, "step": s, "name": n, "value": v}
+           for s in (1, 2, 3) for n, v in (("loss", 2.0 / s), ("lr", 0.01))]
+    pts += [{"event": "epoch", "split": "val", "epoch": 1, "step": 3, "name": "video_top1",
+             "value": 0.5}]
+    write(lambda s: db.add_metrics(s, rid, pts))
+    at = _app()
+    at.query_params["run"] = str(rid)
+    _page(at, "run")
+    assert any("boom: out of memory" in e.value for e in at.error)
+    assert [b for b in at.button if b.label == "Retry"]
+    assert len(at.get("plotly_chart")) == 3  # loss, accuracy, learning rate
+    assert {m.label: m.value for m in at.metric}["best val video@1"] == "50.0 %"
+    _page(at, "compare")
+    assert len(at.get("plotly_chart")) >= 2  # Figures 6 and 7
+    assert api.get_run(rid)["status"] == "failed"
+
+
+def test_train_page_generates_a_synthetic_dataset_and_enqueues_a_preset(store):
+    from jobs import api
+
+    at = _page(_app(), "train")
+    at.radio(key="train_src").set_value("Preset").run()
+    at.selectbox(key="train_preset").set_value("ip-csn-26").run()
+    at.number_input(key="synth_n").set_value(4).run()
+    at.number_input(key="synth_frames").set_value(16).run()
+    assert [b for b in at.button if b.label == "Enqueue run"][0].proto.disabled  # no data yet
+    [b for b in at.button if b.label == "Generate"][0].click().run(timeout=120)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    out = store / "var" / "datasets" / "synth-4-s0-64px-16f"
+    assert (out / "classes.txt").exists() and list((out / "train").rglob("*.mp4"))
+    assert any("Ready" in s.value for s in at.success)
+    [b for b in at.button if b.label == "Enqueue run"][0].click().run()
+    (r,) = api.list_runs()
+    assert r["spec"]["name"] == "ip-csn-26" and r["dataset"] == str(out)

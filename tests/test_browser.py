@@ -24,17 +24,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def _need_chromium() -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is missing")
+
+
+def _env(data: Path) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CSN_DATA_DIR=str(data), HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False", CSN_DEMO_URL=f"http://127.0.0.1:{_free_port()}",
+               CSN_TRAIN_THREADS="1")
+    env.pop("DATABASE_URL", None)
+    env.pop("HUEY_REDIS_URL", None)
+    return env
+
+
+def _streamlit(env: dict[str, str]):
+    """Start the app; yield its URL; stop it."""
     port = _free_port()
-    data = tmp_path_factory.mktemp("data")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CSN_DATA_DIR=str(data),
-               DATABASE_URL=f"sqlite:///{data / 'csn.db'}", HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False", CSN_DEMO_URL=f"http://127.0.0.1:{_free_port()}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
@@ -53,11 +61,27 @@ def app_url(tmp_path_factory):
                 time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM,
+                             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    _need_chromium()
+    yield from _streamlit(_env(tmp_path_factory.mktemp("data")))
 
 
 def _metric(page, label: str) -> str:
@@ -83,8 +107,7 @@ def test_builder_in_browser(app_url):
     shot = ARTIFACTS / "builder.png"
     shot.unlink(missing_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = _browser(p)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1300})
             page.goto(app_url, wait_until="domcontentloaded")
@@ -105,3 +128,58 @@ def test_builder_in_browser(app_url):
         finally:
             browser.close()
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_train_and_watch_a_run_in_browser(tmp_path):
+    """Builder -> Train (generate data, enqueue) -> a real worker trains -> Run page goes live."""
+    from playwright.sync_api import expect, sync_playwright
+
+    _need_chromium()
+    env = _env(tmp_path / "var")
+    worker = subprocess.Popen([sys.executable, "-m", "huey.bin.huey_consumer", "jobs.tasks",
+                               "-w", "1", "-k", "thread"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = _streamlit(env)
+    try:
+        url = next(app)
+        with sync_playwright() as p:
+            browser = _browser(p)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url, wait_until="domcontentloaded")
+                flops = page.locator('[data-testid="stMetric"]', has_text="Multiply-adds").first
+                expect(flops).to_contain_text("10.6 G", timeout=60_000)
+                _choose(page, _selectbox(page, "Start from preset").first, "ir-csn-26")
+                expect(flops).to_contain_text("4.03 G", timeout=30_000)
+                page.get_by_role("link", name="Train").first.click()
+                expect(page.get_by_text("A worker is running")).to_be_visible(timeout=60_000)
+
+                def setnum(label: str, v: int) -> None:
+                    box = page.locator('[data-testid="stNumberInput"]', has_text=label)
+                    box.locator("input").first.fill(str(v))
+                    box.locator("input").first.press("Enter")
+                    page.wait_for_timeout(700)
+
+                setnum("Videos per class", 4)
+                setnum("Frames per video", 16)
+                page.get_by_role("button", name="Generate").click()
+                expect(page.get_by_text("Ready:")).to_be_visible(timeout=120_000)
+                for label, v in (("Epochs", 1), ("Batch size", 4), ("Crop size", 32),
+                                 ("Max steps/epoch", 2)):
+                    setnum(label, v)
+                page.get_by_role("button", name="Enqueue run").click()
+                expect(page.get_by_text("Queued run #1")).to_be_visible(timeout=30_000)
+                page.get_by_role("link", name="Open run #1").click()
+                progress = page.locator('[data-testid="stProgress"]').first
+                # the fragment refreshes the page's run state without a reload
+                expect(progress).to_contain_text("succeeded", timeout=300_000)
+                expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+                assert page.locator('[data-testid="stException"]').count() == 0
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "run.png"))
+            finally:
+                browser.close()
+    finally:
+        app.close()
+        _stop(worker)
+    assert (ARTIFACTS / "run.png").exists()

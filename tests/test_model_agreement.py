@@ -14,6 +14,7 @@ def module_costs(spec: ArchSpec):
     with torch.device("meta"):
         model = build_model(spec)
         x = torch.empty(1, spec.in_channels, *spec.clip)
+    model.eval()  # batch 1 with a 1x1x1 feature map: training-mode BatchNorm refuses it
     weights = sum(m.weight.numel() for m in model.modules()
                   if isinstance(m, (torch.nn.Conv3d, torch.nn.Linear)))
     params = sum(p.numel() for p in model.parameters())

@@ -11,6 +11,14 @@ from backend import video as V
 from backend.encode import write_video
 
 
+@pytest.fixture(params=["seek", "cached"])
+def mode(request, monkeypatch):
+    """Run a test both ways: seeking per clip, and the decode-once cache for small videos."""
+    if request.param == "seek":
+        monkeypatch.setattr(V.VideoReader, "CACHE_BYTES", 0)
+    return request.param
+
+
 def index_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
     """Frames whose two flat halves encode the frame index (robust to lossy codecs)."""
     out = np.zeros((n, h, w, 3), np.uint8)
@@ -36,7 +44,7 @@ def full_decode(path) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("ext", ["mp4", "webm", "mkv", "avi", "mov", "gif"])
-def test_containers_probe_and_clip(tmp_path, ext):
+def test_containers_probe_and_clip(tmp_path, ext, mode):
     p = write_video(tmp_path / f"v.{ext}", index_frames(60), fps=15, gop=12)
     info = V.probe(p)
     assert (info.width, info.height, info.rotation) == (64, 48, 0)
@@ -52,7 +60,7 @@ def test_containers_probe_and_clip(tmp_path, ext):
         assert got == list(range(15, 31, 2))
 
 
-def test_seek_matches_full_decode(tmp_path):
+def test_seek_matches_full_decode(tmp_path, mode):
     """Clips decoded by seeking equal the same frames of a full sequential decode."""
     p = write_video(tmp_path / "long.mp4", index_frames(150), fps=30, gop=25)
     full = full_decode(p)
@@ -64,14 +72,15 @@ def test_seek_matches_full_decode(tmp_path):
             want = [(first + 2 * i) % 150 for i in range(8)]
             assert indices(clip) == want
             assert np.array_equal(clip, np.stack([full[i] for i in want]))
+        assert (r._cache is not None) == (mode == "cached")
 
 
-def test_threaded_decode_equals_single_thread(tmp_path):
+def test_threaded_decode_equals_single_thread(tmp_path, mode):
     p = write_video(tmp_path / "v.mp4", index_frames(90), fps=30, gop=30)
     assert np.array_equal(V.decode_clip(p, 1.3, threads=0), V.decode_clip(p, 1.3, threads=1))
 
 
-def test_vfr_sampled_by_time(tmp_path):
+def test_vfr_sampled_by_time(tmp_path, mode):
     n = 40
     gaps = np.where(np.arange(n) % 3 == 0, 0.1, 1 / 30)  # irregular frame durations
     times = np.concatenate([[0.0], np.cumsum(gaps)[:-1]]).round(3)
@@ -126,7 +135,7 @@ def test_rotation_legacy_tag(tmp_path):
     assert np.abs(clip[0].astype(int) - ffmpeg_rgb(p, 32, 64)).mean() < 3
 
 
-def test_short_video_loops(tmp_path):
+def test_short_video_loops(tmp_path, mode):
     p = write_video(tmp_path / "short.mp4", index_frames(3), fps=10)
     assert indices(V.decode_clip(p, 0.0, frames=8, rate=1)) == [0, 1, 2, 0, 1, 2, 0, 1]
     two = write_video(tmp_path / "two.webm", index_frames(2), fps=10)
@@ -258,3 +267,27 @@ def test_test_clips_and_train_clip(tmp_path):
     y = V.train_clip(p, V.ClipTransform(size=32, train=True), frames=8, rate=2, rng=np.random.default_rng(3))
     assert y.shape == (3, 8, 32, 32)
     assert torch.equal(y, V.train_clip(p, V.ClipTransform(size=32, train=True), rng=np.random.default_rng(3)))
+
+
+def test_raw_stream_without_timestamps(tmp_path, mode):
+    """A raw H.264 elementary stream cannot seek and has no timing: FFmpeg's 25 fps is assumed
+    (as ffmpeg does), and the reader reopens the file to rewind."""
+    src = write_video(tmp_path / "v.mp4", index_frames(60), fps=15)
+    raw = tmp_path / "v.h264"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-c", "copy", "-f", "h264", str(raw)], check=True)
+    info = V.probe(raw)
+    assert (info.fps, info.frames, info.duration_s) == (25.0, 60, pytest.approx(2.4))
+    with V.VideoReader(raw, threads=1) as r:
+        assert indices(r.clip(1.0, 8, 2)) == list(range(25, 41, 2))
+        assert indices(r.clip(0.2, 4, 1)) == [5, 6, 7, 8]
+        assert indices(r.clip(2.3, 4, 1)) == [57, 58, 59, 0]  # loops
+
+
+def test_error_cover_art_is_not_video(tmp_path):
+    """An mp3 with an embedded cover picture has a 'video' stream that is only a picture."""
+    png, mp3 = tmp_path / "cover.png", tmp_path / "song.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=red:s=32x32", "-frames:v", "1", str(png)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=1", "-i", str(png), "-map", "0", "-map", "1",
+                    "-c:v", "png", "-disposition:v", "attached_pic", str(mp3)], check=True)
+    with pytest.raises(V.NoVideoStreamError):
+        V.probe(mp3)

@@ -1,0 +1,127 @@
+"""Fastest known settings for training and inference, per device, and helpers to apply them.
+
+Measured on CPU (2-core AMD EPYC, torch 2.13; see ``bench/bench_step.py``):
+
+* the fast depthwise conv (:class:`~backend.csn.depthwise.DepthwiseConv3d`);
+* ``channels_last_3d`` for model and input: oneDNN's depthwise forward is fast only in this
+  layout, and the pointwise convs / BatchNorm do not lose from it;
+* float32, no autocast: bfloat16 autocast is slower on CPUs without native bf16 matmul;
+* no ``torch.compile`` (needs a C++ compiler at run time; not a default);
+* threads: torch's default (one per core) is fastest when the process has the cores to
+  itself; pass ``threads=`` to share a machine.
+
+CUDA (not measured here; reasonable defaults): channels_last_3d, bfloat16 autocast where
+supported (else float16 with a GradScaler, which the caller owns), ``cudnn.benchmark``.
+
+Typical use::
+
+    s = recommended_settings(device)
+    model = prepare_model(model, device, train=True, settings=s)
+    x = prepare_input(x, s)
+    with autocast(s):
+        loss = criterion(model(x), y)
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+from torch import nn
+
+from .depthwise import DepthwiseConv3d, is_fast_depthwise
+
+
+@dataclass(frozen=True)
+class PerfSettings:
+    """What :func:`prepare_model`, :func:`prepare_input` and :func:`autocast` apply."""
+
+    device: str                               # "cpu" or "cuda[:i]"
+    channels_last: bool = True                # model + input in torch.channels_last_3d
+    autocast_dtype: torch.dtype | None = None  # None: plain float32
+    compile: bool = False                     # torch.compile the model
+    threads: int | None = None                # torch.set_num_threads (CPU); None: leave
+    depthwise: str = "fast"                   # "fast" | "native" depthwise conv modules
+    cudnn_benchmark: bool = False
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last_3d if self.channels_last else torch.contiguous_format
+
+
+def recommended_settings(device: str | torch.device = "cpu", train: bool = True,
+                         threads: int | None = None) -> PerfSettings:
+    """The defaults to use on ``device`` (CPU: measured; CUDA: unmeasured, see module doc).
+
+    The same settings won for training and inference on CPU; ``train`` is kept so callers
+    need not change when they differ on some device.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return PerfSettings(device=str(dev), channels_last=True,
+                            autocast_dtype=torch.bfloat16 if bf16 else torch.float16,
+                            threads=None, cudnn_benchmark=True)
+    return PerfSettings(device=str(dev), channels_last=True, autocast_dtype=None,
+                        threads=threads)
+
+
+def convert_depthwise(model: nn.Module, impl: str = "fast") -> nn.Module:
+    """Swap every depthwise 3x3x3 conv to ``impl`` in place (weights kept) and return model.
+
+    For models built under ``CSN_DEPTHWISE=native`` or loaded elsewhere; the state dict is
+    unchanged either way.
+    """
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.Conv3d) or child.bias is not None:
+                continue
+            if not is_fast_depthwise(child.in_channels, child.out_channels, child.kernel_size,
+                                     child.stride, child.padding, child.groups):
+                continue
+            if impl == "fast" and type(child) is nn.Conv3d:
+                new: nn.Conv3d = DepthwiseConv3d(child.in_channels, child.stride)
+            elif impl == "native" and isinstance(child, DepthwiseConv3d):
+                new = nn.Conv3d(child.in_channels, child.out_channels, 3, child.stride, 1,
+                                groups=child.groups, bias=False)
+            else:
+                continue
+            new.weight = child.weight            # same Parameter: optimizer state stays valid
+            new.train(child.training)
+            setattr(parent, name, new)
+    return model
+
+
+def prepare_model(model: nn.Module, device: str | torch.device = "cpu", train: bool = True,
+                  settings: PerfSettings | None = None) -> nn.Module:
+    """Apply ``settings`` (default :func:`recommended_settings`) to ``model``; returns it.
+
+    Moves it to ``device`` and the memory format, sets train/eval mode, thread count and
+    cuDNN benchmark, swaps depthwise convs; compiles when ``settings.compile``. Call before
+    creating the optimizer (or keep its parameters: they are the same tensors on CPU).
+    """
+    s = settings or recommended_settings(device, train)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    if s.cudnn_benchmark and torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = True
+    convert_depthwise(model, s.depthwise)
+    model.to(device=torch.device(s.device), memory_format=s.memory_format)
+    model.train(train)
+    if s.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    return model
+
+
+def prepare_input(x: torch.Tensor, settings: PerfSettings) -> torch.Tensor:
+    """A clip batch (N, C, T, H, W) on the settings' device and memory format."""
+    return x.to(device=torch.device(settings.device), memory_format=settings.memory_format,
+                non_blocking=True)
+
+
+def autocast(settings: PerfSettings) -> ContextManager:
+    """``torch.autocast`` for the settings' dtype, or a no-op context for float32."""
+    if settings.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(settings.device).type, dtype=settings.autocast_dtype)

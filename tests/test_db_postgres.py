@@ -1,0 +1,90 @@
+"""The run store on PostgreSQL: a temporary server (``initdb``/``pg_ctl``), schema + round trip.
+
+Skipped when no PostgreSQL binaries or psycopg are available, or the server cannot start.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg")
+pytestmark = pytest.mark.slow
+
+
+def _as_pg_user(cmd: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root: use the postgres account then
+    if os.geteuid() == 0:
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser")
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("initdb/pg_ctl not found")
+    d = Path(tempfile.mkdtemp(prefix="csn-pg-"))
+    if os.geteuid() == 0:
+        try:
+            shutil.chown(d, "postgres")
+        except (LookupError, PermissionError):
+            pytest.skip("no postgres account to run the server as")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = d / "data"
+    try:
+        subprocess.run(_as_pg_user([initdb, "-D", str(data), "-U", "csn", "--auth=trust", "-E", "UTF8"]),
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run(_as_pg_user([pg_ctl, "-D", str(data), "-l", str(d / "log"), "-w", "-t", "60", "-o",
+                                    f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]),
+                       check=True, capture_output=True, timeout=90)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.skip(f"PostgreSQL did not start: {getattr(e, 'stderr', b'') or e}")
+    try:
+        yield f"postgresql+psycopg://csn@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(_as_pg_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_run_store_round_trip_on_postgresql(pg_url, tmp_path, monkeypatch):
+    import db
+    from db import Metric, Run, read_session, write
+    from jobs import api
+    from sqlalchemy import func, select
+    from tests.jobs_helpers import tiny_spec
+
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))   # the queue file stays local
+    db.dispose_engines()
+    try:
+        assert db.get_engine().dialect.name == "postgresql"
+        aid = api.save_architecture("tiny", tiny_spec())
+        rid = api.enqueue_run(tiny_spec(), str(tmp_path), {"epochs": 1}, name="pg")
+        r = api.get_run(rid)
+        assert r["architecture_id"] == aid and r["status"] == "queued" and r["spec"] == tiny_spec()
+        assert r["created_at"].tzinfo is not None
+        pts = [{"event": "step", "split": "train", "epoch": 1, "step": s, "name": "loss", "value": float(s)}
+               for s in (1, 2)]
+        write(lambda s: db.add_metrics(s, rid, pts + pts))
+        write(lambda s: db.add_metrics(s, rid, pts + [{**pts[0], "step": 3}]))
+        assert [m["step"] for m in api.get_metrics(rid)] == [1, 2, 3]
+        with read_session() as s:
+            assert s.scalar(select(func.count()).select_from(Metric)) == 3
+        assert api.cancel_run(rid) and api.retry_run(rid)
+        assert api.list_architectures()[0]["flops"] > 0 and api.worker_status()["queued"] == 1
+        write(lambda s: s.delete(s.get(Run, rid)))                    # cascades to metrics
+        with read_session() as s:
+            assert s.scalar(select(func.count()).select_from(Metric)) == 0
+    finally:
+        db.dispose_engines()
