@@ -143,3 +143,37 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"):
         model.to(map_location)
     model.eval()
     return model, spec, list(ckpt["classes"]), ckpt
+
+
+def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, **extra: Any) -> dict[str, Any]:
+    """Write a release copy of ``src`` to ``dst``: weights, spec, classes, config and metrics
+    only (no optimizer, scheduler or RNG state); ``extra`` keys are added. Returns the dict."""
+    ckpt = read_checkpoint(src)
+    keep = {k: ckpt[k] for k in ("format", "model", "spec", "classes", "config", "metrics", "epoch")
+            if k in ckpt}
+    keep.update(extra)
+    save_atomic(keep, dst)
+    return keep
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m backend.checkpoint strip SRC DST``: a release copy without training state."""
+    import argparse
+    import sys
+    p = argparse.ArgumentParser(prog="python -m backend.checkpoint")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("strip", help="drop optimizer/scheduler/RNG state for shipping")
+    s.add_argument("src")
+    s.add_argument("dst")
+    a = p.parse_args(argv)
+    try:
+        strip_checkpoint(a.src, a.dst)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{a.dst}: {Path(a.dst).stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,7 +24,9 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, fields, replace
@@ -343,77 +345,89 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     last_ckpt: Path | None = resume_from
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        sampler.set_epoch(epoch)
-        net.train()
-        sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, clips, bad
-        t0, seen = time.time(), 0
-        bar = None
-        if show_bar and d.main:
-            from tqdm import tqdm
-            bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
-        for i, (x, y, bad) in enumerate(train_loader):
-            if i >= steps:
-                break
-            sums[3] += bad
-            if x is not None:
-                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d)
-                y = y.to(device, non_blocking=True)
-                with autocast():
-                    logits = net(x)
-                    loss = criterion(logits.float(), y)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch} step "
-                                             f"{step + 1}; lower --lr")
-                n = y.numel()
-                correct = (logits.argmax(1) == y).sum().item()
-                sums += torch.tensor([loss.item() * n, correct, n, 0], dtype=torch.float64)
-                seen += n
-            elif d.on:
-                raise DatasetError("a whole batch of unreadable videos under DDP; fix the data")
-            sched.step()
-            step += 1
+    state = {"epoch": start_epoch - 1, "step": step}
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            sampler.set_epoch(epoch)
+            net.train()
+            sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, clips, bad
+            t0, seen = time.time(), 0
+            bar = None
+            if show_bar and d.main:
+                from tqdm import tqdm
+                bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
+            for i, (x, y, bad) in enumerate(train_loader):
+                if i >= steps:
+                    break
+                sums[3] += bad
+                if x is not None:
+                    x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d)
+                    y = y.to(device, non_blocking=True)
+                    with autocast():
+                        logits = net(x)
+                        loss = criterion(logits.float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    if not math.isfinite(loss.item()):
+                        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch} step "
+                                                 f"{step + 1}; lower --lr")
+                    n = y.numel()
+                    correct = (logits.argmax(1) == y).sum().item()
+                    sums += torch.tensor([loss.item() * n, correct, n, 0], dtype=torch.float64)
+                    seen += n
+                elif d.on:
+                    raise DatasetError("a whole batch of unreadable videos under DDP; fix the data")
+                sched.step()
+                step += 1
+                state.update(epoch=epoch, step=step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.3f}")
+                if step % cfg.log_every == 0 or i == steps - 1:
+                    events.emit("step", epoch=epoch, step=step, metrics={
+                        "loss": loss.item() if x is not None else float("nan"),
+                        "lr": opt.param_groups[0]["lr"],
+                        "clips_per_s": seen * d.world / max(time.time() - t0, 1e-9)})
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.3f}")
-            if step % cfg.log_every == 0 or i == steps - 1:
-                events.emit("step", epoch=epoch, step=step, metrics={
-                    "loss": loss.item() if x is not None else float("nan"),
-                    "lr": opt.param_groups[0]["lr"],
-                    "clips_per_s": seen * d.world / max(time.time() - t0, 1e-9)})
-        if bar is not None:
-            bar.close()
-        if d.on:
-            dist.all_reduce(sums)
-            for b in model.buffers():  # BN statistics: rank 0's are the model's
-                dist.broadcast(b, 0)
-        train_m = {"loss": sums[0].item() / max(sums[2].item(), 1),
-                   "clip_top1": sums[1].item() / max(sums[2].item(), 1),
-                   "bad_videos": sums[3].item(), "epoch_time_s": time.time() - t0,
-                   "clips_per_s": sums[2].item() / max(time.time() - t0, 1e-9)}
-        events.emit("epoch", epoch=epoch, step=step, split="train", metrics=train_m)
-        last_metrics = {f"train_{k}": v for k, v in train_m.items()}
-        if val_loader is not None:
-            val_m = evaluate(model, val_loader, device, amp_dtype=amp_dtype, distributed=d.on)
-            events.emit("epoch", epoch=epoch, step=step, split="val", metrics=val_m)
-            last_metrics.update({f"val_{k}": v for k, v in val_m.items()})
-        if d.main:
-            path = checkpoint_path(out, epoch)
-            save_atomic({"format": FORMAT, "model": model.state_dict(),
-                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-                         "rng": rng_state(), "spec": spec.to_dict(), "classes": splits.classes,
-                         "config": config_dict, "metrics": last_metrics}, path)
-            last_ckpt = path
-            removed = prune(out, cfg.keep_last)
-            events.emit("checkpoint", epoch=epoch, step=step, path=str(path),
-                        removed=[str(p) for p in removed])
-        if d.on:
-            dist.barrier()
+                bar.close()
+            if d.on:
+                dist.all_reduce(sums)
+                for b in model.buffers():  # BN statistics: rank 0's are the model's
+                    dist.broadcast(b, 0)
+            train_m = {"loss": sums[0].item() / max(sums[2].item(), 1),
+                       "clip_top1": sums[1].item() / max(sums[2].item(), 1),
+                       "bad_videos": sums[3].item(), "epoch_time_s": time.time() - t0,
+                       "clips_per_s": sums[2].item() / max(time.time() - t0, 1e-9)}
+            events.emit("epoch", epoch=epoch, step=step, split="train", metrics=train_m)
+            last_metrics = {f"train_{k}": v for k, v in train_m.items()}
+            if val_loader is not None:
+                val_m = evaluate(model, val_loader, device, amp_dtype=amp_dtype, distributed=d.on)
+                events.emit("epoch", epoch=epoch, step=step, split="val", metrics=val_m)
+                last_metrics.update({f"val_{k}": v for k, v in val_m.items()})
+            if d.main:
+                path = checkpoint_path(out, epoch)
+                save_atomic({"format": FORMAT, "model": model.state_dict(),
+                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                             "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
+                             "rng": rng_state(), "spec": spec.to_dict(), "classes": splits.classes,
+                             "config": config_dict, "metrics": last_metrics}, path)
+                last_ckpt = path
+                removed = prune(out, cfg.keep_last)
+                events.emit("checkpoint", epoch=epoch, step=step, path=str(path),
+                            removed=[str(p) for p in removed])
+            if d.on:
+                dist.barrier()
+    except BaseException as e:
+        status = "cancelled" if isinstance(e, KeyboardInterrupt) else "error"
+        try:
+            events.emit("end", epoch=state["epoch"], step=state["step"], metrics=last_metrics,
+                        status=status, error=f"{type(e).__name__}: {e}",
+                        checkpoint=str(last_ckpt) if last_ckpt else None)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        raise
     events.emit("end", epoch=cfg.epochs, step=step, metrics=last_metrics, status="ok",
                 checkpoint=str(last_ckpt) if last_ckpt else None,
                 wall_time_s=time.time() - t_start)
@@ -483,16 +497,23 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     return cfg
 
 
+def _sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; SIGTERM (a cancelled job) ends the run with an "end" event, exit 130."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
     try:
         cfg = config_from_args(argv)
         result = train(cfg)
     except (DatasetError, SpecError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"error: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the last line must still say what happened
         traceback.print_exc()

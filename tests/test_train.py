@@ -13,12 +13,22 @@ import pytest
 import torch
 
 from backend import checkpoint as ck
+from backend.csn.ops import set_depthwise_impl
 from backend.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_atomic
 from backend.train import TrainConfig, main, train
 from motion_data import TINY_SPEC, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 8  # 3 steps each: 24 training videos, batch 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def native_depthwise():
+    """Bit-exact resume needs deterministic kernels: the fast depthwise weight gradient (numba,
+    fastmath) is not bit-reproducible between runs in one process, so these runs use torch's."""
+    set_depthwise_impl("native")
+    yield
+    set_depthwise_impl(None)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +133,8 @@ def test_resume_reproduces_the_next_epoch(data, spec_file, run6, tmp_path):
     sd_a, sd_b = ref["model"].state_dict(), resumed["model"].state_dict()
     for k in sd_a:
         torch.testing.assert_close(sd_b[k], sd_a[k], rtol=1e-5, atol=1e-6)
+    crashed = [e for e in ev if e["event"] == "end" and e["status"] == "error"]
+    assert len(crashed) == 1 and crashed[0]["epoch"] == 6 and "Crash" in crashed[0]["error"]
     starts = [e for e in ev if e["event"] == "start"]
     assert len(starts) == 2 and starts[1]["resumed_from"].endswith("epoch_0006.pt")
 
@@ -206,6 +218,28 @@ def test_cli_subprocess_exit_status_and_usage_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "backend.train", "--out", "r"],
                        capture_output=True, text=True, env=env, cwd=REPO)
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_sigterm_ends_the_run_with_a_cancelled_event(data, spec_file, tmp_path):
+    import signal
+    import time
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "backend.train", "--arch", str(spec_file),
+                          "--data", str(data), "--out", str(out), "--epochs", "50",
+                          "--batch-size", "4", "--size", "32", "--threads", "1", "--workers", "0",
+                          "--log-every", "1"], stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").is_file():
+        time.sleep(0.2)
+    while time.time() < deadline and '"step"' not in (out / "metrics.jsonl").read_text():
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("error: interrupted")
+    last = read_events(out)[-1]
+    assert last["event"] == "end" and last["status"] == "cancelled"
 
 
 TORCHRUN_SCRIPT = """
