@@ -27,6 +27,8 @@ from .tail import is_video_top1, metric_rows, read_events
 LOG_TAIL_CHARS = 4000
 _active: dict[int, subprocess.Popen] = {}
 _active_lock = threading.Lock()
+_shutting_down = threading.Event()
+SHUTDOWN_ERROR = "worker shut down during the run; retry resumes from the last checkpoint"
 
 
 def hparam_args(hparams: dict[str, Any]) -> list[str]:
@@ -185,13 +187,17 @@ def supervise(run_id: int) -> str | None:
             time.sleep(0.25)
     except BaseException as e:
         kill_group(proc.pid, grace=1.0)
-        _finish(run_id, FAILED, f"supervisor error: {e!r}", _tail(log, log_start))
+        _finish(run_id, CRASHED if _shutting_down.is_set() else FAILED,
+                SHUTDOWN_ERROR if _shutting_down.is_set() else f"supervisor error: {e!r}",
+                _tail(log, log_start))
         raise
     finally:
         with _active_lock:
             _active.pop(run_id, None)
     tail = _tail(log, log_start)
-    if cancelled:
+    if _shutting_down.is_set() and not cancelled:
+        status, err = CRASHED, SHUTDOWN_ERROR       # we stopped the trainer ourselves
+    elif cancelled:
         status, err = CANCELLED, None
     elif rc == 0:
         status, err = SUCCEEDED, None
@@ -204,11 +210,12 @@ def supervise(run_id: int) -> str | None:
 @atexit.register
 def _on_exit() -> None:
     """The consumer is exiting with runs in flight: stop their trainers, mark them crashed."""
+    _shutting_down.set()
     with _active_lock:
         items = list(_active.items())
     for run_id, proc in items:
         kill_group(proc.pid, grace=2.0)
         try:
-            _finish(run_id, CRASHED, "worker shut down during the run; retry resumes from the last checkpoint")
+            _finish(run_id, CRASHED, SHUTDOWN_ERROR)
         except Exception:
             pass

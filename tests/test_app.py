@@ -166,8 +166,9 @@ def test_demo_page_embeds_a_reachable_demo(monkeypatch):
 
 
 # --- pages on the job queue (a tmp SQLite database, no worker) ------------------------------
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def store(tmp_path, monkeypatch):
+    """Every page test gets its own data dir (the builder lists saved architectures too)."""
     import db
 
     monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
@@ -264,3 +265,39 @@ def test_train_page_generates_a_synthetic_dataset_and_enqueues_a_preset(store):
     [b for b in at.button if b.label == "Enqueue run"][0].click().run()
     (r,) = api.list_runs()
     assert r["spec"]["name"] == "ip-csn-26" and r["dataset"] == str(out)
+
+
+def test_layer_table_and_measure_on_this_machine():
+    from backend.csn import count
+
+    at = _app()
+    at.selectbox(key="bld_preset").set_value("ir-csn-26").run()
+    at.number_input(key="bld_height").set_value(64).run()
+    at.number_input(key="bld_clip_w").set_value(64).run()
+    spec = preset("ir-csn-26", height=64, width=64)
+    assert len(at.dataframe[0].value) == len(count(spec).layers)
+    [b for b in at.button if b.label == "Measure"][0].click().run(timeout=120)
+    assert not at.exception and not at.error
+    ms = {m.label: m.value for m in at.metric}["Forward (best)"]
+    assert ms.endswith(" ms") and float(ms.split()[0]) > 0
+    assert any("FLOPs do not predict" in i.value for i in at.info)
+
+
+def test_saved_architecture_is_offered_on_train_page(store):
+    from jobs import api
+
+    at = _app()
+    at.selectbox(key="bld_preset").set_value("bottleneck-DG-8").run()
+    at.text_input(key="bld_name").set_value("my-dg").run()
+    save = [b for b in at.button if b.label == "Save architecture"][0]
+    save.click().run()
+    assert any("Saved architecture 'my-dg'" in s.value for s in at.success)
+    (a,) = api.list_architectures()
+    assert a["name"] == "my-dg" and a["spec"]["stages"][0]["pw_groups"] == 2
+    at.selectbox(key="bld_preset").set_value("resnet3d-18").run()
+    at.selectbox(key="builder_saved").set_value("my-dg").run()  # load it back into the builder
+    assert at.selectbox(key="bld_s0_block").value == "bottleneck-DG"
+    assert at.number_input(key="bld_s0_pw_groups").value == 2
+    _page(at, "train")
+    at.radio(key="train_src").set_value("Saved architecture").run()
+    assert at.selectbox(key="train_saved").value == "my-dg"

@@ -168,3 +168,32 @@ def test_model_fast_and_native_agree(name):
     assert err(y_fast, y_ref) <= max(4 * err(y_nat, y_ref), 1e-5)
     for k in g_ref:
         assert err(g_fast[k], g_ref[k]) <= max(4 * err(g_nat[k], g_ref[k]), 1e-5), k
+
+
+def test_autocast_bf16_backward_runs():
+    conv = DepthwiseConv3d(8, (1, 2, 2))
+    x = torch.randn(2, 8, 4, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and conv.weight.grad.dtype == torch.float32
+    _, gx_ref, gw_ref = _reference(x, conv.weight, (1, 2, 2), torch.ones(y.shape))
+    assert _rel(x.grad, gx_ref) < 0.05 and _rel(conv.weight.grad, gw_ref) < 0.05
+
+
+def test_numba_failure_falls_back(monkeypatch):
+    if not dw.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+
+    def boom(*a, **k):
+        raise RuntimeError("no cache locator")
+    monkeypatch.setattr(dw, "HAVE_NUMBA", True)  # restored after the test
+    monkeypatch.setattr(dw, "_nb_weight_grad", boom)
+    x = torch.randn(1, 4, 3, 5, 5)
+    w = torch.randn(4, 1, 3, 3, 3, requires_grad=True)
+    with pytest.warns(RuntimeWarning):
+        depthwise_conv3d(x, w).sum().backward()
+    assert not dw.HAVE_NUMBA
+    _, _, gw_ref = _reference(x, w, (1, 1, 1), torch.ones(1, 4, 3, 5, 5))
+    assert _rel(w.grad, gw_ref) <= 1e-5

@@ -10,7 +10,8 @@ from dataclasses import replace
 import streamlit as st
 
 from app import charts
-from app.state import BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, save_architecture
+from app.state import (BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, jobs_api,
+                       save_architecture)
 from backend import explore
 from backend.csn import BLOCK_TYPES, UNITS, ArchSpec, SpecError, count, list_presets, preset
 from backend.csn.presets import DEFAULT_GROUPS, DEFAULT_PW_GROUPS
@@ -57,6 +58,31 @@ def _load_upload() -> None:
         return
     ss.pop("bld_upload_error", None)
     _seed(spec, overwrite=True)
+
+
+def _load_saved() -> None:
+    pick = ss.get("builder_saved")
+    spec = _saved_specs().get(pick)
+    if spec is not None:
+        ss.pop("bld_upload_error", None)
+        _seed(spec, overwrite=True)
+
+
+def _saved_specs() -> dict[str, ArchSpec]:
+    """Architectures saved in the database (empty without jobs/db or on a database error)."""
+    api, _ = jobs_api()
+    if api is None:
+        return {}
+    out = {}
+    try:
+        for a in api.list_architectures():
+            try:
+                out[a["name"]] = ArchSpec.from_dict(a["spec"]).validate()
+            except (SpecError, TypeError, ValueError):
+                continue
+    except Exception:  # the builder works without a database
+        return {}
+    return out
 
 
 def _seed_hidden(base: ArchSpec) -> None:
@@ -121,6 +147,10 @@ st.caption("Compose a 3D ResNet or channel-separated network (Tran et al., ICCV 
 src1, src2, src3 = st.columns([2, 2, 2])
 src1.selectbox("Start from preset", presets, key=K + "preset", on_change=_load_preset,
                help="Loading a preset resets the form.")
+saved = _saved_specs()
+if saved:
+    src1.selectbox("…or a saved architecture", list(saved), index=None, key="builder_saved",
+                   on_change=_load_saved, placeholder="choose one")
 src2.file_uploader("…or load a spec JSON", type=["json"], key="builder_upload",
                    on_change=_load_upload)
 baseline = src3.selectbox("Compare with", presets, key=K + "baseline",

@@ -22,6 +22,7 @@ The CUDA path is device-generic but was not measured or tested on a GPU.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Sequence
 
 import torch
@@ -52,6 +53,13 @@ def is_fast_depthwise(c_in: int, c_out: int, kernel: Sequence[int], stride: Sequ
             and tuple(padding) == (1, 1, 1) and all(s in (1, 2) for s in stride))
 
 
+def _disable_numba(err: Exception) -> None:
+    global HAVE_NUMBA
+    HAVE_NUMBA = False
+    warnings.warn(f"numba depthwise kernel failed ({err!r}); using PyTorch's weight gradient",
+                  RuntimeWarning, stacklevel=3)
+
+
 def _weight_grad(x: torch.Tensor, gy: torch.Tensor, weight: torch.Tensor,
                  stride: tuple[int, int, int]) -> torch.Tensor:
     """d loss / d weight, shape (C, 1, 3, 3, 3)."""
@@ -64,8 +72,12 @@ def _weight_grad(x: torch.Tensor, gy: torch.Tensor, weight: torch.Tensor,
         gn = gy.permute(0, 2, 3, 4, 1).contiguous().numpy()
         rows = gn.shape[0] * gn.shape[1] * gn.shape[2]
         chunks = max(1, min(rows, 4 * threads))
-        gw = _nb_weight_grad(xn, gn, *stride, 1, 1, 1, chunks)  # (27, C) float64
-        return torch.from_numpy(gw).to(weight.dtype).t().reshape(c, 1, 3, 3, 3)
+        try:
+            gw = _nb_weight_grad(xn, gn, *stride, 1, 1, 1, chunks)  # (27, C) float64
+        except Exception as e:  # noqa: BLE001 - e.g. no writable numba cache: use torch's
+            _disable_numba(e)
+        else:
+            return torch.from_numpy(gw).to(weight.dtype).t().reshape(c, 1, 3, 3, 3)
     return torch.ops.aten.convolution_backward(
         gy, x, weight, None, stride, (1, 1, 1), (1, 1, 1), False, (0, 0, 0), c,
         [False, True, False])[1]
@@ -116,6 +128,11 @@ def depthwise_conv3d(x: torch.Tensor, weight: torch.Tensor,
     if not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
         return F.conv3d(x.contiguous(memory_format=_CL), weight, None, stride, 1, 1,
                         weight.shape[0])
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):  # cast outside the Function: autograd casts grads back
+        dt = torch.get_autocast_dtype(dev)
+        with torch.autocast(dev, enabled=False):
+            return DepthwiseConv3dFunction.apply(x.to(dt), weight.to(dt), stride)
     return DepthwiseConv3dFunction.apply(x, weight, stride)
 
 
