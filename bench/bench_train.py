@@ -6,12 +6,15 @@ Measures, on a small synthetic dataset (``backend.synth``) and a small ir-CSN:
 2. step-only: clips/s of forward + backward + SGD step on clips already in memory;
 3. end to end: clips/s of ``backend.train.train`` with workers=0 vs workers=2.
 
+On a machine shared with other work the figures move a lot between runs; compare within one.
+
     python bench/bench_train.py [--steps 6] [--batch 8] [--size 48] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -82,15 +85,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        per_class = max(4, -(-args.steps * args.batch // 8) + 2)
+        # enough training videos for steps + 1 batches (80% of each class is train)
+        per_class = max(4, math.ceil((args.steps + 1) * args.batch / 8 / 0.8) + 1)
         generate(tmp / "data", per_class=per_class, seed=0, size=64, frames=32,
                  splits={"train": 0.8, "val": 0.2})
         (tmp / "spec.json").write_text(json.dumps(SPEC))
         items = load_splits(tmp / "data").train
+        step_rate(args), loader_rate(items, args, 0)  # warm-up: JIT, first decodes, page cache
         rows = {
+            "train step only (clips in memory)": step_rate(args),
             "decode-only loader, workers=0": loader_rate(items, args, 0),
             "decode-only loader, workers=2": loader_rate(items, args, 2),
-            "train step only (clips in memory)": step_rate(args),
             "train() end to end, workers=0": train_rate(tmp / "data", tmp / "spec.json",
                                                         tmp / "r0", args, 0),
             "train() end to end, workers=2": train_rate(tmp / "data", tmp / "spec.json",

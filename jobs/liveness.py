@@ -104,9 +104,11 @@ def reap_stale() -> list[int]:
             if r is None or r.status != RUNNING or not _worker_dead(r.worker_id, r.heartbeat_at, utcnow()):
                 return None
             pid, wid = r.pid, r.worker_id
+            hb = as_utc(r.heartbeat_at)
+            seen = f"{hb:%H:%M:%S} UTC" if hb is not None else "never"
             r.status, r.finished_at = CRASHED, utcnow()
             r.error = (f"worker {wid} stopped while the run was running (last heartbeat "
-                       f"{as_utc(r.heartbeat_at):%H:%M:%S} UTC); retry resumes from the last checkpoint")
+                       f"{seen}); retry resumes from the last checkpoint")
             return pid, wid
         got = write(mark)
         if got is None:

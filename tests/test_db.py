@@ -161,3 +161,16 @@ def test_tail_reads_complete_lines_only(tmp_path):
     assert ev[0]["event"] == "epoch" and off2 == p.stat().st_size
     assert error_line("x\nusage: y\nerror: dataset has no videos\n") == "dataset has no videos"
     assert hparam_args({"batch_size": 2, "amp": True, "x": False, "threads": 3}) == ["--batch-size", "2", "--amp"]
+
+
+def test_reaper_handles_a_running_row_without_heartbeat(store):
+    """A running row that never beat (e.g. written by hand) is reaped with a readable error."""
+    from jobs.api import worker_status
+    from jobs.liveness import reap_stale
+    rid = _run(status=RUNNING, worker_id="elsewhere:1", heartbeat_at=None)
+    status = worker_status()  # used to raise TypeError formatting the missing heartbeat
+    assert rid in status["reaped"]
+    with read_session() as s:
+        r = s.get(Run, rid)
+        assert r.status == CRASHED and "last heartbeat never" in r.error
+    assert reap_stale() == []
