@@ -146,3 +146,8 @@ def test_cli_table_list_and_errors(tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     r = run_cli(str(tmp_path / "junk.json"))
     assert r.returncode != 0 and "not valid JSON" in r.stderr
+
+
+def test_preset_can_rename_its_spec():
+    s = preset("ir-csn-26", name="my-net", num_classes=3)
+    assert s.name == "my-net" and s.num_classes == 3 and s.depth == 26

@@ -72,7 +72,7 @@ def list_presets() -> list[str]:
     return list(_REGISTRY)
 
 
-def preset(name: str, *, stage_overrides: dict[int, dict[str, Any]] | None = None,
+def preset(name: str, /, *, stage_overrides: dict[int, dict[str, Any]] | None = None,
            **overrides: Any) -> ArchSpec:
     """Build a named preset, then apply overrides.
 
