@@ -45,6 +45,26 @@ def jobs_api():
     return api, ""
 
 
+def require_jobs_api(purpose: str = "This page"):
+    """The jobs API module; otherwise a warning and ``st.stop()``."""
+    import streamlit as st
+    api, why = jobs_api()
+    if api is None:
+        st.warning(f"{purpose} needs the job queue: {why}.", icon=":material/warning:")
+        st.stop()
+    return api
+
+
+def list_runs_or_stop(api, limit: int = 500) -> list:
+    """``api.list_runs``; on a database error an error message and ``st.stop()``."""
+    import streamlit as st
+    try:
+        return api.list_runs(limit=limit)
+    except Exception as e:  # a broken database: tell, do not crash
+        st.error(f"Cannot read the run database: {e}")
+        st.stop()
+
+
 def save_architecture(name: str, spec) -> tuple[bool, str]:
     """Save ``spec`` under ``name`` in the database; (ok, message for people)."""
     api, why = jobs_api()

@@ -5,18 +5,11 @@ import streamlit as st
 
 from app import charts
 from app.runs_data import metric_series, pick_curves, run_row
-from app.state import jobs_api
+from app.state import list_runs_or_stop, require_jobs_api
 
 st.title("Compare runs")
-api, why = jobs_api()
-if api is None:
-    st.warning(f"This page needs the job queue: {why}.", icon=":material/warning:")
-    st.stop()
-try:
-    runs = [run_row(r) for r in api.list_runs(limit=500)]
-except Exception as e:
-    st.error(f"Cannot read the run database: {e}")
-    st.stop()
+api = require_jobs_api()
+runs = [run_row(r) for r in list_runs_or_stop(api)]
 if not runs:
     st.info("No runs yet.")
     st.stop()

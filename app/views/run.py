@@ -5,20 +5,12 @@ import streamlit as st
 
 from app import charts
 from app.runs_data import STATUS_ICON, metric_series, pick_curves, run_row
-from app.state import fmt_count, jobs_api
+from app.state import fmt_count, list_runs_or_stop, require_jobs_api
 
 ss = st.session_state
 st.title("Run detail")
-api, why = jobs_api()
-if api is None:
-    st.warning(f"This page needs the job queue: {why}.", icon=":material/warning:")
-    st.stop()
-
-try:
-    runs = api.list_runs(limit=500)
-except Exception as e:
-    st.error(f"Cannot read the run database: {e}")
-    st.stop()
+api = require_jobs_api()
+runs = list_runs_or_stop(api)
 if not runs:
     st.info("No runs yet.")
     st.stop()

@@ -4,19 +4,11 @@ from __future__ import annotations
 import streamlit as st
 
 from app.runs_data import run_row
-from app.state import jobs_api
+from app.state import list_runs_or_stop, require_jobs_api
 
 st.title("Runs")
-api, why = jobs_api()
-if api is None:
-    st.warning(f"This page needs the job queue: {why}.", icon=":material/warning:")
-    st.stop()
-
-try:
-    rows = [run_row(r) for r in api.list_runs(limit=500)]
-except Exception as e:
-    st.error(f"Cannot read the run database: {e}")
-    st.stop()
+api = require_jobs_api()
+rows = [run_row(r) for r in list_runs_or_stop(api)]
 if not rows:
     st.info("No runs yet.")
     st.page_link("views/train.py", label="Start one on the Train page", icon=":material/play_arrow:")

@@ -5,16 +5,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import (BUILDER_SPEC, fmt_count, generate_synth, jobs_api, spec_from_choice,
+from app.state import (BUILDER_SPEC, fmt_count, generate_synth, require_jobs_api, spec_from_choice,
                        synth_available)
 from backend.csn import SpecError, count, list_presets
 
 ss = st.session_state
 st.title("Train")
-api, why = jobs_api()
-if api is None:
-    st.warning(f"Training needs the job queue: {why}.", icon=":material/warning:")
-    st.stop()
+api = require_jobs_api("Training")
 
 from db.config import data_dir  # noqa: E402  (db is there whenever jobs is)
 
