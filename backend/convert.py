@@ -212,11 +212,10 @@ _BN_FIELDS = {"weight": "weight", "bias": "bias", "running_mean": "mean", "runni
 _C2_BN = {"s": "weight", "b": "bias", "rm": "mean", "riv": "var"}
 
 
-def _bn_or_conv(unit: str, param: str, is_bn: bool):
-    if is_bn:
-        f = _BN_FIELDS.get(param, "?")
-        return None if f is None else (unit, f)
-    return (unit, "conv") if param == "weight" else None
+def _field(param: str, conv: bool = False) -> str:
+    """The target field of a source parameter: "conv" for a conv weight, else its BN field
+    ("skip" for num_batches_tracked, "?" for anything unknown)."""
+    return "conv" if conv else (_BN_FIELDS.get(param, "?") or "skip")
 
 
 def _parse_key(layout: str, k: str):
@@ -226,18 +225,18 @@ def _parse_key(layout: str, k: str):
             return ("fc",), "fc", k.split(".")[1]
         m = re.match(r"stem\.(\d+)\.(\w+)$", k)
         if m:
-            return ("stem",), "stem", ("conv" if m[1] == "0" else _BN_FIELDS.get(m[2], "?")) or "skip"
+            return ("stem",), "stem", _field(m[2], m[1] == "0")
         m = re.match(r"layer(\d)\.(\d+)\.(conv\d|downsample)\.([\d.]+)\.(\w+)$", k)
         if not m:
             return None
         where = ("block", int(m[1]) - 1, int(m[2]))
         group, sub, param = m[3], m[4], m[5]
         if group == "downsample":
-            return where, "short", ("conv" if sub == "0" else _BN_FIELDS.get(param, "?")) or "skip"
+            return where, "short", _field(param, sub == "0")
         # conv{g}.0[.i] holds the convs (ip: conv2.0.0 1x1, conv2.0.1 BN, conv2.0.2 depthwise);
         # conv{g}.1 is the BN of the group's last conv
         if sub == "1":
-            return where, f"{group}.~last", _BN_FIELDS.get(param, "?") or "skip"
+            return where, f"{group}.~last", _field(param)
         if sub == "0":
             return where, f"{group}.0", "conv" if param == "weight" else "?"
         m2 = re.match(r"0\.(\d+)$", sub)
@@ -246,14 +245,14 @@ def _parse_key(layout: str, k: str):
         i = int(m2[1])  # even: conv, odd: the BN after it
         if i % 2 == 0:
             return where, f"{group}.{i // 2}", "conv" if param == "weight" else "?"
-        return where, f"{group}.{i // 2}", _BN_FIELDS.get(param, "?") or "skip"
+        return where, f"{group}.{i // 2}", _field(param)
     if layout == "mmaction2":
         k2 = k[len("backbone."):] if k.startswith("backbone.") else k
         if k2.startswith("cls_head.fc_cls."):
             return ("fc",), "fc", k2.rsplit(".", 1)[1]
         m = re.match(r"conv1\.(conv|bn)\.(\w+)$", k2)
         if m:
-            return ("stem",), "stem", ("conv" if m[1] == "conv" else _BN_FIELDS.get(m[2], "?")) or "skip"
+            return ("stem",), "stem", _field(m[2], m[1] == "conv")
         m = re.match(r"layer(\d)\.(\d+)\.(conv\d(?:\.\d+)?|downsample)\.(conv|bn)\.(\w+)$", k2)
         if not m:
             return None
@@ -261,11 +260,11 @@ def _parse_key(layout: str, k: str):
         unit = "short" if m[3] == "downsample" else m[3] + ("" if "." in m[3] else ".0")
         if m[4] == "conv":
             return where, unit, "conv" if m[5] == "weight" else "?"
-        return where, unit, _BN_FIELDS.get(m[5], "?") or "skip"
+        return where, unit, _field(m[5])
     if layout == "pytorchvideo":
         m = re.match(r"blocks\.0\.(conv|norm)\.(\w+)$", k)
         if m:
-            return ("stem",), "stem", ("conv" if m[1] == "conv" else _BN_FIELDS.get(m[2], "?")) or "skip"
+            return ("stem",), "stem", _field(m[2], m[1] == "conv")
         m = re.match(r"blocks\.(\d+)\.proj\.(weight|bias)$", k)
         if m:
             return ("fc",), "fc", m[2]
@@ -277,7 +276,7 @@ def _parse_key(layout: str, k: str):
         unit = "short" if part.startswith("branch1") else "b." + part[-1]
         if "conv" in part:
             return where, unit, "conv" if m[4] == "weight" else "?"
-        return where, unit, _BN_FIELDS.get(m[4], "?") or "skip"
+        return where, unit, _field(m[4])
     if layout == "caffe2":
         if k.endswith(("_momentum", "_grad")) or k in ("model_iter", "lr", "ITER", "iter"):
             return "skip"

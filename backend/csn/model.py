@@ -65,8 +65,7 @@ class ClassifierHead(nn.Module):
         if self.kind == "fc":
             self.pool = nn.AdaptiveAvgPool3d(1)
             self.fc = nn.Linear(fc.c_in, fc.c_out)
-        else:
-            self.pool = nn.AvgPool3d(pool.kernel, stride=1) if pool is not None else nn.Identity()
+        else:  # the stride-1 average pool is applied in forward, clamped to the map
             self.fc = nn.Conv3d(fc.c_in, fc.c_out, kernel_size=1)
         self._pool_kernel = pool.kernel if pool is not None else None
 

@@ -187,10 +187,6 @@ class LayerPlan(NamedTuple):
             return self.block.split("_")[0]
         return "head" if self.name in ("fc", "head.pool") else self.name
 
-    @property
-    def is_conv(self) -> bool:
-        return self.kind not in ("maxpool", "avgpool")
-
 
 def _out(n: int, k: int, s: int, p: int) -> int:
     return (n + 2 * p - k) // s + 1
