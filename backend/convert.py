@@ -31,7 +31,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -44,7 +44,7 @@ LABELS_K400 = Path(__file__).resolve().parent / "assets" / "kinetics400_labels.t
 
 #: What the weights cannot tell, per layout (overridable).
 LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "pytorchvideo": dict(bn_eps=1e-5, pool1=True, temporal_stride=True, ip_relu=True,
+    "pytorchvideo": dict(bn_eps=1e-5, pool1=True, temporal_stride=(True, True, False), ip_relu=True,
                          mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225)),
     "mmaction2": dict(bn_eps=1e-3, pool1=True, temporal_stride=True, ip_relu=False,
                       mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
@@ -56,8 +56,7 @@ LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
 LAYOUT_NOTES: dict[str, list[str]] = {
     "pytorchvideo": [
         "pytorchvideo's create_csn uses temporal strides (1, 2, 2, 1): conv5_1 does not stride in "
-        "time, our spec strides conv3_1..conv5_1 alike; outputs agree exactly only while conv5's "
-        "input has 1 frame (e.g. 4-frame clips) and differ slightly otherwise",
+        "time (the spec's conv5 stage has temporal_stride=false)",
         "pytorchvideo's head averages logits over AvgPool3d windows (stride = kernel); mapped to "
         "global average + fc, identical when the final map is a multiple of the pool kernel",
     ],
@@ -409,7 +408,14 @@ def _block_type(body: list[Unit], where: str) -> tuple[str, int, int]:
 
 
 def infer_spec(p: Parsed, *, name: str, frames: int, size: int, pool1: bool,
-               temporal_stride: bool, ip_relu: bool) -> ArchSpec:
+               temporal_stride: bool | Sequence[bool], ip_relu: bool) -> ArchSpec:
+    """``temporal_stride``: one flag for conv3..conv5, or three (one per stage)."""
+    per_stage: list[bool | None] = [None] * 4
+    if not isinstance(temporal_stride, bool):
+        flags = [bool(v) for v in temporal_stride]
+        if len(flags) != 3:
+            raise ConvertError(f"temporal_stride: expected 3 flags (conv3, conv4, conv5), got {len(flags)}")
+        per_stage, temporal_stride = [None, *flags], True
     stages = []
     for si, stage in enumerate(p.stages):
         sname = f"conv{si + 2}"
@@ -419,7 +425,7 @@ def infer_spec(p: Parsed, *, name: str, frames: int, size: int, pool1: bool,
         (block, inner, groups), = types
         width = stage[0][0][-1].conv.shape[0]
         stages.append(StageSpec(blocks=len(stage), width=width, inner=inner, block=block,
-                                groups=groups))
+                                groups=groups, temporal_stride=per_stage[si]))
     w = p.fc_w
     head = "fc" if w.dim() == 2 else "conv"
     stem = p.stem.conv
@@ -544,6 +550,14 @@ def convert_checkpoint(src: str | Path, out: str | Path, layout: str = "auto", *
     return report
 
 
+def _tstride(text: str) -> bool | tuple[bool, ...]:
+    flags = [v.strip().lower() for v in text.split(",")]
+    if len(flags) not in (1, 3) or any(v not in ("yes", "no") for v in flags):
+        raise argparse.ArgumentTypeError(f"expected yes, no or three of them (yes,yes,no), got {text!r}")
+    vals = tuple(v == "yes" for v in flags)
+    return vals[0] if len(vals) == 1 else vals
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m backend.convert", description=__doc__.split("\n")[0])
     ap.add_argument("src")
@@ -554,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--bn-eps", type=float)
     ap.add_argument("--pool1", choices=("yes", "no"))
-    ap.add_argument("--temporal-stride", choices=("yes", "no"))
+    ap.add_argument("--temporal-stride", type=_tstride, metavar="yes|no|F,F,F",
+                    help="temporal stride at conv3_1..conv5_1: one yes/no, or three (e.g. yes,yes,no)")
     ap.add_argument("--ip-relu", choices=("yes", "no"))
     ap.add_argument("--strict", action="store_true", help="fail on unused source keys")
     a = ap.parse_args(argv)
@@ -563,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rep = convert_checkpoint(a.src, a.out, a.layout, classes=classes, frames=a.frames, size=a.size,
                                  strict=a.strict, bn_eps=a.bn_eps, pool1=yn(a.pool1),
-                                 temporal_stride=yn(a.temporal_stride), ip_relu=yn(a.ip_relu))
+                                 temporal_stride=a.temporal_stride, ip_relu=yn(a.ip_relu))
     except (ConvertError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from .csn.spec import STAGE_NAMES, canonical_block
 
 #: Fields of ArchSpec that are not the stages: copied onto a baseline so both count alike.
 _NON_STAGE = [f.name for f in fields(ArchSpec) if f.name not in ("name", "stages")]
-_STAGE_FIELDS = ("blocks", "width", "inner", "block", "groups", "pw_groups")
+_STAGE_FIELDS = ("blocks", "width", "inner", "block", "groups", "pw_groups", "temporal_stride")
 
 
 def default_baseline(spec: ArchSpec) -> str:

@@ -79,7 +79,8 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "gradcam", *, ta
             raise ValueError("explain one clip at a time")
         clip = clip[0]
     model.eval()
-    x = clip.unsqueeze(0).detach().float()
+    device = next(model.parameters()).device
+    x = clip.unsqueeze(0).detach().float().to(device)
     T = x.shape[2]
     t0 = time.perf_counter()
     if target is None:
@@ -88,15 +89,15 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "gradcam", *, ta
     if method == "saliency":
         f = _Counted(model, 1, progress, "saliency")
         attr = Saliency(f).attribute(x.requires_grad_(), target=target, abs=True)
-        heat = attr[0].sum(0).detach().numpy()
+        heat = attr[0].sum(0).detach().cpu().numpy()
         imp = heat.reshape(T, -1).sum(1)
     elif method == "integrated_gradients":
         ibs = max(1, internal_batch_size)
         f = _Counted(model, math.ceil(n_steps / ibs), progress, "integrated gradients")
         attr = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), target=target,
                                                 n_steps=n_steps, internal_batch_size=ibs)
-        heat = attr[0].abs().sum(0).detach().numpy()
-        imp = attr[0].sum(dim=(0, 2, 3)).detach().numpy()   # signed contribution per frame
+        heat = attr[0].abs().sum(0).detach().cpu().numpy()
+        imp = attr[0].sum(dim=(0, 2, 3)).detach().cpu().numpy()   # signed contribution per frame
     elif method == "gradcam":
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -104,16 +105,16 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "gradcam", *, ta
         f = _Counted(model, 1, progress, f"Grad-CAM on {stage}")
         cam = LayerGradCam(f, layer).attribute(x, target=target, relu_attributions=True)
         up = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="trilinear")
-        heat = up[0, 0].detach().numpy()
+        heat = up[0, 0].detach().cpu().numpy()
         imp = heat.reshape(T, -1).mean(1)
     else:
         per = max(1, frames_per_eval)
         f = _Counted(model, 1 + math.ceil(T / per), progress, "frame ablation")
-        mask = torch.arange(T).view(1, 1, T, 1, 1)
+        mask = torch.arange(T, device=device).view(1, 1, T, 1, 1)
         with torch.no_grad():
             attr = FeatureAblation(f).attribute(x, baselines=0.0, target=target, feature_mask=mask,
                                                 perturbations_per_eval=per)
-        imp = attr[0, 0, :, 0, 0].numpy()
+        imp = attr[0, 0, :, 0, 0].cpu().numpy()
         heat = np.broadcast_to(np.clip(imp, 0, None)[:, None, None], x.shape[2:]).copy()
     if progress is not None:
         progress(1.0, "done")

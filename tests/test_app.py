@@ -120,6 +120,22 @@ def test_clip_too_short_is_reported():
     assert not at.error
 
 
+def test_per_stage_temporal_stride_recounts():
+    """conv5 keeping T (pytorchvideo's CSN) costs more multiply-adds; the weights stay."""
+    at = _app()
+    before = _metrics(at)
+    assert not [w for w in at.selectbox if w.key == "bld_s0_tstride"]  # conv2 never strides
+    assert at.selectbox(key="bld_s3_tstride").value is None
+    at.selectbox(key="bld_s3_tstride").set_value(False).run()
+    after = _metrics(at)
+    assert not at.exception and not at.error
+    assert after["Parameters"] == before["Parameters"]
+    assert after["Multiply-adds (paper FLOPs)"] != before["Multiply-adds (paper FLOPs)"]
+    at.number_input(key="bld_frames").set_value(4).run()       # conv5 input: 1 frame
+    at.selectbox(key="bld_s3_tstride").set_value(True).run()   # ...which cannot be halved
+    assert any("conv5_1" in e.value and "temporal" in e.value for e in at.error)
+
+
 def test_uploaded_spec_loads_and_bad_json_is_reported():
     at = _app()
     spec = preset("ip-csn-50")

@@ -71,7 +71,7 @@ def test_ip_relu_difference_is_real():
         assert not torch.allclose(model(X), net(X), rtol=1e-3, atol=1e-3)
 
 
-def test_pytorchvideo_layout_same_function_on_4_frames():
+def test_pytorchvideo_layout_same_function():
     net = ref.randomize(ref.PvNet())
     sd = net.state_dict()
     assert "blocks.0.conv.weight" in sd and "blocks.1.res_blocks.0.branch2.conv_a.weight" in sd
@@ -79,9 +79,12 @@ def test_pytorchvideo_layout_same_function_on_4_frames():
     model, spec, report = ours_from(sd)
     assert detect_layout(sd) == "pytorchvideo" and spec.stages[3].block == "bottleneck-D"
     assert any("temporal strides (1, 2, 2, 1)" in n for n in report.notes)
-    x4 = X[:, :, :4]  # conv5's input has 1 frame: conv5_1's temporal stride does not matter
+    assert [s.temporal_stride for s in spec.stages] == [None, True, True, False]
+    with torch.no_grad():  # 8 frames: conv5 sees 2, so its temporal stride matters
+        torch.testing.assert_close(model(X), net(X), rtol=1e-4, atol=1e-4)
+    wrong, *_ = ours_from(sd, temporal_stride=True)  # striding conv5 too is a different function
     with torch.no_grad():
-        torch.testing.assert_close(model(x4), net(x4), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(wrong(X), net(X), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("ip", [False, True])
@@ -115,6 +118,16 @@ def test_checkpoint_roundtrip_cli_and_labels(tmp_path: Path, capsys):
     model.load_state_dict(ck["model"])
     with torch.no_grad():
         torch.testing.assert_close(model(X), net(X), rtol=1e-4, atol=1e-4)
+
+    # per-stage temporal strides from the command line; a malformed list is refused by name
+    out2 = tmp_path / "out2.pt"
+    assert main([str(src), "--out", str(out2), "--frames", "8", "--size", "32",
+                 "--temporal-stride", "yes,yes,no"]) == 0
+    spec2 = ArchSpec.from_dict(torch.load(out2, weights_only=True)["spec"])
+    assert [s.temporal_stride for s in spec2.stages] == [None, True, True, False]
+    with pytest.raises(SystemExit):
+        main([str(src), "--out", str(out2), "--temporal-stride", "yes,no"])
+    assert "expected yes, no or three of them" in capsys.readouterr().err
 
 
 def test_kinetics_labels_shipped():

@@ -62,6 +62,8 @@ def valid_specs(draw):
         inner = 4 * draw(st.integers(1, 6))
         width = 8 * draw(st.integers(1, 6))
         stages.append(_stage(block, width, inner, g, pg, draw(st.integers(1, 3))))
+        if stages[1:]:  # conv3..conv5: follow the global flag, or their own
+            stages[-1].temporal_stride = draw(st.sampled_from([None, True, False]))
     # widths must divide by the 1x1 groups of DG blocks (inner and width are multiples of 4)
     return ArchSpec(
         stages=stages,

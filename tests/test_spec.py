@@ -3,9 +3,12 @@ import json
 import subprocess
 import sys
 
-import pytest
+from dataclasses import replace
 
-from backend.csn import ArchSpec, SpecError, build_model, count, list_presets, preset
+import pytest
+import torch
+
+from backend.csn import ArchSpec, SpecError, build_model, count, list_presets, plan, preset
 
 
 @pytest.mark.parametrize("name", list_presets())
@@ -82,6 +85,10 @@ def test_simple_d_adds_pointwise_only_when_channels_change():
     (dict(name="ir-csn-50", block="bogus"), "unknown block type 'bogus'"),
     (dict(name="ir-csn-50", height=16, width=16), "conv5_1.conv_b: height input size 1 is smaller than its stride 2"),
     (dict(name="ir-csn-50", head="mlp"), "head: must be one of"),
+    (dict(name="ir-csn-50", stage_overrides={0: {"temporal_stride": True}}),
+     "conv2_x.temporal_stride: conv2 does not downsample"),
+    (dict(name="ir-csn-50", frames=4, stage_overrides={3: {"temporal_stride": True}}),
+     "conv5_1.conv_b: temporal input size 1 is smaller than its stride 2"),
     (dict(name="nope"), "unknown preset 'nope'"),
 ])
 def test_validation_messages(spec_kw, message):
@@ -151,3 +158,31 @@ def test_cli_table_list_and_errors(tmp_path):
 def test_preset_can_rename_its_spec():
     s = preset("ir-csn-26", name="my-net", num_classes=3)
     assert s.name == "my-net" and s.num_classes == 3 and s.depth == 26
+
+
+def test_per_stage_temporal_stride():
+    """A stage's own temporal_stride overrides the global flag for that stage only."""
+    def frames_after(spec):
+        return {p.name: p.out_size[0] for p in plan(spec) if p.name.endswith("_1.conv_b")}
+
+    base = preset("ir-csn-50", frames=8)
+    assert frames_after(base) == {"conv2_1.conv_b": 8, "conv3_1.conv_b": 4, "conv4_1.conv_b": 2,
+                                  "conv5_1.conv_b": 1}
+    pv = preset("ir-csn-50", frames=8, stage_overrides={3: {"temporal_stride": False}})
+    assert frames_after(pv)["conv5_1.conv_b"] == 2
+    only5 = preset("ir-csn-50", frames=8, temporal_stride=False, stage_overrides={3: {"temporal_stride": True}})
+    assert list(frames_after(only5).values()) == [8, 8, 8, 4]
+    # keeping T in conv5 doubles conv5's multiply-adds and leaves the weights alone
+    a, b = count(base), count(pv)
+    assert b.totals.params == a.totals.params and b.totals.flops > a.totals.flops
+    fa, fb = ({l.name: l.flops for l in r.layers if l.name.startswith("conv5")} for r in (a, b))
+    assert fb.pop("conv5_1.conv_a") == fa.pop("conv5_1.conv_a")  # before the stride
+    assert fb == {k: 2 * v for k, v in fa.items()}
+    back = ArchSpec.from_json(pv.to_json())
+    assert back == pv and back.stages[3].temporal_stride is False and back.stages[1].temporal_stride is None
+    x = torch.randn(1, 3, 8, 32, 32)
+    for spec in (base, pv):
+        m = build_model(replace(spec, height=32, width=32, num_classes=5, stem_width=8,
+                                stages=[replace(s, width=16, inner=4) for s in spec.stages])).eval()
+        with torch.no_grad():
+            assert m(x).shape == (1, 5)

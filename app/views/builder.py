@@ -18,6 +18,7 @@ from backend.csn.presets import DEFAULT_GROUPS, DEFAULT_PW_GROUPS
 from backend.csn.spec import STAGE_NAMES, canonical_block
 
 G_BLOCKS = ("simple-G", "bottleneck-G")
+TSTRIDE_CHOICES = {None: "as T-stride", True: "2 (halve T)", False: "1 (keep T)"}
 BLOCK_LABELS = {"bottleneck-D": "bottleneck-D (ir-CSN)", "ip": "ip (ip-CSN)"}
 ss = st.session_state
 
@@ -32,7 +33,8 @@ def _seed(spec: ArchSpec, overwrite: bool) -> None:
     for i, s in enumerate(spec.stages):
         vals.update({f"s{i}_block": canonical_block(s.block), f"s{i}_blocks": s.blocks,
                      f"s{i}_width": s.width, f"s{i}_inner": s.inner,
-                     f"s{i}_groups": s.groups, f"s{i}_pw_groups": s.pw_groups})
+                     f"s{i}_groups": s.groups, f"s{i}_pw_groups": s.pw_groups,
+                     f"s{i}_tstride": s.temporal_stride})
     for k, v in vals.items():
         if overwrite or K + k not in ss:
             ss[K + k] = v
@@ -107,7 +109,8 @@ def form_spec() -> ArchSpec:
             s, block=b, blocks=int(ss[f"{K}s{i}_blocks"]), width=width,
             inner=width if b.startswith("simple") else int(ss[f"{K}s{i}_inner"]),
             groups=int(ss[f"{K}s{i}_groups"]) if b in G_BLOCKS else 1,
-            pw_groups=int(ss[f"{K}s{i}_pw_groups"]) if b == "bottleneck-DG" else 1))
+            pw_groups=int(ss[f"{K}s{i}_pw_groups"]) if b == "bottleneck-DG" else 1,
+            temporal_stride=ss.get(f"{K}s{i}_tstride") if i > 0 else None))
     head = ss[K + "head"]
     return replace(base, name=ss[K + "name"] or "custom", stages=stages,
                    frames=int(ss[K + "frames"]), height=int(ss[K + "height"]),
@@ -205,6 +208,11 @@ for i, (col, sname) in enumerate(zip(cols, STAGE_NAMES)):
             st.number_input("Pointwise groups (1x1x1)", min_value=1, max_value=8192, step=1,
                             key=f"{K}s{i}_pw_groups")
         inline_error(i, "pw_groups")
+        if i > 0:
+            st.selectbox("Temporal stride", TSTRIDE_CHOICES, key=f"{K}s{i}_tstride",
+                         format_func=TSTRIDE_CHOICES.get,
+                         help=f"Stride in time of {sname}_1 (pytorchvideo's CSN: conv5 keeps T)")
+        inline_error(i, "temporal_stride")
 
 # --- totals (drawn above the form) -----------------------------------------------------------
 with totals_box:

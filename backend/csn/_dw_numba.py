@@ -55,3 +55,42 @@ def dw_weight_grad(x: np.ndarray, g: np.ndarray, st: int, sh: int, sw: int,
                     part[ch, k, c] += acc[k, c]
                     acc[k, c] = 0.0
     return part.sum(axis=0)
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def dw_input_grad(g: np.ndarray, w: np.ndarray, t_: int, h_: int, w_: int, st: int, sh: int, sw: int,
+                  pt: int, ph: int, pw: int) -> np.ndarray:  # pragma: no cover
+    """g (N, To, Ho, Wo, C), w (27, C) -> input gradient (N, T, H, W, C), any stride.
+
+    Each input voxel gathers only the taps whose output position exists (a stride-2 layer
+    does 1/8 of the work of convolving a zero-dilated gradient)."""
+    n_, to_, ho_, wo_, c_ = g.shape
+    gx = np.empty((n_, t_, h_, w_, c_), dtype=g.dtype)
+    for r in prange(n_ * t_ * h_):
+        n = r // (t_ * h_)
+        t = (r // h_) % t_
+        h = r % h_
+        row = gx[n, t, h]
+        row[:] = 0.0
+        for kt in range(3):
+            tn = t + pt - kt
+            if tn < 0 or tn % st != 0 or tn // st >= to_:
+                continue
+            to = tn // st
+            for kh in range(3):
+                hn = h + ph - kh
+                if hn < 0 or hn % sh != 0 or hn // sh >= ho_:
+                    continue
+                ho = hn // sh
+                for kw in range(3):
+                    k = kt * 9 + kh * 3 + kw
+                    wi0 = kw - pw
+                    while wi0 < 0:
+                        wi0 += sw
+                    for wi in range(wi0, w_, sw):
+                        wo = (wi + pw - kw) // sw
+                        if wo >= wo_:
+                            break
+                        for c in range(c_):
+                            row[wi, c] += w[k, c] * g[n, to, ho, wo, c]
+    return gx

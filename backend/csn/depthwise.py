@@ -6,9 +6,10 @@ tensors; its backward (both gradients) runs at a few GFLOP/s. :class:`DepthwiseC
 gradient is needed, runs :class:`DepthwiseConv3dFunction`:
 
 * forward: ``F.conv3d`` on channels_last_3d input (the fast oneDNN depthwise path);
-* input gradient: itself a depthwise conv: stride 1 -> the output gradient convolved with
-  the spatially flipped kernel; stride 2 -> the output gradient dilated with zeros to the
-  input's size, then the same stride-1 flipped conv (no slow ``conv_transpose3d``);
+* input gradient: stride 1 -> itself a depthwise conv, the output gradient convolved with
+  the spatially flipped kernel; stride 2 -> a numba kernel on CPU that gathers only the taps
+  that exist (elsewhere: the output gradient dilated with zeros to the input's size, then the
+  same stride-1 flipped conv; never the slow ``conv_transpose3d``);
 * weight gradient: a numba kernel on CPU (float32/float64) that reads input and output
   gradient once in channels-last order; elsewhere (CUDA, half types, no numba) PyTorch's
   own ``convolution_backward``.
@@ -38,11 +39,12 @@ try:  # numba is optional: without it the weight gradient falls back to PyTorch'
         raise ImportError("disabled by CSN_DEPTHWISE_NUMBA=0")
     import numba as _numba
 
+    from ._dw_numba import dw_input_grad as _nb_input_grad
     from ._dw_numba import dw_weight_grad as _nb_weight_grad
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only where numba is absent
     _numba = None
-    _nb_weight_grad = None
+    _nb_weight_grad = _nb_input_grad = None
     HAVE_NUMBA = False
 
 
@@ -64,10 +66,9 @@ def _weight_grad(x: torch.Tensor, gy: torch.Tensor, weight: torch.Tensor,
                  stride: tuple[int, int, int]) -> torch.Tensor:
     """d loss / d weight, shape (C, 1, 3, 3, 3)."""
     c = x.shape[1]
-    if (HAVE_NUMBA and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and gy.dtype == x.dtype):
-        threads = max(1, min(torch.get_num_threads(), _numba.config.NUMBA_NUM_THREADS))
-        _numba.set_num_threads(threads)
+    if _numba_ok(x, gy):
+        _set_numba_threads()
+        threads = _numba.get_num_threads()
         xn = x.permute(0, 2, 3, 4, 1).contiguous().numpy()     # N T H W C (no copy if cl)
         gn = gy.permute(0, 2, 3, 4, 1).contiguous().numpy()
         rows = gn.shape[0] * gn.shape[1] * gn.shape[2]
@@ -83,10 +84,31 @@ def _weight_grad(x: torch.Tensor, gy: torch.Tensor, weight: torch.Tensor,
         [False, True, False])[1]
 
 
+def _numba_ok(*ts: torch.Tensor) -> bool:
+    return (HAVE_NUMBA and all(t.device.type == "cpu" for t in ts)
+            and ts[0].dtype in (torch.float32, torch.float64) and all(t.dtype == ts[0].dtype for t in ts))
+
+
+def _set_numba_threads() -> None:
+    _numba.set_num_threads(max(1, min(torch.get_num_threads(), _numba.config.NUMBA_NUM_THREADS)))
+
+
 def _input_grad(gy: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int, int],
                 in_shape: torch.Size) -> torch.Tensor:
-    """d loss / d input: a stride-1 depthwise conv of (dilated) gy with the flipped kernel."""
+    """d loss / d input. Stride 1: a depthwise conv of gy with the flipped kernel (oneDNN's
+    fast channels-last path). Strided: a numba gather over the taps that exist on CPU, else the
+    same conv on gy dilated with zeros to the input's size."""
     c = weight.shape[0]
+    if stride != (1, 1, 1) and _numba_ok(gy, weight):
+        _set_numba_threads()
+        gn = gy.permute(0, 2, 3, 4, 1).contiguous().numpy()          # N To Ho Wo C (cl: no copy)
+        wn = weight.detach().reshape(c, 27).t().contiguous().numpy()  # (27, C)
+        try:
+            gx = _nb_input_grad(gn, wn, *in_shape[2:], *stride, 1, 1, 1)
+        except Exception as e:  # noqa: BLE001
+            _disable_numba(e)
+        else:
+            return torch.from_numpy(gx).permute(0, 4, 1, 2, 3)          # channels_last_3d view
     wf = weight.flip(2, 3, 4)
     if stride != (1, 1, 1):
         st, sh, sw = stride

@@ -64,6 +64,9 @@ class StageSpec:
     block: str = "bottleneck"  # one of BLOCK_TYPES (aliases ir / ip-csn accepted)
     groups: int = 1            # groups of the 3x3x3 conv(s): simple-G, bottleneck-G only
     pw_groups: int = 1         # groups of the two 1x1x1 convs: bottleneck-DG only
+    # temporal stride 2 in the stage's first block (conv3..conv5 only); None follows
+    # ArchSpec.temporal_stride. pytorchvideo's CSN: conv3 yes, conv4 yes, conv5 no
+    temporal_stride: bool | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageSpec":
@@ -91,7 +94,8 @@ class ArchSpec:
     stem_kernel_t: int = 3
     stem_stride_t: int = 1
     pool1: bool = True
-    # 2x2x2 striding at conv3_1, conv4_1, conv5_1; False gives 1x2x2
+    # 2x2x2 striding at conv3_1, conv4_1, conv5_1; False gives 1x2x2 (a stage's own
+    # temporal_stride, when set, overrides this for that stage)
     temporal_stride: bool = True
     # "fc": global average pool + Linear; "conv": 1x1x1 conv classifier on the final map
     # (VMZ use_convolutional_pred), then average of the logits over positions
@@ -196,6 +200,12 @@ def _out3(size, kernel, stride, padding) -> tuple[int, int, int]:
     return tuple(_out(n, k, s, p) for n, k, s, p in zip(size, kernel, stride, padding))  # type: ignore
 
 
+def stage_tstride(spec: ArchSpec, index: int) -> bool:
+    """Whether stage ``index`` (0 = conv2) halves time in its first block."""
+    own = spec.stages[index].temporal_stride
+    return index > 0 and (spec.temporal_stride if own is None else own)
+
+
 def _conv_kind(c_in: int, c_out: int, groups: int, kernel) -> str:
     if groups > 1 and groups == c_in == c_out:
         return "depthwise"
@@ -225,6 +235,11 @@ def _check_positive(spec: ArchSpec) -> None:
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise SpecError(f"{where}.{f}", f"must be a positive integer, got {v!r}")
         b = canonical_block(st.block, f"{where}.block")
+        if st.temporal_stride not in (None, True, False):
+            raise SpecError(f"{where}.temporal_stride", f"must be true, false or null, got {st.temporal_stride!r}")
+        if sname == "conv2" and st.temporal_stride:
+            raise SpecError(f"{where}.temporal_stride", "conv2 does not downsample (no stride in space "
+                            "or time); temporal striding applies to conv3..conv5")
         if st.groups != 1 and b not in ("simple-G", "bottleneck-G"):
             raise SpecError(f"{where}.groups", f"groups={st.groups} applies only to simple-G and "
                             f"bottleneck-G blocks, not {b} (use 1)")
@@ -290,7 +305,7 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
                     yield tuple.__new__(LayerPlan, (f"{bname}.{p.role}",) + p[1:13] + (bname, p.role))
                 continue
             down = si > 0 and bi == 0                     # conv3_1, conv4_1, conv5_1
-            stride = ((2 if spec.temporal_stride else 1), 2, 2) if down else (1, 1, 1)
+            stride = ((2 if stage_tstride(spec, si) else 1), 2, 2) if down else (1, 1, 1)
             block_in, block_size = c, size
             for role, ci, co, g, kk, ss, relu in _block_convs(
                     b, c, stage.width, stage.inner, stage.groups, stage.pw_groups, stride, spec.ip_relu):
