@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench motion-model clean
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-fast: install
 
 bench: install
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# Re-train the shipped demo model (backend/assets/motion_csn.*): ~2 min of data, ~15 min of
+# training on 2 CPU cores. The commands are recorded in backend/assets/motion_csn.json.
+MOTION_DATA ?= var/motion-data
+MOTION_RUN ?= var/motion-run
+motion-model: install
+	$(BIN)/python -m backend.motion_model --reproduce --run $(MOTION_RUN) --data $(MOTION_DATA) --out backend/assets
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

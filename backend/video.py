@@ -133,7 +133,8 @@ def _check_path(path: str | os.PathLike, limits: Limits) -> Path:
 
 
 def _looks_like_video(p: Path) -> bool:
-    head = p.open("rb").read(16)
+    with p.open("rb") as f:
+        head = f.read(16)
     return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head.startswith(_CONTAINER_MAGIC)
 
 

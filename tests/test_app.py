@@ -213,6 +213,9 @@ def test_train_page_enqueues_a_run_row(store):
     assert any("No such file" in e.value for e in at.error)
     at.text_input(key="train_path").set_value(str(data)).run()
     at.number_input(key="hp_epochs").set_value(2).run()
+    assert at.number_input(key="hp_lr_sgd").value == 0.01
+    at.selectbox(key="hp_optimizer").set_value("adamw").run()
+    assert at.number_input(key="hp_lr_adamw").value == 0.001   # its own default
     at.text_input(key="train_name").set_value("first").run()
     at.button[[b.label for b in at.button].index("Enqueue run")].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -221,6 +224,7 @@ def test_train_page_enqueues_a_run_row(store):
     r = runs[0]
     assert (r["status"], r["name"], r["spec"]["name"]) == ("queued", "first", "ir-csn-50")
     assert r["hparams"]["epochs"] == 2 and r["dataset"] == str(data.resolve())
+    assert (r["hparams"]["optimizer"], r["hparams"]["lr"]) == ("adamw", 0.001)
     assert any(f"Queued run #{r['id']}" in s.value for s in at.success)
 
     _page(at, "runs")

@@ -39,3 +39,14 @@ def test_shipped_model_classifies_new_synthetic_videos(tmp_path: Path):
                               num_clips=3), torch.device("cpu"))
     assert m["bad_videos"] == 0
     assert m["video_top1"] >= 0.8, m
+
+
+def test_demo_examples_are_classified_correctly(tmp_path: Path):
+    """The demo's generated example clips (112 px, four containers) get their own label."""
+    from app.demo import EXAMPLE_SPECS, make_examples
+    from backend.inference import Predictor
+
+    pr = Predictor(SHIPPED)
+    for (label, _), path in zip(EXAMPLE_SPECS, make_examples(tmp_path)):
+        top = pr.predict(path, num_clips=3).top
+        assert top[0][0] == label, (path, top)

@@ -277,3 +277,38 @@ def test_torchrun_two_processes_end_with_identical_weights(data, spec_file, tmp_
     assert start["world_size"] == 2 and start["total_steps"] == 2 * 3   # 24 clips / (2 x 4)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001.pt",
                                                                       "epoch_0002.pt"]
+
+
+def test_adamw_option_uses_adamw_with_its_default_lr(data, spec_file, tmp_path):
+    with pytest.raises(ValueError, match="optimizer must be sgd or adamw"):
+        cfg_for(data, spec_file, tmp_path / "x", optimizer="adam")
+    out = tmp_path / "aw"
+    r = train(cfg_for(data, spec_file, out, optimizer="adamw", lr=None, epochs=1))
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["optimizer"] == "adamw" and cfg["lr"] == pytest.approx(1e-3 * 8 / 16)
+    ck = read_checkpoint(sorted((out / "checkpoints").glob("epoch_*.pt"))[-1])
+    state = ck["optimizer"]["state"]
+    assert state and all({"exp_avg", "exp_avg_sq"} <= set(s) for s in state.values())
+    loss = epoch_metrics(read_events(out), "train")[1]["loss"]
+    assert 0 < loss < 10 and r["model"] is not None
+
+
+def test_release_writes_a_stripped_model_and_its_description(data, run6, tmp_path):
+    from backend.motion_model import main as release_main
+
+    ds = tmp_path / "data"
+    ds.mkdir()
+    (ds / "classes.txt").write_text((data / "classes.txt").read_text())
+    (ds / "test").symlink_to(data / "val")
+    out = tmp_path / "assets"
+    assert release_main(["--run", str(run6[0]), "--data", str(ds), "--out", str(out), "--clips", "2",
+                         "--threads", "1"]) == 0
+    pt = torch.load(out / "motion_csn.pt", weights_only=True)
+    assert not {"optimizer", "scheduler", "rng"} & set(pt)
+    meta = json.loads((out / "motion_csn.json").read_text())
+    assert meta["spec"] == pt["spec"] and meta["classes"] == pt["classes"]
+    assert meta["test"]["videos"] == meta["data"]["test_videos"] == len(list((data / "val").rglob("*.mp4")))
+    assert 0 <= meta["test"]["video_top1"] <= 1 and meta["epochs"] == EPOCHS and meta["train_time_s"] > 0
+    assert any("backend.train --arch motion-ir-csn" in c for c in meta["commands"])
+    # a run without checkpoints is refused with a message
+    assert release_main(["--run", str(tmp_path), "--data", str(ds), "--out", str(out)]) == 1

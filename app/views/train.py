@@ -97,12 +97,17 @@ else:
 
 # --- hyper-parameters ------------------------------------------------------------------------
 st.subheader("3. Hyper-parameters")
-h = st.columns(4)
+h = st.columns(5)
+opt = h[2].selectbox("Optimizer", ["sgd", "adamw"], key="hp_optimizer",
+                     help="sgd: the paper's recipe; adamw: converges much faster on tiny nets and data")
 hp = {
     "epochs": h[0].number_input("Epochs", 1, 1000, 5, key="hp_epochs"),
     "batch_size": h[1].number_input("Batch size", 1, 512, 8, key="hp_batch"),
-    "lr": h[2].number_input("Learning rate", 1e-5, 10.0, 0.01, format="%.4f", key="hp_lr"),
-    "threads": h[3].number_input("CPU threads", 1, 64, 1, key="hp_threads"),
+    "optimizer": opt,
+    # one widget per optimizer, so each keeps its own sensible default
+    "lr": h[3].number_input("Learning rate", 1e-5, 10.0, 0.01 if opt == "sgd" else 0.001,
+                            format="%.4f", key=f"hp_lr_{opt}"),
+    "threads": h[4].number_input("CPU threads", 1, 64, 1, key="hp_threads"),
 }
 h = st.columns(4)
 hp["frames"] = h[0].number_input("Clip frames T", 1, 128, 8, key="hp_frames")
