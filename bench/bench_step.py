@@ -124,9 +124,13 @@ def main() -> None:
     ir, r3 = (preset(n, frames=frames, height=size, width=size) for n in ("ir-csn-50", "resnet3d-50"))
     flop_ratio = count(r3).totals.flops / count(ir).totals.flops
     print(f"\nir-CSN-50 vs ResNet3D-50: FLOP ratio {flop_ratio:.2f}x")
-    for v in ("plain", "fast"):
-        wall = t[("resnet3d-50", v)] / t[("ir-csn-50", v)]
-        print(f"  {v:5} wall-clock speed-up {wall:.2f}x = {wall / flop_ratio:.2f} of the FLOP ratio "
+    # the last row is the honest one: our fast ir-CSN against ResNet3D-50's faster variant
+    r3_best = min(sec for (arch, _), sec in t.items() if arch == "resnet3d-50")
+    for label, r3_sec, ir_sec in (("plain vs plain", t[("resnet3d-50", "plain")], t[("ir-csn-50", "plain")]),
+                                  ("fast vs fast", t[("resnet3d-50", "fast")], t[("ir-csn-50", "fast")]),
+                                  ("fast vs best ResNet3D", r3_best, t[("ir-csn-50", "fast")])):
+        wall = r3_sec / ir_sec
+        print(f"  {label:22} wall-clock speed-up {wall:.2f}x = {wall / flop_ratio:.2f} of the FLOP ratio "
               f"(target >= 0.8: {'met' if wall / flop_ratio >= 0.8 else 'NOT met'})")
     sp = t[("ir-csn-50", "plain")] / t[("ir-csn-50", "fast")]
     print(f"ir-CSN-50 train step fast vs plain: {sp:.2f}x (target >= 1.5x: "
