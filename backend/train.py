@@ -5,9 +5,10 @@
 
 Recipe: SGD (momentum 0.9, weight decay 1e-4; ``--optimizer adamw`` as an option), linear
 warm-up for 10/45 of the epochs then a half-cosine, stepped every iteration; clips of T=8
-frames taking every 2nd frame; short side jittered in [8/7, 10/7] x crop (256-320 for 224), random crop; validation with 10 centre
-clips per video and averaged softmax (video@1, video@5). The learning rate defaults to the
-paper's 0.01 per 8 clips, scaled linearly with the global batch.
+frames taking every 2nd frame; short side jittered in [8/7, 10/7] x crop (256-320 for 224),
+random crop; validation with 10 centre clips per video and averaged softmax (video@1,
+video@5). The learning rate defaults to the paper's 0.01 per 8 clips, scaled linearly with
+the global batch.
 
 Outputs (docs/contracts.md): ``RUN_DIR/metrics.jsonl`` (one event per line, flushed),
 ``RUN_DIR/checkpoints/epoch_XXXX.pt`` (atomic, last K kept), ``RUN_DIR/config.json``.
