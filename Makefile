@@ -33,7 +33,7 @@ test-fast: install
 bench: install
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
-# Re-train the shipped demo model (backend/assets/motion_csn.*): ~2 min of data, ~15 min of
+# Re-train the shipped demo model (backend/assets/motion_csn.*): ~1 min of data, 15-20 min of
 # training on 2 CPU cores. The commands are recorded in backend/assets/motion_csn.json.
 MOTION_DATA ?= var/motion-data
 MOTION_RUN ?= var/motion-run
