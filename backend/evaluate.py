@@ -75,6 +75,22 @@ def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, n
                       collate_fn=collate_skip)
 
 
+def clip_settings(spec: Any, ckpt: dict[str, Any], *, frames: int | None = None, rate: int | None = None,
+                  size: int | None = None) -> tuple[int, int, int]:
+    """``(frames, rate, size)``: the arguments if given, else the checkpoint's training config,
+    else the spec's clip (rate 2)."""
+    cfg = ckpt.get("config") or {}
+    return (int(frames or cfg.get("frames") or spec.frames), int(rate or cfg.get("rate") or 2),
+            int(size or cfg.get("size") or spec.height))
+
+
+def evaluate_videos(model: nn.Module, items: list[VideoItem], *, frames: int, rate: int, size: int,
+                    clips: int, device: torch.device = torch.device("cpu")) -> dict[str, float]:
+    """:func:`evaluate` a model on videos, ``clips`` centre clips each (channels_last_3d)."""
+    return evaluate(model.to(memory_format=torch.channels_last_3d),
+                    video_loader(items, frames=frames, rate=rate, size=size, num_clips=clips), device)
+
+
 def _items(data: Path, classes: list[str]) -> list[VideoItem]:
     if data.is_file():
         _, by_split = read_csv(data, classes=classes)
@@ -98,16 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     try:
         model, spec, classes, ckpt = load_checkpoint(a.checkpoint)
-        cfg: dict[str, Any] = ckpt.get("config", {})
-        frames = a.frames or cfg.get("frames", spec.frames)
-        rate = a.rate or cfg.get("rate", 2)
-        size = a.size or cfg.get("size", spec.height)
+        frames, rate, size = clip_settings(spec, ckpt, frames=a.frames, rate=a.rate, size=a.size)
         items = _items(Path(a.data), classes)
         if not items:
             raise DatasetError(f"no videos in {a.data}")
-        model = model.to(memory_format=torch.channels_last_3d)
-        m = evaluate(model, video_loader(items, frames=frames, rate=rate, size=size,
-                                         num_clips=a.clips), torch.device("cpu"))
+        m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=a.clips)
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import torch
 
 from .csn import ArchSpec, build_model
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
+from .evaluate import clip_settings
 from .video import MEAN, STD, test_clips
 
 
@@ -82,10 +83,8 @@ class Predictor:
         # bf16/fp16 autocast on CUDA; eval mode
         self.settings = recommended_settings(self.device, train=False)
         self.model = prepare_model(self.model, self.device, train=False, settings=self.settings)
+        self.frames, self.rate, self.size = clip_settings(self.spec, ck, frames=frames, rate=rate, size=size)
         cfg = ck.get("config") or {}
-        self.frames = int(frames or cfg.get("frames") or self.spec.frames)
-        self.rate = int(rate or cfg.get("rate") or 2)
-        self.size = int(size or cfg.get("size") or self.spec.height)
         mean, std = cfg.get("mean"), cfg.get("std")
         # imported models may expect another normalisation than backend.video's MEAN/STD
         self._renorm = None

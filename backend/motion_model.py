@@ -25,7 +25,7 @@ import torch
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, strip_checkpoint
 from .datasets import DatasetError, read_classes, scan_folder
-from .evaluate import evaluate, video_loader
+from .evaluate import clip_settings, evaluate_videos
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -54,7 +54,6 @@ def run_summary(run: Path) -> dict[str, Any]:
         "train_clips_per_s": round(sum(cps) / len(cps), 1) if cps else None,
         "val": val[-1]["metrics"] if val else None,
         "device": starts[-1].get("device"),
-        "config": starts[-1].get("config"),
     }
 
 
@@ -77,17 +76,16 @@ def release(run: str | Path, data: str | Path, out: str | Path = ASSETS, *, clip
     if read_classes(data / "classes.txt") != classes:
         raise DatasetError(f"{data}/classes.txt does not list the model's classes {classes}")
     _, items = scan_folder(data / "test", classes)
+    frames, rate, size = clip_settings(spec, ckpt)
     cfg = ckpt.get("config") or {}
     t0 = time.perf_counter()
-    m = evaluate(model.to(memory_format=torch.channels_last_3d),
-                 video_loader(items, frames=cfg["frames"], rate=cfg["rate"], size=cfg["size"],
-                              num_clips=clips), torch.device("cpu"))
+    m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=clips)
     meta = {
         "model": pt.name,
         "spec": ckpt["spec"],
         "classes": classes,
         "test": {**m, "clips_per_video": clips, "split": "test", "eval_time_s": round(time.perf_counter() - t0, 1)},
-        **{k: v for k, v in run_summary(run).items() if k != "config"},
+        **run_summary(run),
         "data": {"command": COMMANDS[0].format(data="var/motion-data"), "train_videos": _count(data / "train"),
                  "val_videos": _count(data / "val"), "test_videos": len(items)},
         "train_config": {k: cfg.get(k) for k in ("optimizer", "lr", "epochs", "batch_size", "frames", "rate",

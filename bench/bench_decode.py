@@ -14,7 +14,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,6 +26,8 @@ from backend import video  # noqa: E402
 from backend.encode import write_video  # noqa: E402
 from backend.synth import make_scene, render  # noqa: E402
 
+from _timing import best  # noqa: E402  (bench/ is the script's folder)
+
 W, H, FPS = 400, 224, 30
 
 
@@ -37,15 +38,6 @@ def make_video(path: Path, seconds: int) -> int:
     frames = (np.roll(tex, -3 * i, axis=1)[:, :W] for i in range(n))  # panning texture
     write_video(path, frames, FPS, gop=2 * FPS, crf=23)
     return n
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def pyav_full(path: Path, threads: int, rgb: bool) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,15 +24,7 @@ from backend.inference import Predictor  # noqa: E402
 from backend.saliency import METHODS, explain  # noqa: E402
 from backend.synth import make_scene, render  # noqa: E402
 
-
-def best(fn, repeat: int) -> float:
-    fn()  # warm-up (numba JIT, oneDNN primitive caches)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from _timing import best  # noqa: E402  (bench/ is the script's folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,13 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         clip = write_video(Path(d) / "clip.mp4", render(make_scene("rotate-cw", (77,), size=64, frames=32)), 15)
         x = pr.clips(clip, 1, 1)
-        fwd = best(lambda: pr.probs(x), a.repeat)
+        def timed(fn) -> float:
+            return best(fn, a.repeat, warmup=True)
+
+        fwd = timed(lambda: pr.probs(x))
         rows = [("forward pass, 1 clip (baseline)", fwd)]
         for n in (1, 3, 10):
-            rows.append((f"upload -> top-5, {n} clip(s)", best(lambda: pr.predict(clip, num_clips=n), a.repeat)))
+            rows.append((f"upload -> top-5, {n} clip(s)", timed(lambda: pr.predict(clip, num_clips=n))))
         for m in METHODS:
-            rows.append((f"explain: {m}", best(lambda: explain(pr.model, x[0], m, stage="conv4", n_steps=16,
-                                                                 internal_batch_size=4), a.repeat)))
+            rows.append((f"explain: {m}", timed(lambda: explain(pr.model, x[0], m, stage="conv4", n_steps=16,
+                                                                  internal_batch_size=4))))
     print(f"{pr.meta['name']} ({pr.frames}x{pr.size}x{pr.size}, rate {pr.rate}), {a.threads} threads, "
           f"best of {a.repeat}")
     print(f"{'what':<40} {'seconds':>9} {'x forward':>10}")
