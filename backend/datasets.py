@@ -262,9 +262,10 @@ class ClipDataset(Dataset):
     """
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, scale: tuple[int, int] | None = None, train: bool = True):
+                 size: int = 112, scale: tuple[int, int] | None = None, train: bool = True,
+                 cache=None):
         from backend.video import ClipTransform
-        self.items = list(items)
+        self.items, self.cache = list(items), cache  # cache: a backend.framecache.FrameCache
         self.frames, self.rate, self.size, self.train = frames, rate, size, train
         # default scale: the paper's 256-320 for a 224 crop, in proportion
         self.transform = ClipTransform(size=size, train=True, scale=scale)
@@ -276,6 +277,11 @@ class ClipDataset(Dataset):
         """The clip for ``index`` drawn with ``seed``; raises ``backend.video.VideoError``."""
         from backend import video
         path = self.items[index].path
+        cached = self.cache.get(path) if self.cache is not None else None
+        if cached is not None and self.train:
+            from backend.framecache import cached_train_clip
+            return cached_train_clip(cached, self.transform, frames=self.frames, rate=self.rate,
+                                     rng=np.random.default_rng(seed))
         if not self.train:
             return video.test_clips(path, frames=self.frames, rate=self.rate, size=self.size,
                                     num_clips=1)[0]
@@ -297,8 +303,8 @@ class VideoDataset(Dataset):
     N clips uniformly spread over the video, centre crops)."""
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, num_clips: int = 10):
-        self.items = list(items)
+                 size: int = 112, num_clips: int = 10, cache=None):
+        self.items, self.cache = list(items), cache  # cache: a backend.framecache.FrameCache
         self.frames, self.rate, self.size, self.num_clips = frames, rate, size, num_clips
 
     def __len__(self) -> int:
@@ -307,6 +313,12 @@ class VideoDataset(Dataset):
     def __getitem__(self, index: int):
         from backend.video import VideoError, test_clips
         item = self.items[index]
+        cached = self.cache.get(item.path) if self.cache is not None else None
+        if cached is not None:
+            from backend.framecache import cached_test_clips
+            from backend.video import ClipTransform
+            return cached_test_clips(cached, ClipTransform(size=self.size), frames=self.frames,
+                                     rate=self.rate, num_clips=self.num_clips), item.label
         try:
             clips = test_clips(item.path, frames=self.frames, rate=self.rate, size=self.size,
                                num_clips=self.num_clips, crops=1)

@@ -69,8 +69,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, *,
 
 
 def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
-                 videos_per_batch: int = 1, workers: int = 0) -> DataLoader:
-    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips)
+                 videos_per_batch: int = 1, workers: int = 0, cache=None) -> DataLoader:
+    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips,
+                      cache=cache)
     return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
                       collate_fn=collate_skip)
 
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if not items:
             raise DatasetError(f"no videos in {a.data}")
         m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=a.clips)
+        if not m["videos"]:
+            raise DatasetError(f"none of the {len(items)} videos in {a.data} could be read")
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -47,6 +47,7 @@ from backend.csn import ArchSpec, SpecError, build_model, preset
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
                               load_splits)
 from backend.evaluate import evaluate, video_loader
+from backend.framecache import FrameCache
 
 log = logging.getLogger("backend.train")
 Callback = Callable[[dict[str, Any]], None]
@@ -81,12 +82,16 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: str = "none"               # none | bf16 | fp16 (fp16 uses a GradScaler)
     max_steps_per_epoch: int | None = None  # cap iterations per epoch (tiny runs, smoke tests)
+    max_bad_fraction: float = 0.1   # fail when more than this share of an epoch's (or the
+                                    # validation's) videos cannot be read; none readable fails
     # --- evaluation --------------------------------------------------------------------------
     eval_clips: int = 10            # clips per validation video (paper: 10)
     # --- run -----------------------------------------------------------------------------------
     threads: int | None = None      # torch.set_num_threads; None: cpu_count / processes
     workers: int = 2                # DataLoader worker processes (0: decode in the main process)
     prefetch: int = 2               # batches prefetched per worker
+    cache_mb: float = 1024          # decode each video once into memory up to this budget (MB);
+                                    # videos beyond it are decoded per clip; 0: never cache
     keep_last: int = 3              # checkpoints kept (0: all)
     resume: bool = False            # continue from RUN_DIR's newest checkpoint
     finetune_from: str | None = None  # start from these weights; a new head if classes differ
@@ -94,6 +99,7 @@ class TrainConfig:
     device: str = "auto"            # auto | cpu | cuda
     log_every: int = 10             # a "step" event every N iterations (and the last one)
     progress: bool | None = None    # tqdm bar; None: when stderr is a terminal
+    tensorboard: bool = True        # also write TensorBoard event files into RUN_DIR
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
@@ -107,6 +113,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 
 
 # --- architecture ------------------------------------------------------------------------------
@@ -175,12 +183,18 @@ def _pick_device(want: str, local_rank: int) -> torch.device:
 
 # --- events ----------------------------------------------------------------------------------------
 class EventLog:
-    """Events to ``metrics.jsonl`` (appended, flushed per line) and the callback; rank 0 only."""
+    """Events to ``metrics.jsonl`` (appended, flushed per line), the callback and, with
+    ``tb_dir``, TensorBoard scalars (``train/*`` per logged step, ``train_epoch/*``, ``val/*``);
+    rank 0 only. ``purge_step`` (resume) drops TensorBoard points at or past it."""
 
     def __init__(self, path: Path | None, callback: Callback | None, total_steps: int,
-                 total_epochs: int):
+                 total_epochs: int, tb_dir: Path | None = None, purge_step: int | None = None):
         self.path, self.callback = path, callback
         self.total_steps, self.total_epochs = total_steps, total_epochs
+        self.tb = None
+        if tb_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(tb_dir), purge_step=purge_step)
 
     def emit(self, event: str, *, epoch: int, step: int, split: str = "train",
              metrics: dict[str, float] | None = None, **extra: Any) -> dict[str, Any]:
@@ -192,9 +206,20 @@ class EventLog:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
                 f.flush()
+        if self.tb is not None and event in ("step", "epoch"):
+            group = split if event == "step" or split != "train" else "train_epoch"
+            for k, v in rec["metrics"].items():
+                if math.isfinite(v):
+                    self.tb.add_scalar(f"{group}/{k}", v, step, walltime=rec["time"])
+            if event == "epoch":
+                self.tb.flush()
         if self.callback is not None:
             self.callback(rec)
         return rec
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -239,6 +264,17 @@ def _build_scheduler(opt: torch.optim.Optimizer, total: int, warmup: int, start:
     lin = torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, end_factor=1.0,
                                             total_iters=warmup)
     return torch.optim.lr_scheduler.SequentialLR(opt, [lin, cos], milestones=[warmup])
+
+
+def check_readable(what: str, good: float, bad: float, max_bad_fraction: float) -> None:
+    """Raise DatasetError when no video of ``what`` was readable or too many were not."""
+    total = good + bad
+    if total and not good:
+        raise DatasetError(f"{what}: none of the {int(bad)} videos could be read (data deleted "
+                           "or unreadable?)")
+    if total and bad / total > max_bad_fraction:
+        raise DatasetError(f"{what}: {int(bad)} of {int(total)} videos could not be read "
+                           f"(more than max_bad_fraction {max_bad_fraction:g})")
 
 
 def _state_digest(model: nn.Module) -> float:
@@ -298,8 +334,11 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     scale = (cfg.scale_min or round(cfg.size * 8 / 7), cfg.scale_max or round(cfg.size * 10 / 7))
     if scale[0] > scale[1]:
         raise ValueError(f"scale-min {scale[0]} > scale-max {scale[1]}")
+    val_items = splits.val[d.rank::d.world]
+    cache = FrameCache(cfg.cache_mb).fill([it.path for it in splits.train + val_items],
+                                          workers=cfg.workers)
     train_ds = ClipDataset(splits.train, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
-                           scale=scale, train=True)
+                           scale=scale, train=True, cache=cache)
     sampler = SeededSampler(train_ds, seed=cfg.seed, num_replicas=d.world, rank=d.rank)
     loader_kw: dict[str, Any] = {}
     if cfg.workers > 0:
@@ -308,11 +347,10 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
                               num_workers=cfg.workers, collate_fn=collate_skip,
                               pin_memory=device.type == "cuda", **loader_kw)
-    val_items = splits.val[d.rank::d.world]
     val_loader = video_loader(val_items, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
                               num_clips=cfg.eval_clips,
                               videos_per_batch=max(1, cfg.batch_size // cfg.eval_clips),
-                              workers=min(cfg.workers, 1)) if splits.val else None
+                              workers=min(cfg.workers, 1), cache=cache) if splits.val else None
     steps = len(train_loader)
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
@@ -342,17 +380,18 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
 
     config_dict = {**asdict(cfg), "lr": lr, "warmup_epochs": warmup_epochs,
                    "scale_min": scale[0], "scale_max": scale[1], "world_size": d.world}
+    step = (start_epoch - 1) * steps
     events = EventLog(out / "metrics.jsonl" if d.main else None, callback if d.main else None,
-                      total_steps, cfg.epochs)
+                      total_steps, cfg.epochs, tb_dir=out if d.main and cfg.tensorboard else None,
+                      purge_step=step + 1 if ckpt is not None else None)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(
             {"config": config_dict, "spec": spec.to_dict(), "classes": splits.classes}, indent=2))
-    step = (start_epoch - 1) * steps
     events.emit("start", epoch=start_epoch - 1, step=step, classes=splits.classes,
                 spec=spec.to_dict(), config=config_dict, data=splits.source,
                 train_videos=len(splits.train), val_videos=len(splits.val), device=str(device),
-                world_size=d.world, resumed_from=str(resume_from) if resume_from else None,
+                world_size=d.world, frame_cache=cache.stats(), resumed_from=str(resume_from) if resume_from else None,
                 finetuned=finetuned)
     show_bar = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
     last_metrics: dict[str, float] = {}
@@ -415,10 +454,14 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
                        "bad_videos": sums[3].item(), "epoch_time_s": time.time() - t0,
                        "clips_per_s": sums[2].item() / max(time.time() - t0, 1e-9)}
             events.emit("epoch", epoch=epoch, step=step, split="train", metrics=train_m)
+            check_readable(f"epoch {epoch} training", sums[2].item(), sums[3].item(),
+                           cfg.max_bad_fraction)
             last_metrics = {f"train_{k}": v for k, v in train_m.items()}
             if val_loader is not None:
                 val_m = evaluate(model, val_loader, device, amp_dtype=amp_dtype, distributed=d.on)
                 events.emit("epoch", epoch=epoch, step=step, split="val", metrics=val_m)
+                check_readable(f"epoch {epoch} validation", val_m["videos"], val_m["bad_videos"],
+                               cfg.max_bad_fraction)
                 last_metrics.update({f"val_{k}": v for k, v in val_m.items()})
             if d.main:
                 path = checkpoint_path(out, epoch)
@@ -441,10 +484,12 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
                         checkpoint=str(last_ckpt) if last_ckpt else None)
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
+        events.close()
         raise
     events.emit("end", epoch=cfg.epochs, step=step, metrics=last_metrics, status="ok",
                 checkpoint=str(last_ckpt) if last_ckpt else None,
                 wall_time_s=time.time() - t_start)
+    events.close()
     return {"metrics": last_metrics, "epoch": cfg.epochs, "checkpoint": last_ckpt,
             "model": model, "spec": spec, "classes": splits.classes,
             "digest": _state_digest(model), "rank": d.rank}
@@ -492,6 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--threads", type=_opt_int, default=None)
     a("--workers", type=int, default=c.workers)
     a("--prefetch", type=int, default=c.prefetch)
+    a("--cache-mb", type=float, default=c.cache_mb,
+      help="decode each video once into memory up to this many MB (0: decode every clip)")
     a("--eval-clips", type=int, default=c.eval_clips)
     a("--keep-last", type=int, default=c.keep_last)
     a("--resume", action="store_true")
@@ -499,8 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed", type=int, default=c.seed)
     a("--device", default=c.device, help="auto | cpu | cuda")
     a("--max-steps-per-epoch", type=_opt_int, default=None)
+    a("--max-bad-fraction", type=float, default=c.max_bad_fraction,
+      help="fail when more than this share of an epoch's videos cannot be read")
     a("--log-every", type=int, default=c.log_every)
     a("--progress", action=argparse.BooleanOptionalAction, default=None)
+    a("--tensorboard", action=argparse.BooleanOptionalAction, default=c.tensorboard,
+      help="write TensorBoard event files into the run directory")
     return p
 
 

@@ -134,3 +134,31 @@ def test_seeded_sampler_depends_only_on_seed_epoch_and_shards(data: Path):
     r0, r1 = (SeededSampler(ds, seed=3, num_replicas=2, rank=r) for r in (0, 1))
     i0, i1 = {i for i, _ in r0}, {i for i, _ in r1}
     assert len(r0) == len(r1) == 5 and i0 | i1 == set(range(9))
+
+
+def test_frame_cache_serves_the_same_clips_within_its_budget(data: Path, tmp_path: Path):
+    from backend.framecache import FrameCache
+    s = load_splits(data)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    paths = [it.path for it in s.train] + [str(broken)]
+    cache = FrameCache(64).fill(paths)
+    assert len(cache.videos) == len(s.train) and str(broken) not in cache.videos
+    assert cache.stats()["decoded_per_clip"] == 0
+    one = cache.videos[s.train[0].path].frames.nbytes / 2**20
+    small = FrameCache(one * 2.5).fill(paths)                  # room for two videos
+    assert len(small.videos) == 2 and small.stats()["decoded_per_clip"] == len(paths) - 2
+    assert FrameCache(0).fill(paths).videos == {}
+
+    plain = ClipDataset(s.train, frames=8, rate=2, size=24)
+    cached = ClipDataset(s.train, frames=8, rate=2, size=24, cache=cache)
+    a, ya = cached[(1, 7)]
+    b, _ = cached[(1, 7)]
+    c, yc = plain[(1, 7)]
+    assert torch.equal(a, b) and a.shape == c.shape and ya == yc
+    # same start, scale and crop; only the resize differs (torch vs swscale bilinear)
+    assert (a - c).abs().mean() < 0.15
+    va = VideoDataset(s.val, frames=8, rate=2, size=24, num_clips=3,
+                      cache=FrameCache(64).fill([it.path for it in s.val]))[0][0]
+    vb = VideoDataset(s.val, frames=8, rate=2, size=24, num_clips=3)[0][0]
+    assert va.shape == vb.shape and (va - vb).abs().mean() < 0.15

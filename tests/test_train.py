@@ -15,6 +15,7 @@ import torch
 from backend import checkpoint as ck
 from backend.csn.ops import set_depthwise_impl
 from backend.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_atomic
+from backend.datasets import DatasetError
 from backend.train import TrainConfig, main, train
 from motion_data import TINY_SPEC, make_dataset
 
@@ -312,3 +313,49 @@ def test_release_writes_a_stripped_model_and_its_description(data, run6, tmp_pat
     assert any("backend.train --arch motion-ir-csn" in c for c in meta["commands"])
     # a run without checkpoints is refused with a message
     assert release_main(["--run", str(tmp_path), "--data", str(ds), "--out", str(out)]) == 1
+
+
+def test_data_deleted_mid_run_fails_naming_the_reason(data, spec_file, tmp_path):
+    import shutil
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+
+    def delete_after_epoch_1(e):
+        if e["event"] == "checkpoint" and e["epoch"] == 1:
+            shutil.rmtree(copy / "train")
+
+    out = tmp_path / "run"
+    with pytest.raises(DatasetError, match="epoch 2 training: none of the 24 videos could be read"):
+        train(cfg_for(copy, spec_file, out, epochs=3, cache_mb=0), callback=delete_after_epoch_1)
+    end = read_events(out)[-1]
+    assert end["event"] == "end" and end["status"] == "error" and "none of the 24" in end["error"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001.pt"]
+
+
+def test_too_many_bad_videos_fail_and_the_share_is_configurable(data, spec_file, tmp_path):
+    import shutil
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    for p in sorted((copy / "val").rglob("*.mp4"))[:2]:       # 2 of 6 val videos unreadable
+        p.write_bytes(b"not a video")
+    with pytest.raises(DatasetError, match=r"epoch 1 validation: 2 of 6 videos could not be read"):
+        train(cfg_for(copy, spec_file, tmp_path / "a", epochs=1))
+    r = train(cfg_for(copy, spec_file, tmp_path / "b", epochs=1, max_bad_fraction=0.5))
+    assert r["metrics"]["val_bad_videos"] == 2 and r["metrics"]["val_videos"] == 4
+
+
+def test_tensorboard_event_files_match_metrics_jsonl(run6):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = run6[0]
+    assert list(out.glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(out))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train_epoch/loss", "val/video_top1", "val/loss"} <= tags
+    val = epoch_metrics(read_events(out), "val")
+    events = read_events(out)
+    val_steps = [e["step"] for e in events if e["event"] == "epoch" and e["split"] == "val"]
+    got = acc.Scalars("val/video_top1")
+    assert [s.step for s in got] == val_steps
+    assert [s.value for s in got] == pytest.approx([val[e]["video_top1"] for e in sorted(val)])
+    assert [s.step for s in acc.Scalars("train/loss")] == list(range(1, 3 * EPOCHS + 1))

@@ -1,0 +1,111 @@
+"""Decoded videos kept in memory: small datasets are decoded once and every training or
+validation clip is cut from the cached frames (same sampling and jitter as decoding: clip
+start by time, short side scaled, crop; the resize is torch's bilinear instead of swscale's).
+
+A memory budget bounds the cache; videos beyond it are decoded per clip as before, and a
+video that cannot be decoded is left out (its clips then fail as usual, and are counted).
+DataLoader workers forked after :meth:`FrameCache.fill` share the frames copy-on-write.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CachedVideo:
+    frames: np.ndarray  # uint8 (N, H, W, 3), every frame at the native rate
+    fps: float
+    duration: float
+
+    def clip(self, start_s: float, frames: int, rate: int) -> np.ndarray:
+        """uint8 (T, H, W, 3): the frame shown at ``start + i * rate / fps``, looping."""
+        n = len(self.frames)
+        idx = [math.floor(start_s * self.fps + i * rate + 0.25) % n for i in range(frames)]
+        return self.frames[idx]
+
+
+def decode_all(path: str) -> CachedVideo:
+    """Every frame of a video; raises ``backend.video.VideoError``."""
+    from backend.video import VideoReader
+    with VideoReader(path, threads=1) as r:
+        n = max(2, round(r.duration * r.fps))
+        return CachedVideo(r.clip(0.0, n, 1), r.fps, r.duration)
+
+
+class _Decode(Dataset):
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from backend.video import VideoError
+        try:
+            return self.paths[i], decode_all(self.paths[i])
+        except (VideoError, OSError):
+            return self.paths[i], None
+
+
+class FrameCache:
+    """``path -> CachedVideo`` for as many videos as fit in ``budget_mb``."""
+
+    def __init__(self, budget_mb: float):
+        self.budget = int(budget_mb * 2**20)
+        self.videos: dict[str, CachedVideo] = {}
+        self.bytes = 0
+        self.skipped = 0  # videos left to per-clip decoding (over budget)
+
+    def get(self, path: str) -> CachedVideo | None:
+        return self.videos.get(path)
+
+    def fill(self, paths: Sequence[str], workers: int = 0) -> "FrameCache":
+        """Decode ``paths`` (once each, ``workers`` processes) until the budget is full."""
+        todo = [p for p in dict.fromkeys(paths) if p not in self.videos]
+        if self.budget <= 0 or not todo:
+            self.skipped += len(todo) if self.budget <= 0 else 0
+            return self
+        loader = DataLoader(_Decode(todo), batch_size=None, num_workers=workers,
+                            worker_init_fn=lambda _: torch.set_num_threads(1))
+        for done, (path, video) in enumerate(loader, start=1):
+            if video is None:
+                continue
+            if self.bytes + video.frames.nbytes > self.budget:
+                self.skipped = len(todo) - done + 1
+                log.warning("frame cache: budget of %d MB reached after %d of %d videos; the "
+                            "rest are decoded per clip", self.budget >> 20, len(self.videos),
+                            len(todo))
+                break
+            self.videos[path] = video
+            self.bytes += video.frames.nbytes
+        return self
+
+    def stats(self) -> dict[str, float]:
+        return {"videos": len(self.videos), "decoded_per_clip": self.skipped,
+                "mb": round(self.bytes / 2**20, 1), "budget_mb": self.budget >> 20}
+
+
+def cached_train_clip(v: CachedVideo, transform, *, frames: int, rate: int,
+                      rng: np.random.Generator) -> torch.Tensor:
+    """As ``backend.video.train_clip``, from cached frames: float (3, T, S, S)."""
+    from backend.video import sample_clip_times
+    (start,) = sample_clip_times(v.duration, v.fps, frames=frames, rate=rate, train=True, rng=rng)
+    s = transform.pick_scale(rng)
+    return transform(v.clip(start, frames, rate), rng, short_side=s)[0]
+
+
+def cached_test_clips(v: CachedVideo, transform, *, frames: int, rate: int,
+                      num_clips: int) -> torch.Tensor:
+    """As ``backend.video.test_clips`` (one crop), from cached frames: (N, 3, T, S, S)."""
+    from backend.video import sample_clip_times
+    starts = sample_clip_times(v.duration, v.fps, frames=frames, rate=rate, num_clips=num_clips)
+    return torch.cat([transform(v.clip(t, frames, rate)) for t in starts])
