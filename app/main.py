@@ -27,6 +27,7 @@ pages = {
         st.Page(str(VIEWS / "runs.py"), title="Runs", icon=":material/table:", url_path="runs"),
         st.Page(str(VIEWS / "run.py"), title="Run detail", icon=":material/monitoring:", url_path="run"),
         st.Page(str(VIEWS / "compare.py"), title="Compare", icon=":material/compare:", url_path="compare"),
+        st.Page(str(VIEWS / "study.py"), title="Study", icon=":material/science:", url_path="study"),
     ],
     "Try it": [st.Page(str(VIEWS / "demo.py"), title="Demo", icon=":material/movie:", url_path="demo")],
 }

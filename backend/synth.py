@@ -9,7 +9,7 @@ depend on the class, so every class has a twin with the same first frame: no sin
 (the first exactly; later ones nearly) tells the classes apart, only motion does.
 
     python -m backend.synth --out DIR --per-class N --seed S [--size 64] [--frames 32]
-        [--fps 15] [--splits train=0.7,val=0.15,test=0.15] [--ext mp4]
+        [--fps 15] [--splits train=0.7,val=0.15,test=0.15] [--ext mp4] [--difficulty hard]
 
 writes ``DIR/<split>/<class>/<class>_<i>.mp4``, ``DIR/classes.txt`` (one class per line, in
 label order) and ``DIR/<split>.csv`` (``path,label``; paths relative to DIR, label = class
@@ -36,6 +36,24 @@ __all__ = ["CLASSES", "Scene", "render", "make_scene", "generate", "write_video"
 CLASSES = ("move-left", "move-right", "move-up", "move-down", "rotate-cw", "rotate-ccw", "zoom-in", "zoom-out")
 SHAPES = ("circle", "square", "triangle", "star")
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the motion is to see: clutter, noise, target size and motion strength."""
+
+    distractors: tuple[int, int]   # number of static shapes, [lo, hi)
+    texture: float                 # background texture amplitude (0-255 scale)
+    noise: tuple[float, float]     # per-frame pixel noise std range
+    radius: tuple[float, float]    # target radius range (fraction of the frame)
+    motion: float                  # multiplies speed, spin and zoom
+
+
+DIFFICULTIES = {
+    "hard": Difficulty((1, 4), 25.0, (2.0, 8.0), (0.12, 0.28), 1.0),   # the original data
+    "medium": Difficulty((0, 2), 12.0, (1.0, 4.0), (0.16, 0.30), 1.25),
+    "easy": Difficulty((0, 1), 4.0, (0.0, 2.0), (0.20, 0.32), 1.5),
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +134,7 @@ def _random_shape(rng: np.random.Generator, size: int, rmin: float, rmax: float)
     )
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, texture: float = 25.0) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     a = rng.uniform(0, 2 * math.pi)
     t = (np.cos(a) * xx + np.sin(a) * yy)[..., None]
@@ -124,35 +142,40 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     img = c0 * (1 - t) + c1 * t
     for _ in range(3):  # low-frequency texture
-        f, ph, b = rng.uniform(1, 4, 2), rng.uniform(0, 2 * math.pi), rng.uniform(-25, 25, 3)
+        f, ph, b = rng.uniform(1, 4, 2), rng.uniform(0, 2 * math.pi), rng.uniform(-texture, texture, 3)
         img += np.sin(2 * math.pi * (f[0] * xx + f[1] * yy) + ph)[..., None] * b
-    img += rng.normal(0, 6, img.shape)  # static fine texture
+    img += rng.normal(0, 6 * texture / 25, img.shape)  # static fine texture
     return img.astype(np.float32)
 
 
-def make_scene(label: str, seed: tuple[int, ...], *, size: int = 64, frames: int = 32) -> Scene:
+def make_scene(label: str, seed: tuple[int, ...], *, size: int = 64, frames: int = 32,
+               difficulty: str = "hard") -> Scene:
     """Random scene for class ``label``. The appearance depends only on ``seed``; the motion
     on ``seed`` and the class."""
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; one of {', '.join(CLASSES)}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; one of {', '.join(DIFFICULTIES)}")
+    d = DIFFICULTIES[difficulty]
     look = np.random.default_rng(np.random.SeedSequence(seed + (0,)))
     move = np.random.default_rng(np.random.SeedSequence(seed + (1 + CLASSES.index(label),)))
-    background = _background(look, size)
-    distractors = tuple(_random_shape(look, size, 0.08, 0.18) for _ in range(int(look.integers(1, 4))))
-    target = _random_shape(look, size, 0.12, 0.28)
-    noise, noise_seed = float(look.uniform(2, 8)), int(look.integers(2**31))
+    background = _background(look, size, d.texture)
+    distractors = tuple(_random_shape(look, size, 0.08, 0.18)
+                        for _ in range(int(look.integers(*d.distractors))))
+    target = _random_shape(look, size, *d.radius)
+    noise, noise_seed = float(look.uniform(*d.noise)), int(look.integers(2**31))
 
     velocity, spin, zoom = (0.0, 0.0), 0.0, 1.0
     kind, _, direction = label.partition("-")
     if kind == "move":
-        speed = move.uniform(0.6, 1.4) * size / 32  # pixels per frame
+        speed = move.uniform(0.6, 1.4) * size / 32 * d.motion  # pixels per frame
         heading = {"right": 0.0, "up": 90.0, "left": 180.0, "down": 270.0}[direction]
         a = math.radians(heading + move.uniform(-20, 20))
         velocity = (speed * math.cos(a), -speed * math.sin(a))
     elif kind == "rotate":
-        spin = math.radians(move.uniform(4, 10)) * (1 if direction == "ccw" else -1)
+        spin = math.radians(move.uniform(4, 10) * d.motion) * (1 if direction == "ccw" else -1)
     else:
-        total = move.uniform(1.8, 3.0)  # size ratio between first and last frame
+        total = move.uniform(1.8, 3.0) ** d.motion  # size ratio between first and last frame
         if direction == "in":  # keep the grown shape within about the frame
             total = min(total, max(1.5, 0.45 * size / target.radius))
         zoom = total ** ((1 if direction == "in" else -1) / max(frames - 1, 1))
@@ -195,6 +218,7 @@ def generate(
     splits: dict[str, float] | None = None,
     ext: str = "mp4",
     classes: tuple[str, ...] = CLASSES,
+    difficulty: str = "hard",
 ) -> dict[str, int]:
     """Write the dataset under ``out``; returns the number of videos per split."""
     if size % 2 or size < 16:
@@ -215,7 +239,8 @@ def generate(
             folder = out / split / label
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                scene = make_scene(label, (seed, SPLIT_IDS[split], i), size=size, frames=frames)
+                scene = make_scene(label, (seed, SPLIT_IDS[split], i), size=size, frames=frames,
+                                   difficulty=difficulty)
                 path = write_video(folder / f"{label}_{i:05d}.{ext}", render(scene), fps)
                 rows.append((path.relative_to(out).as_posix(), label))
         with (out / f"{split}.csv").open("w", newline="") as f:
@@ -240,11 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=15)
     ap.add_argument("--splits", type=_parse_splits, default=None, help="train=0.7,val=0.15,test=0.15")
     ap.add_argument("--ext", default="mp4", choices=["mp4", "webm", "mkv", "avi", "mov", "gif"])
+    ap.add_argument("--difficulty", default="hard", choices=list(DIFFICULTIES),
+                    help="hard: clutter, noise, subtle motion (the original data); medium/easy: "
+                         "less clutter and noise, a bigger target, stronger motion")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
         counts = generate(args.out, args.per_class, args.seed, size=args.size, frames=args.frames,
-                          fps=args.fps, splits=args.splits, ext=args.ext)
+                          fps=args.fps, splits=args.splits, ext=args.ext,
+                          difficulty=args.difficulty)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -118,3 +118,28 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Study(Base):
+    """A named group of runs (backend.study): template, shared recipe, dataset, the plan."""
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    template: Mapped[str] = mapped_column(String(50))
+    dataset: Mapped[str] = mapped_column(Text)
+    plan: Mapped[dict[str, Any]]                        # backend.study.Study.to_dict()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    runs: Mapped[list["StudyRun"]] = relationship(cascade="all, delete-orphan",
+                                                  order_by="StudyRun.position")
+
+
+class StudyRun(Base):
+    """Links a study to one of its runs; ``key`` is the planned run's label and seed."""
+    __tablename__ = "study_runs"
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(default=0)

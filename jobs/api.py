@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from backend.csn import ArchSpec, count
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
-                Metric, Run, Worker, as_utc, read_session, utcnow, write)
+                Metric, Run, Study, StudyRun, Worker, as_utc, read_session, utcnow, write)
 
 from .liveness import reap_stale, stale_s
 from .queue import huey, sync_storage
@@ -195,5 +195,65 @@ def list_architectures() -> list[dict[str, Any]]:
                 for a in s.scalars(select(Architecture).order_by(Architecture.name))]
 
 
+# --- studies ----------------------------------------------------------------------------------
+def enqueue_study(plan: dict[str, Any], dataset: str) -> int:
+    """Store a study (``backend.study.Study.to_dict()``) and enqueue its runs with the shared
+    recipe, in plan order; returns the study id."""
+    from backend.study import Study as Plan, train_hparams
+    study = Plan.from_dict(plan)
+    sid = write(lambda s: _add(s, Study(name=study.name, template=study.template,
+                                        dataset=str(dataset), plan=plan)))
+    for i, run in enumerate(study.runs):
+        rid = enqueue_run(run.spec, dataset, train_hparams(study, run), name=f"{study.name}: {run.key}")
+        write(lambda s: s.add(StudyRun(study_id=sid, run_id=rid, key=run.key, position=i)))
+    return sid
+
+
+def _add(s, row) -> int:
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def list_studies() -> list[dict[str, Any]]:
+    """Studies, newest first: ``{id, name, template, dataset, created_at, cancelled, runs,
+    status: {status: n}}``."""
+    with read_session() as s:
+        out = []
+        for st in s.scalars(select(Study).order_by(Study.id.desc())):
+            counts: dict[str, int] = {}
+            for link in st.runs:
+                r = s.get(Run, link.run_id)
+                counts[r.status] = counts.get(r.status, 0) + 1
+            out.append({"id": st.id, "name": st.name, "template": st.template,
+                        "dataset": st.dataset, "created_at": as_utc(st.created_at),
+                        "cancelled": st.cancelled, "runs": len(st.runs), "status": counts})
+        return out
+
+
+def get_study(study_id: int) -> dict[str, Any] | None:
+    """A study with its ``plan`` and ``runs`` (run dicts with the planned ``key``), or None."""
+    with read_session() as s:
+        st = s.get(Study, study_id)
+        if st is None:
+            return None
+        runs = [dict(run_dict(s.get(Run, link.run_id)), key=link.key) for link in st.runs]
+        return {"id": st.id, "name": st.name, "template": st.template, "dataset": st.dataset,
+                "plan": st.plan, "created_at": as_utc(st.created_at), "cancelled": st.cancelled,
+                "runs": runs}
+
+
+def cancel_study(study_id: int) -> int:
+    """Cancel every queued or running run of a study; returns how many were cancelled."""
+    def mark(s):
+        st = s.get(Study, study_id)
+        if st is None:
+            return []
+        st.cancelled = True
+        return [link.run_id for link in st.runs]
+    return sum(cancel_run(rid) for rid in write(mark))
+
+
 __all__ = ["enqueue_run", "cancel_run", "retry_run", "list_runs", "get_run", "get_metrics",
-           "worker_status", "save_architecture", "list_architectures", "huey"]
+           "worker_status", "save_architecture", "list_architectures", "enqueue_study",
+           "list_studies", "get_study", "cancel_study", "huey"]

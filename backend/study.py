@@ -1,0 +1,302 @@
+"""Studies: a named group of runs (a template x seeds) trained with one shared recipe, and
+the paper's table and figures from their results (:mod:`backend.study_report`).
+
+    python -m backend.study plan TEMPLATE [--depth 26 --width 16 --seeds 0 --recipe quick]
+    python -m backend.study run TEMPLATE --data DIR --out DIR [same options] [--threads N]
+    python -m backend.study report DIR          # table.csv/.md, fig5-7.png/.svg from DIR/study.json
+
+Templates: ``table2`` (ResNet3D / ir-CSN / ip-CSN at ``--depth``), ``table2-quick`` (the
+same at depth 26, conv2 width 16, recipe ``quick``), ``fig67`` (simple-X and bottleneck-X
+families with ``--blocks`` 8 or 16 over a ``--groups`` sweep, paper §4.4) and ``grid`` (a
+``--base`` preset with ``--field NAME=V1,V2,..`` [``--stage I``]). ``--width`` scales every
+stage so that conv2's 3x3x3 conv has that many channels (the paper's: 64). Held-out
+accuracy is the last epoch's validation video@1 (no model selection on it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from backend.csn import ArchSpec, SpecError, count, preset
+
+#: Shared recipes: TrainConfig fields, plus ``pool1`` applied to every spec. ``quick`` was
+#: chosen by measurement (README "Studies"); ``tiny`` is a seconds-long smoke test.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {"optimizer": "sgd", "epochs": 45, "batch_size": 8, "frames": 8, "rate": 2,
+              "size": 112, "eval_clips": 10, "pool1": True},
+    "quick": {"optimizer": "adamw", "lr": 2e-3, "epochs": 8, "warmup_epochs": 0.5,
+              "batch_size": 8, "frames": 8, "rate": 2, "size": 32, "eval_clips": 2,
+              "weight_decay": 1e-4, "pool1": False, "workers": 1},
+    "tiny": {"optimizer": "adamw", "lr": 1e-3, "epochs": 1, "batch_size": 4, "frames": 8,
+             "rate": 2, "size": 32, "eval_clips": 1, "max_steps_per_epoch": 2, "pool1": False,
+             "workers": 0, "log_every": 1},
+}
+FAMILY_LABEL = {"resnet3d": "ResNet3D", "ir-csn": "ir-CSN", "ip-csn": "ip-CSN"}
+
+
+@dataclass
+class PlannedRun:
+    label: str          # e.g. "ir-CSN-26", "bottleneck-G-8 g4"
+    family: str         # one curve in Figures 6/7; one row group in the table
+    order: int          # position along its family's curve (paper order)
+    spec: dict[str, Any]
+    seed: int = 0
+    paper: str | None = None  # the paper's preset name when this run matches a Table 2 row
+    costs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.label} s{self.seed}".replace(" ", "_")
+
+
+@dataclass
+class Study:
+    name: str
+    template: str
+    args: dict[str, Any]
+    recipe_name: str
+    recipe: dict[str, Any]
+    seeds: list[int]
+    runs: list[PlannedRun]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Study":
+        return cls(**{**d, "runs": [PlannedRun(**r) for r in d["runs"]]})
+
+
+# --- templates ---------------------------------------------------------------------------------
+def scale_width(spec: ArchSpec, width: int | None) -> ArchSpec:
+    """Every stage (and the stem) scaled so that conv2's inner width is ``width``."""
+    if not width or width == spec.stages[0].inner:
+        return spec
+    k = width / spec.stages[0].inner
+    return replace(spec, stem_width=max(1, round(spec.stem_width * k)),
+                   stages=[replace(s, width=max(1, round(s.width * k)),
+                                   inner=max(1, round(s.inner * k))) for s in spec.stages])
+
+
+def _table2(depth: int = 26, **_: Any) -> list[tuple[str, str, int, ArchSpec, str | None]]:
+    out = []
+    for i, fam in enumerate(("resnet3d", "ir-csn", "ip-csn")):
+        name = f"{fam}-{depth}"
+        out.append((f"{FAMILY_LABEL[fam]}-{depth}", FAMILY_LABEL[fam], i, preset(name), name))
+    return out
+
+
+def _fig67(blocks: int = 8, groups: tuple[int, ...] = (2, 4, 8), **_: Any):
+    if blocks not in (8, 16):
+        raise SpecError("", f"fig67: blocks must be 8 or 16, got {blocks}")
+    out: list[tuple[str, str, int, ArchSpec, str | None]] = []
+    for base, kinds in (("simple", ("", "G", "D")), ("bottleneck", ("", "G", "D", "DG"))):
+        fam, order = f"{base}-X-{blocks}", 0
+        for kind in kinds:
+            name = f"{base}-{kind + '-' if kind else ''}{blocks}"
+            if kind in ("G", "DG"):
+                for g in groups:
+                    key = "groups" if kind == "G" else "pw_groups"
+                    out.append((f"{name} g{g}", fam, order, preset(name, **{key: g}), None))
+                    order += 1
+            else:
+                out.append((name, fam, order, preset(name), None))
+                order += 1
+    return out
+
+
+def _grid(base: str = "ir-csn-26", field_: str = "groups=1,2,4", stage: int | None = None,
+          **_: Any):
+    name, _, values = field_.partition("=")
+    if not values:
+        raise SpecError("", f"grid: --field must be NAME=V1,V2,..., got {field_!r}")
+    out = []
+    for i, text in enumerate(values.split(",")):
+        v: Any = json.loads(text) if text.strip()[:1] in "0123456789-[{tf" else text
+        spec = (preset(base, stage_overrides={stage: {name: v}}) if stage is not None
+                else preset(base, **{name: v}))
+        out.append((f"{base} {name}={text}", base, i, spec, None))
+    return out
+
+
+TEMPLATES: dict[str, Callable[..., list]] = {"table2": _table2, "table2-quick": _table2,
+                                             "fig67": _fig67, "grid": _grid}
+QUICK_DEFAULTS = {"depth": 26, "width": 16}
+
+
+def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | None = None,
+         width: int | None = None, name: str | None = None, num_classes: int = 8,
+         **args: Any) -> Study:
+    """The runs of a study with their counted costs at the recipe's clip (no training)."""
+    if template not in TEMPLATES:
+        raise SpecError("", f"unknown study template {template!r}; one of {', '.join(TEMPLATES)}")
+    if template == "table2-quick":
+        args = {**QUICK_DEFAULTS, **{k: v for k, v in args.items() if v is not None}}
+        width = width or QUICK_DEFAULTS["width"]
+        recipe = recipe or "quick"
+    recipe_name = recipe if isinstance(recipe, str) else "custom"
+    rec = dict(RECIPES[recipe] if isinstance(recipe, str) else (recipe or RECIPES["quick"]))
+    seeds = list(seeds or [0])
+    runs = []
+    for label, fam, order, spec, paper in TEMPLATES[template](**{k: v for k, v in args.items()
+                                                                   if v is not None}):
+        spec = replace(scale_width(spec, width), frames=rec.get("frames", 8),
+                       height=rec.get("size", 112), width=rec.get("size", 112),
+                       num_classes=num_classes, pool1=rec.get("pool1", spec.pool1)).validate()
+        t = count(spec).totals
+        costs = {"params": t.params, "flops": t.flops, "interactions": t.interactions}
+        for s in seeds:
+            runs.append(PlannedRun(label, fam, order, spec.to_dict(), s, paper, costs))
+    return Study(name or f"{template}-{time.strftime('%Y%m%d-%H%M%S')}", template,
+                 {**args, "width": width}, recipe_name, rec, seeds, runs)
+
+
+def train_hparams(study: Study, run: PlannedRun) -> dict[str, Any]:
+    """The TrainConfig fields of one run (recipe + seed; the clip and pool1 are in the spec)."""
+    return {**{k: v for k, v in study.recipe.items() if k != "pool1"}, "seed": run.seed}
+
+
+# --- running from the command line -------------------------------------------------------------
+def _history(events: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
+    """Per-epoch ``[step, error]`` for train (clip) and val (video), and val video@1."""
+    h: dict[str, list[list[float]]] = {"train_error": [], "val_error": []}
+    for e in events:
+        if e["event"] == "epoch":
+            m = e["metrics"]
+            if e["split"] == "train":
+                h["train_error"].append([e["step"], 1 - m["clip_top1"]])
+            elif "video_top1" in m:
+                h["val_error"].append([e["step"], 1 - m["video_top1"]])
+    return h
+
+
+def run_one(study: Study, run: PlannedRun, data: str, out: Path,
+            threads: int | None = None) -> dict[str, Any]:
+    """Train one planned run in this process; its result record (for study.json)."""
+    from backend.train import TrainConfig, train
+    events: list[dict[str, Any]] = []
+    cfg = TrainConfig(arch=json.dumps(run.spec), data=data, out=str(out / "runs" / run.key),
+                      threads=threads, progress=False, **train_hparams(study, run))
+    t0, c0 = time.time(), _cpu_s()
+    rec: dict[str, Any] = {"key": run.key, "label": run.label, "seed": run.seed,
+                           "load_before": list(os.getloadavg())}
+    try:
+        result = train(cfg, callback=events.append)
+        m = result["metrics"]
+        rec.update(status="succeeded", video_top1=m.get("val_video_top1"),
+                   clip_top1=m.get("val_clip_top1"), train_clip_top1=m.get("train_clip_top1"))
+    except Exception as e:  # noqa: BLE001 - one failed run does not end the study
+        rec.update(status="failed", error=f"{type(e).__name__}: {e}")
+    rec.update(wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
+               load_after=list(os.getloadavg()), history=_history(events))
+    return rec
+
+
+def _cpu_s() -> float:
+    self_, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_study(study: Study, data: str, out: Path, threads: int | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train every run in turn (skipping those already in ``out/study.json``); write the
+    result JSON after each run and the report at the end."""
+    from backend.study_report import write_report
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "study.json"
+    doc = json.loads(path.read_text()) if path.is_file() else {}
+    done = {r["key"]: r for r in doc.get("results", []) if r.get("status") == "succeeded"}
+    doc = {"study": study.to_dict(), "data": str(data), "results": list(done.values()),
+           "started": doc.get("started", time.time()), "cpu_count": os.cpu_count()}
+    t0 = time.time()
+    for run in study.runs:
+        if run.key in done:
+            continue
+        log(f"[{time.strftime('%H:%M:%S')}] {run.key}: training")
+        rec = run_one(study, run, data, out, threads)
+        doc["results"].append(rec)
+        log(f"  {rec['status']}: video@1 {rec.get('video_top1')}, {rec['wall_s']} s wall, "
+            f"{rec['cpu_s']} s CPU, load {rec['load_after'][0]:.1f}")
+        path.write_text(json.dumps(doc, indent=1))
+    doc["wall_s"] = round(time.time() - t0, 1)
+    path.write_text(json.dumps(doc, indent=1))
+    write_report(doc, out)
+    return doc
+
+
+# --- command line ------------------------------------------------------------------------------
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m backend.study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("plan", "run", "report"))
+    p.add_argument("template", help=f"one of {', '.join(TEMPLATES)} (report: the study folder)")
+    p.add_argument("--data", help="dataset folder (run)")
+    p.add_argument("--out", help="study folder (run; default var/studies/NAME)")
+    p.add_argument("--name")
+    p.add_argument("--seeds", type=_ints, default=[0])
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="shared training recipe (default: quick)")
+    p.add_argument("--depth", type=int, default=None, help="table2: 26, 50, 101 or 152")
+    p.add_argument("--width", type=int, default=None, help="conv2's inner width (paper: 64)")
+    p.add_argument("--blocks", type=int, default=None, help="fig67: 8 or 16")
+    p.add_argument("--groups", type=_ints, default=None, help="fig67: groups sweep, e.g. 2,4,8")
+    p.add_argument("--base", default=None, help="grid: base preset")
+    p.add_argument("--field", dest="field_", default=None, help="grid: NAME=V1,V2,...")
+    p.add_argument("--stage", type=int, default=None, help="grid: one stage (0 = conv2)")
+    p.add_argument("--classes", type=int, default=8, help="number of classes of the data")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="plan: print JSON")
+    return p
+
+
+def _plan_text(study: Study) -> str:
+    lines = [f"study {study.name}: template {study.template}, recipe {study.recipe_name} "
+             f"{json.dumps(study.recipe)}, seeds {study.seeds}",
+             f"{'run':<28}{'family':<16}{'params (M)':>11}{'MAdds (G)':>11}{'interact. (M)':>14}"]
+    for r in study.runs:
+        c = r.costs
+        lines.append(f"{r.key:<28}{r.family:<16}{c['params'] / 1e6:>11.3f}{c['flops'] / 1e9:>11.4f}"
+                     f"{c['interactions'] / 1e6:>14.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        if a.command == "report":
+            from backend.study_report import write_report
+            folder = Path(a.template)
+            files = write_report(json.loads((folder / "study.json").read_text()), folder)
+            print("\n".join(str(f) for f in files))
+            return 0
+        study = plan(a.template, seeds=a.seeds, recipe=a.recipe, width=a.width, name=a.name,
+                     num_classes=a.classes, depth=a.depth, blocks=a.blocks,
+                     groups=tuple(a.groups) if a.groups else None, base=a.base,
+                     field_=a.field_, stage=a.stage)
+        if a.command == "plan":
+            print(json.dumps(study.to_dict()) if a.json else _plan_text(study))
+            return 0
+        if not a.data:
+            raise ValueError("run needs --data DIR")
+        print(_plan_text(study))
+        doc = run_study(study, a.data, Path(a.out or Path("var/studies") / study.name), a.threads)
+        print(f"study done in {doc['wall_s']} s; results in {a.out or 'var/studies/' + study.name}")
+        return 0 if all(r["status"] == "succeeded" for r in doc["results"]) else 1
+    except (SpecError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Studies: planning (costs = the counter's), a real tiny study run, the paper-style report."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from backend.csn import ArchSpec, count
+from backend.study import main, plan, run_study
+from backend.study_report import table_markdown, table_rows
+from motion_data import make_dataset
+
+
+def test_table2_quick_plan_counts_every_run():
+    st = plan("table2-quick")
+    assert [r.label for r in st.runs] == ["ResNet3D-26", "ir-CSN-26", "ip-CSN-26"]
+    assert st.recipe_name == "quick" and st.args["width"] == 16
+    for r in st.runs:
+        spec = ArchSpec.from_dict(r.spec)
+        t = count(spec).totals
+        assert r.costs == {"params": t.params, "flops": t.flops, "interactions": t.interactions}
+        assert spec.stages[0].inner == 16 and spec.stages[3].inner == 128 and not spec.pool1
+        assert (spec.frames, spec.height, spec.num_classes) == (8, 32, 8)
+    flops = {r.label: r.costs["flops"] for r in st.runs}
+    assert flops["ir-CSN-26"] < flops["ip-CSN-26"] < flops["ResNet3D-26"]
+
+
+def test_fig67_and_grid_plans_follow_the_paper_order():
+    st = plan("fig67", blocks=8, groups=(2, 4), seeds=[0, 1], width=16, recipe="tiny")
+    simple = [r.label for r in st.runs if r.family == "simple-X-8" and r.seed == 0]
+    assert simple == ["simple-8", "simple-G-8 g2", "simple-G-8 g4", "simple-D-8"]
+    bott = [r.label for r in st.runs if r.family == "bottleneck-X-8" and r.seed == 1]
+    assert bott[0] == "bottleneck-8" and bott[-1] == "bottleneck-DG-8 g4" and len(bott) == 6
+    inter = [r.costs["interactions"] for r in st.runs if r.family == "simple-X-8" and r.seed == 0]
+    assert inter[0] > inter[1] > inter[2]                       # more groups: fewer pairs
+    g = plan("grid", base="bottleneck-G-8", field_="groups=1,2,4", stage=1, recipe="tiny")
+    assert [r.label for r in g.runs] == [f"bottleneck-G-8 groups={v}" for v in (1, 2, 4)]
+    assert [ArchSpec.from_dict(r.spec).stages[1].groups for r in g.runs] == [1, 2, 4]
+    flops = [r.costs["flops"] for r in g.runs]
+    assert flops[0] > flops[1] > flops[2]
+    with pytest.raises(ValueError, match="groups=2 applies only to"):
+        plan("grid", base="ir-csn-26", field_="groups=2", recipe="tiny")
+    with pytest.raises(ValueError, match="unknown study template"):
+        plan("table9")
+
+
+def test_plan_cli_and_errors(capsys):
+    assert main(["plan", "table2-quick"]) == 0
+    out = capsys.readouterr().out
+    assert "ir-CSN-26_s0" in out and "recipe quick" in out
+    assert main(["plan", "table2", "--depth", "50", "--width", "16", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["paper"] for r in doc["runs"]] == ["resnet3d-50", "ir-csn-50", "ip-csn-50"]
+    assert main(["plan", "nope"]) == 2
+    assert "unknown study template" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    data = make_dataset(tmp_path_factory.mktemp("motion"), per_class=4, val_per_class=2)
+    out = tmp_path_factory.mktemp("study")
+    st = plan("table2", depth=26, width=4, recipe="tiny", seeds=[0, 1], num_classes=3,
+              name="tiny")
+    return run_study(st, str(data), out, threads=1, log=lambda _: None), out
+
+
+def test_a_tiny_study_runs_and_writes_the_paper_report(tiny_study):
+    doc, out = tiny_study
+    assert [r["status"] for r in doc["results"]] == ["succeeded"] * 6
+    assert all(0 <= r["video_top1"] <= 1 and r["cpu_s"] > 0 for r in doc["results"])
+    assert json.loads((out / "study.json").read_text())["results"] == doc["results"]
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [r["model"] for r in rows] == ["ResNet3D-26", "ir-CSN-26", "ip-CSN-26"]
+    assert all(r["seeds"] == "2" and r["paper video_top1"] for r in rows)
+    assert rows[1]["paper flops"] == "4.0" and rows[1]["paper video_top1"] == "62.4"
+    md = (out / "table.md").read_text()
+    assert "Kinetics" in md and "± " in md
+    for name in ("table2", "fig5", "fig6", "fig7"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (out / f"{name}.svg").read_bytes()[:2000]
+    # a second run of the same study skips the finished runs
+    again = run_study(plan("table2", depth=26, width=4, recipe="tiny", seeds=[0, 1],
+                           num_classes=3, name="tiny"), doc["data"], out, log=lambda _: None)
+    assert again["results"] == doc["results"]
+
+
+def test_table_pools_seeds_and_leaves_missing_results_empty(tiny_study):
+    doc, _ = tiny_study
+    rows = table_rows(dict(doc, results=[r for r in doc["results"] if r["seed"] == 0][:2]))
+    assert [r["seeds"] for r in rows] == [1, 1, 0] and rows[2]["video@1 (%)"] is None
+    assert "| ip-CSN-26 |" in table_markdown(rows) and "—" in table_markdown(rows)
