@@ -9,7 +9,6 @@ for clip loss and clip@1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -22,17 +21,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
+                              recommended_settings)
 from backend.datasets import DatasetError, VideoDataset, VideoItem, collate_skip, read_csv, scan_folder
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, *,
-             amp_dtype: torch.dtype | None = None, distributed: bool = False) -> dict[str, float]:
+def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device = "cpu", *,
+             settings: PerfSettings | None = None, distributed: bool = False) -> dict[str, float]:
     """Metrics over a loader of ``(clips (B, N, 3, T, S, S), labels (B,), n_bad)`` batches.
 
+    Inputs and autocast follow ``settings`` (default: ``recommended_settings(device)``).
     With ``distributed`` the sums are all-reduced, so every rank returns the same figures for
     its shard of videos.
     """
+    s_ = settings or recommended_settings(device, train=False)
     was_training = model.training
     model.eval()
     # loss_sum, clip_correct, clips, video_top1, video_top5, videos, bad
@@ -42,12 +45,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, *,
         if x is None:
             continue
         b, n = x.shape[:2]
-        x = x.flatten(0, 1).to(device, non_blocking=True).contiguous(
-            memory_format=torch.channels_last_3d)
-        y = y.to(device)
-        ctx = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
-               else contextlib.nullcontext())
-        with ctx:
+        x = prepare_input(x.flatten(0, 1), s_)
+        y = y.to(x.device)
+        with autocast(s_):
             logits = model(x)
         logits = logits.float()
         yc = y.repeat_interleave(n)
@@ -87,9 +87,12 @@ def clip_settings(spec: Any, ckpt: dict[str, Any], *, frames: int | None = None,
 
 def evaluate_videos(model: nn.Module, items: list[VideoItem], *, frames: int, rate: int, size: int,
                     clips: int, device: torch.device = torch.device("cpu")) -> dict[str, float]:
-    """:func:`evaluate` a model on videos, ``clips`` centre clips each (channels_last_3d)."""
-    return evaluate(model.to(memory_format=torch.channels_last_3d),
-                    video_loader(items, frames=frames, rate=rate, size=size, num_clips=clips), device)
+    """:func:`evaluate` a model on videos, ``clips`` centre clips each (``backend.csn.perf``'s
+    recommended settings for ``device``)."""
+    s = recommended_settings(device, train=False)
+    return evaluate(prepare_model(model, device, train=False, settings=s),
+                    video_loader(items, frames=frames, rate=rate, size=size, num_clips=clips),
+                    device, settings=s)
 
 
 def _items(data: Path, classes: list[str]) -> list[VideoItem]:

@@ -119,15 +119,17 @@ def measure_forward(spec: ArchSpec, *, threads: int = 1, repeats: int = 2,
     import torch
 
     from .csn import build_model
+    from .csn.perf import prepare_input, prepare_model, recommended_settings
 
     spec.validate()
     old = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     try:
         t0 = time.perf_counter()
-        model = build_model(spec).eval().to(memory_format=torch.channels_last_3d)
+        settings = recommended_settings("cpu", train=False)
+        model = prepare_model(build_model(spec), "cpu", train=False, settings=settings)
         build_s = time.perf_counter() - t0
-        x = torch.randn(batch, spec.in_channels, *spec.clip).to(memory_format=torch.channels_last_3d)
+        x = prepare_input(torch.randn(batch, spec.in_channels, *spec.clip), settings)
         times = []
         with torch.no_grad():
             model(x)  # warm-up

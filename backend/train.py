@@ -19,7 +19,6 @@ index), and model, optimiser, scheduler and RNG states are restored.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
@@ -37,14 +36,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from backend.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
                                 read_checkpoint, rng_state, save_atomic, set_rng_state)
 from backend.csn import ArchSpec, SpecError, build_model, preset
-from backend.csn.perf import check_amp
+from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
+                              training_settings)
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
                               load_splits)
 from backend.evaluate import evaluate, video_loader
@@ -298,41 +297,53 @@ def train(cfg: TrainConfig, callback: Callback | None = None) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, Any]:
-    t_start = time.time()
-    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
-    device = _pick_device(cfg.device, d.local_rank)
-    amp_dtype = check_amp(device, cfg.amp)   # refuses a precision the device only emulates
-    out = Path(cfg.out)
-    if not cfg.data:
-        raise DatasetError("no data given (--data DIR_OR_CSV)")
-    splits: Splits = load_splits(cfg.data, val_data=cfg.val_data, val_fraction=cfg.val_fraction,
-                                 seed=cfg.seed, video_root=cfg.video_root)
+@dataclass
+class _Run:
+    """Everything one training run holds between its phases (see :func:`_train`)."""
 
-    # -- model -------------------------------------------------------------------------------
-    resume_from = latest_checkpoint(out) if cfg.resume else None
+    cfg: TrainConfig
+    d: Dist
+    perf: PerfSettings
+    spec: ArchSpec
+    classes: list[str]
+    model: nn.Module
+    net: nn.Module                  # the model, DDP-wrapped when distributed
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    sampler: SeededSampler
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    steps: int                      # iterations per epoch
+    start_epoch: int
+    events: EventLog
+    config: dict[str, Any]
+    last_ckpt: Path | None
+    step: int = 0
+    epoch: int = 0
+
+
+def _resolve_spec(cfg: TrainConfig, splits: Splits) -> tuple[ArchSpec, dict | None, Path | None]:
+    """The architecture: the resumed checkpoint's, ``--arch``, or the fine-tuned one's."""
+    resume_from = latest_checkpoint(Path(cfg.out)) if cfg.resume else None
     ckpt = read_checkpoint(resume_from) if resume_from is not None else None
     if ckpt is not None:
-        spec = ArchSpec.from_dict(ckpt["spec"])
         if list(ckpt["classes"]) != splits.classes:
             raise DatasetError(f"cannot resume: the data's classes differ from {resume_from}'s")
-    elif cfg.arch:
-        spec = resolve_arch(cfg.arch, num_classes=len(splits.classes), frames=cfg.frames,
-                            size=cfg.size)
-    elif cfg.finetune_from:
+        return ArchSpec.from_dict(ckpt["spec"]), ckpt, resume_from
+    if cfg.arch:
+        return resolve_arch(cfg.arch, num_classes=len(splits.classes), frames=cfg.frames,
+                            size=cfg.size), None, None
+    if cfg.finetune_from:
         base = ArchSpec.from_dict(read_checkpoint(cfg.finetune_from)["spec"])
-        spec = replace(base, num_classes=len(splits.classes), frames=cfg.frames,
-                       height=cfg.size, width=cfg.size).validate()
-    else:
-        raise SpecError("", "no architecture given (--arch PRESET_OR_SPEC_JSON)")
-    _seed_everything(cfg.seed)
-    model = build_model(spec)
-    finetuned = None
-    if cfg.finetune_from and ckpt is None:
-        finetuned = _finetune_load(model, cfg.finetune_from)
-    model = model.to(device, memory_format=torch.channels_last_3d)
+        return replace(base, num_classes=len(splits.classes), frames=cfg.frames,
+                       height=cfg.size, width=cfg.size).validate(), None, None
+    raise SpecError("", "no architecture given (--arch PRESET_OR_SPEC_JSON)")
 
-    # -- data ----------------------------------------------------------------------------------
+
+def _loaders(cfg: TrainConfig, splits: Splits, d: Dist, device: torch.device):
+    """(sampler, train loader, val loader or None, steps per epoch, frame-cache stats)."""
     scale = (cfg.scale_min or round(cfg.size * 8 / 7), cfg.scale_max or round(cfg.size * 10 / 7))
     if scale[0] > scale[1]:
         raise ValueError(f"scale-min {scale[0]} > scale-max {scale[1]}")
@@ -353,18 +364,30 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
                               num_clips=cfg.eval_clips,
                               videos_per_batch=max(1, cfg.batch_size // cfg.eval_clips),
                               workers=min(cfg.workers, 1), cache=cache) if splits.val else None
-    steps = len(train_loader)
-    if cfg.max_steps_per_epoch:
-        steps = min(steps, cfg.max_steps_per_epoch)
-    total_steps = steps * cfg.epochs
+    steps = min(len(train_loader), cfg.max_steps_per_epoch or len(train_loader))
+    return sampler, train_loader, val_loader, steps, {**cache.stats(), "scale": scale}
 
-    # -- optimisation --------------------------------------------------------------------------
+
+def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
+    """Data, model, optimiser (restored when resuming), DDP and the event log; emits "start"."""
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
+    device = _pick_device(cfg.device, d.local_rank)
+    perf = training_settings(device, cfg.amp)   # refuses a precision the device only emulates
+    if not cfg.data:
+        raise DatasetError("no data given (--data DIR_OR_CSV)")
+    splits = load_splits(cfg.data, val_data=cfg.val_data, val_fraction=cfg.val_fraction,
+                         seed=cfg.seed, video_root=cfg.video_root)
+    spec, ckpt, resume_from = _resolve_spec(cfg, splits)
+    _seed_everything(cfg.seed)
+    model = build_model(spec)
+    finetuned = _finetune_load(model, cfg.finetune_from) if cfg.finetune_from and ckpt is None else None
+    model = prepare_model(model, device, train=True, settings=perf)
+    sampler, train_loader, val_loader, steps, cache = _loaders(cfg, splits, d, device)
+
     opt, lr = _build_optimizer(model, cfg, d.world)
     warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else cfg.epochs * 10 / 45
-    sched = _build_scheduler(opt, total_steps, round(warmup_epochs * steps), cfg.warmup_start)
+    sched = _build_scheduler(opt, steps * cfg.epochs, round(warmup_epochs * steps), cfg.warmup_start)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
     start_epoch = 1
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -379,121 +402,144 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    config_dict = {**asdict(cfg), "lr": lr, "warmup_epochs": warmup_epochs,
-                   "scale_min": scale[0], "scale_max": scale[1], "world_size": d.world}
-    step = (start_epoch - 1) * steps
+    scale = cache.pop("scale")
+    config = {**asdict(cfg), "lr": lr, "warmup_epochs": warmup_epochs, "scale_min": scale[0],
+              "scale_max": scale[1], "world_size": d.world}
+    out, step = Path(cfg.out), (start_epoch - 1) * steps
     events = EventLog(out / "metrics.jsonl" if d.main else None, callback if d.main else None,
-                      total_steps, cfg.epochs, tb_dir=out if d.main and cfg.tensorboard else None,
+                      steps * cfg.epochs, cfg.epochs, tb_dir=out if d.main and cfg.tensorboard else None,
                       purge_step=step + 1 if ckpt is not None else None)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(
-            {"config": config_dict, "spec": spec.to_dict(), "classes": splits.classes}, indent=2))
+            {"config": config, "spec": spec.to_dict(), "classes": splits.classes}, indent=2))
     events.emit("start", epoch=start_epoch - 1, step=step, classes=splits.classes,
-                spec=spec.to_dict(), config=config_dict, data=splits.source,
+                spec=spec.to_dict(), config=config, data=splits.source,
                 train_videos=len(splits.train), val_videos=len(splits.val), device=str(device),
-                world_size=d.world, frame_cache=cache.stats(), resumed_from=str(resume_from) if resume_from else None,
-                finetuned=finetuned)
-    show_bar = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    last_metrics: dict[str, float] = {}
-    last_ckpt: Path | None = resume_from
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+                world_size=d.world, frame_cache=cache,
+                resumed_from=str(resume_from) if resume_from else None, finetuned=finetuned)
+    return _Run(cfg, d, perf, spec, splits.classes, model, net, opt, sched, scaler,
+                nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), sampler, train_loader,
+                val_loader, steps, start_epoch, events, config, resume_from, step, start_epoch - 1)
 
-    state = {"epoch": start_epoch - 1, "step": step}
+
+def _train_step(r: _Run, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """One optimiser step on a batch; (loss, correct clips)."""
+    x, y = prepare_input(x, r.perf), y.to(r.perf.device, non_blocking=True)
+    with autocast(r.perf):
+        logits = r.net(x)
+        loss = r.criterion(logits.float(), y)
+    r.opt.zero_grad(set_to_none=True)
+    r.scaler.scale(loss).backward()
+    r.scaler.step(r.opt)
+    r.scaler.update()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} at epoch {r.epoch} step {r.step + 1}; "
+                                 "lower --lr")
+    return value, int((logits.argmax(1) == y).sum().item())
+
+
+def _train_epoch(r: _Run) -> tuple[dict[str, float], float]:
+    """One pass over the (jittered) training clips: (metrics, clips read), summed over ranks."""
+    cfg, d = r.cfg, r.d
+    r.sampler.set_epoch(r.epoch)
+    r.net.train()
+    sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, clips, bad
+    t0, seen, loss = time.time(), 0, float("nan")
+    bar = None
+    if d.main and (cfg.progress if cfg.progress is not None else sys.stderr.isatty()):
+        from tqdm import tqdm
+        bar = tqdm(total=r.steps, desc=f"epoch {r.epoch}/{cfg.epochs}", leave=False)
+    for i, (x, y, bad) in enumerate(r.train_loader):
+        if i >= r.steps:
+            break
+        sums[3] += bad
+        if x is not None:
+            loss, correct = _train_step(r, x, y)
+            sums += torch.tensor([loss * y.numel(), correct, y.numel(), 0], dtype=torch.float64)
+            seen += y.numel()
+        elif d.on:
+            raise DatasetError("a whole batch of unreadable videos under DDP; fix the data")
+        r.sched.step()
+        r.step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.3f}")
+        if r.step % cfg.log_every == 0 or i == r.steps - 1:
+            r.events.emit("step", epoch=r.epoch, step=r.step, metrics={
+                "loss": loss if x is not None else float("nan"), "lr": r.opt.param_groups[0]["lr"],
+                "clips_per_s": seen * d.world / max(time.time() - t0, 1e-9)})
+    if bar is not None:
+        bar.close()
+    if d.on:
+        dist.all_reduce(sums)
+        for b in r.model.buffers():  # BN statistics: rank 0's are the model's
+            dist.broadcast(b, 0)
+    n = max(sums[2].item(), 1)
+    return {"loss": sums[0].item() / n, "clip_top1": sums[1].item() / n,
+            "bad_videos": sums[3].item(), "epoch_time_s": time.time() - t0,
+            "clips_per_s": sums[2].item() / max(time.time() - t0, 1e-9)}, sums[2].item()
+
+
+def _save_checkpoint(r: _Run, metrics: dict[str, float]) -> None:
+    """Rank 0: an atomic checkpoint of everything a resume needs; keep the last K."""
+    path = checkpoint_path(Path(r.cfg.out), r.epoch)
+    save_atomic({"format": FORMAT, "model": r.model.state_dict(), "optimizer": r.opt.state_dict(),
+                 "scheduler": r.sched.state_dict(), "scaler": r.scaler.state_dict(),
+                 "epoch": r.epoch, "step": r.step, "rng": rng_state(), "spec": r.spec.to_dict(),
+                 "classes": r.classes, "config": r.config, "metrics": metrics}, path)
+    r.last_ckpt = path
+    removed = prune(Path(r.cfg.out), r.cfg.keep_last)
+    r.events.emit("checkpoint", epoch=r.epoch, step=r.step, path=str(path),
+                  removed=[str(p) for p in removed])
+
+
+def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, Any]:
+    t_start = time.time()
+    r = _setup(cfg, callback, d)
+    metrics: dict[str, float] = {}
     try:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            sampler.set_epoch(epoch)
-            net.train()
-            sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, clips, bad
-            t0, seen = time.time(), 0
-            bar = None
-            if show_bar and d.main:
-                from tqdm import tqdm
-                bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False)
-            for i, (x, y, bad) in enumerate(train_loader):
-                if i >= steps:
-                    break
-                sums[3] += bad
-                if x is not None:
-                    x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d)
-                    y = y.to(device, non_blocking=True)
-                    with autocast():
-                        logits = net(x)
-                        loss = criterion(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    if not math.isfinite(loss.item()):
-                        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch} step "
-                                                 f"{step + 1}; lower --lr")
-                    n = y.numel()
-                    correct = (logits.argmax(1) == y).sum().item()
-                    sums += torch.tensor([loss.item() * n, correct, n, 0], dtype=torch.float64)
-                    seen += n
-                elif d.on:
-                    raise DatasetError("a whole batch of unreadable videos under DDP; fix the data")
-                sched.step()
-                step += 1
-                state.update(epoch=epoch, step=step)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{sums[0] / max(sums[2], 1):.3f}")
-                if step % cfg.log_every == 0 or i == steps - 1:
-                    events.emit("step", epoch=epoch, step=step, metrics={
-                        "loss": loss.item() if x is not None else float("nan"),
-                        "lr": opt.param_groups[0]["lr"],
-                        "clips_per_s": seen * d.world / max(time.time() - t0, 1e-9)})
-            if bar is not None:
-                bar.close()
-            if d.on:
-                dist.all_reduce(sums)
-                for b in model.buffers():  # BN statistics: rank 0's are the model's
-                    dist.broadcast(b, 0)
-            train_m = {"loss": sums[0].item() / max(sums[2].item(), 1),
-                       "clip_top1": sums[1].item() / max(sums[2].item(), 1),
-                       "bad_videos": sums[3].item(), "epoch_time_s": time.time() - t0,
-                       "clips_per_s": sums[2].item() / max(time.time() - t0, 1e-9)}
-            events.emit("epoch", epoch=epoch, step=step, split="train", metrics=train_m)
-            check_readable(f"epoch {epoch} training", sums[2].item(), sums[3].item(),
+        for r.epoch in range(r.start_epoch, cfg.epochs + 1):
+            # train: one pass over jittered clips (paper §4.1); fail on unreadable data
+            train_m, clips = _train_epoch(r)
+            r.events.emit("epoch", epoch=r.epoch, step=r.step, split="train", metrics=train_m)
+            check_readable(f"epoch {r.epoch} training", clips, train_m["bad_videos"],
                            cfg.max_bad_fraction)
-            last_metrics = {f"train_{k}": v for k, v in train_m.items()}
-            if val_loader is not None:
-                val_m = evaluate(model, val_loader, device, amp_dtype=amp_dtype, distributed=d.on)
-                events.emit("epoch", epoch=epoch, step=step, split="val", metrics=val_m)
-                check_readable(f"epoch {epoch} validation", val_m["videos"], val_m["bad_videos"],
-                               cfg.max_bad_fraction)
-                last_metrics.update({f"val_{k}": v for k, v in val_m.items()})
+            metrics = {f"train_{k}": v for k, v in train_m.items()}
+            # validate: N centre clips per video, softmax averaged (video@1, video@5)
+            if r.val_loader is not None:
+                val_m = evaluate(r.model, r.val_loader, torch.device(r.perf.device),
+                                 settings=r.perf, distributed=d.on)
+                r.events.emit("epoch", epoch=r.epoch, step=r.step, split="val", metrics=val_m)
+                check_readable(f"epoch {r.epoch} validation", val_m["videos"],
+                               val_m["bad_videos"], cfg.max_bad_fraction)
+                metrics.update({f"val_{k}": v for k, v in val_m.items()})
+            # checkpoint (rank 0), then wait for every rank
             if d.main:
-                path = checkpoint_path(out, epoch)
-                save_atomic({"format": FORMAT, "model": model.state_dict(),
-                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                             "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-                             "rng": rng_state(), "spec": spec.to_dict(), "classes": splits.classes,
-                             "config": config_dict, "metrics": last_metrics}, path)
-                last_ckpt = path
-                removed = prune(out, cfg.keep_last)
-                events.emit("checkpoint", epoch=epoch, step=step, path=str(path),
-                            removed=[str(p) for p in removed])
+                _save_checkpoint(r, metrics)
             if d.on:
                 dist.barrier()
     except BaseException as e:
-        status = "cancelled" if isinstance(e, KeyboardInterrupt) else "error"
-        try:
-            events.emit("end", epoch=state["epoch"], step=state["step"], metrics=last_metrics,
-                        status=status, error=f"{type(e).__name__}: {e}",
-                        checkpoint=str(last_ckpt) if last_ckpt else None)
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
-        events.close()
+        _end_event(r, metrics, status="cancelled" if isinstance(e, KeyboardInterrupt) else "error",
+                   error=f"{type(e).__name__}: {e}")
         raise
-    events.emit("end", epoch=cfg.epochs, step=step, metrics=last_metrics, status="ok",
-                checkpoint=str(last_ckpt) if last_ckpt else None,
-                wall_time_s=time.time() - t_start)
-    events.close()
-    return {"metrics": last_metrics, "epoch": cfg.epochs, "checkpoint": last_ckpt,
-            "model": model, "spec": spec, "classes": splits.classes,
-            "digest": _state_digest(model), "rank": d.rank}
+    r.epoch = cfg.epochs
+    _end_event(r, metrics, status="ok", wall_time_s=time.time() - t_start)
+    return {"metrics": metrics, "epoch": cfg.epochs, "checkpoint": r.last_ckpt, "model": r.model,
+            "spec": r.spec, "classes": r.classes, "digest": _state_digest(r.model), "rank": d.rank}
+
+
+def _end_event(r: _Run, metrics: dict[str, float], **extra: Any) -> None:
+    """The "end" event (best effort after an error: the original error matters more)."""
+    try:
+        r.events.emit("end", epoch=r.epoch, step=r.step, metrics=metrics,
+                      checkpoint=str(r.last_ckpt) if r.last_ckpt else None, **extra)
+    except Exception:  # noqa: BLE001
+        if extra.get("status") == "ok":
+            raise
+    finally:
+        r.events.close()
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import ContextManager
 
@@ -145,6 +145,15 @@ def recommended_settings(device: str | torch.device = "cpu", train: bool = True,
                             threads=None, cudnn_benchmark=True)
     return PerfSettings(device=str(dev), channels_last=True, autocast_dtype=None,
                         threads=threads)
+
+
+def training_settings(device: str | torch.device, amp: str = "none") -> PerfSettings:
+    """The trainer's settings on ``device``: its recommended memory format, autocast only
+    when asked (``amp`` none | bf16 | fp16, checked by :func:`check_amp`), depthwise convs
+    as the model was built (``CSN_DEPTHWISE`` / ``set_depthwise_impl``)."""
+    from .ops import get_depthwise_impl
+    return replace(recommended_settings(device), autocast_dtype=check_amp(device, amp),
+                   depthwise=get_depthwise_impl())
 
 
 def convert_depthwise(model: nn.Module, impl: str = "fast") -> nn.Module:
