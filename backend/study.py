@@ -20,7 +20,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -236,6 +236,17 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def _setting(item: str) -> tuple[str, Any]:
+    from backend.train import TrainConfig
+    key, _, text = item.partition("=")
+    if key not in {f.name for f in fields(TrainConfig)} | {"pool1"} or not text:
+        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field or pool1")
+    try:
+        return key, json.loads(text)
+    except json.JSONDecodeError:
+        return key, text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m backend.study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,7 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=None, help="grid: base preset")
     p.add_argument("--field", dest="field_", default=None, help="grid: NAME=V1,V2,...")
     p.add_argument("--stage", type=int, default=None, help="grid: one stage (0 = conv2)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override one recipe field (a TrainConfig field or pool1), e.g. epochs=12")
     p.add_argument("--classes", type=int, default=8, help="number of classes of the data")
+    p.add_argument("--only", default=None, metavar="LABELS",
+                   help="run: train only these planned runs (comma-separated labels), e.g. to "
+                        "split a study over processes; report DIR DIR2..: merges their results")
+    p.add_argument("more", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true", help="plan: print JSON")
     return p
@@ -277,13 +294,28 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "report":
             from backend.study_report import write_report
             folder = Path(a.template)
-            files = write_report(json.loads((folder / "study.json").read_text()), folder)
+            doc = json.loads((folder / "study.json").read_text())
+            for other in a.more:  # results of the same study trained elsewhere
+                keys = {r["key"] for r in doc["results"]}
+                extra = json.loads((Path(other) / "study.json").read_text())["results"]
+                doc["results"] += [r for r in extra if r["key"] not in keys]
+            order = [r.key for r in Study.from_dict(doc["study"]).runs]
+            doc["results"].sort(key=lambda r: order.index(r["key"]) if r["key"] in order else 0)
+            (folder / "study.json").write_text(json.dumps(doc, indent=1))
+            files = write_report(doc, folder)
             print("\n".join(str(f) for f in files))
             return 0
-        study = plan(a.template, seeds=a.seeds, recipe=a.recipe, width=a.width, name=a.name,
+        recipe: str | dict | None = a.recipe
+        if a.set:
+            base = RECIPES[a.recipe or "quick"]
+            recipe = {**base, **dict(_setting(item) for item in a.set)}
+        study = plan(a.template, seeds=a.seeds, recipe=recipe, width=a.width, name=a.name,
                      num_classes=a.classes, depth=a.depth, blocks=a.blocks,
                      groups=tuple(a.groups) if a.groups else None, base=a.base,
                      field_=a.field_, stage=a.stage)
+        if a.only:
+            labels = a.only.split(",")
+            study.runs = [r for r in study.runs if r.label in labels]
         if a.command == "plan":
             print(json.dumps(study.to_dict()) if a.json else _plan_text(study))
             return 0

@@ -4,11 +4,15 @@ Measures, on a small synthetic dataset (``backend.synth``) and a small ir-CSN:
 
 1. decode-only: clips/s out of the training DataLoader (PyAV decode + jitter), workers=0 / 2;
 2. step-only: clips/s of forward + backward + SGD step on clips already in memory;
-3. end to end: clips/s of ``backend.train.train`` with workers=0 vs workers=2.
+3. end to end: clips/s of ``backend.train.train`` decoding every clip (workers=0 / 2) and
+   cutting clips from the in-memory frame cache (``--cache-mb``, workers=0 / 1).
+
+Issue 14's target: end to end with the frame cache >= 0.9 x the train step alone, at the
+study's clip (8x32x32, ``python bench/bench_train.py --size 32``).
 
 On a machine shared with other work the figures move a lot between runs; compare within one.
 
-    python bench/bench_train.py [--steps 6] [--batch 8] [--size 48] [--threads 1]
+    python bench/bench_train.py [--steps 6] [--batch 8] [--size 32] [--threads 1]
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from backend.datasets import ClipDataset, SeededSampler, collate_skip, load_spli
 from backend.synth import generate  # noqa: E402
 from backend.train import TrainConfig, train  # noqa: E402
 
-SPEC = {"name": "bench-ir-csn-26", "stem_width": 16, "num_classes": 8, "stages": [
+SPEC = {"name": "bench-ir-csn-26", "stem_width": 16, "num_classes": 8, "pool1": False, "stages": [
     {"blocks": 2, "width": w, "inner": w, "block": "ir"} for w in (16, 32, 64, 128)]}
 
 
@@ -66,12 +70,12 @@ def step_rate(args) -> float:
     return args.steps * args.batch / (time.perf_counter() - t)
 
 
-def train_rate(data: Path, spec: Path, out: Path, args, workers: int) -> float:
+def train_rate(data: Path, spec: Path, out: Path, args, workers: int, cache_mb: float = 0) -> float:
     ev: list[dict] = []
     train(TrainConfig(arch=str(spec), data=str(data), out=str(out), epochs=1,
                       batch_size=args.batch, size=args.size, threads=args.threads,
                       workers=workers, max_steps_per_epoch=args.steps, eval_clips=1,
-                      progress=False), callback=ev.append)
+                      cache_mb=cache_mb, tensorboard=False, progress=False), callback=ev.append)
     return next(e["metrics"]["clips_per_s"] for e in ev if e["event"] == "epoch")
 
 
@@ -79,7 +83,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,7 +91,7 @@ def main() -> None:
         tmp = Path(tmp)
         # enough training videos for steps + 1 batches (80% of each class is train)
         per_class = max(4, math.ceil((args.steps + 1) * args.batch / 8 / 0.8) + 1)
-        generate(tmp / "data", per_class=per_class, seed=0, size=64, frames=32,
+        generate(tmp / "data", per_class=per_class, seed=0, size=max(32, args.size), frames=32,
                  splits={"train": 0.8, "val": 0.2})
         (tmp / "spec.json").write_text(json.dumps(SPEC))
         items = load_splits(tmp / "data").train
@@ -100,12 +104,21 @@ def main() -> None:
                                                         tmp / "r0", args, 0),
             "train() end to end, workers=2": train_rate(tmp / "data", tmp / "spec.json",
                                                         tmp / "r2", args, 2),
+            "train() frame cache, workers=0": train_rate(tmp / "data", tmp / "spec.json",
+                                                         tmp / "c0", args, 0, cache_mb=1024),
+            "train() frame cache, workers=1": train_rate(tmp / "data", tmp / "spec.json",
+                                                         tmp / "c1", args, 1, cache_mb=1024),
         }
     base = rows["train() end to end, workers=0"]
     print(f"bench_train: 8x{args.size}x{args.size} clips, batch {args.batch}, "
           f"{args.threads} torch thread(s), {os.cpu_count()} CPUs")
     for name, r in rows.items():
         print(f"  {name:<36} {r:8.1f} clips/s   x{r / base:5.2f} vs end-to-end workers=0")
+    step = rows["train step only (clips in memory)"]
+    best_cached = max(rows["train() frame cache, workers=0"], rows["train() frame cache, workers=1"])
+    best_decoded = max(rows["train() end to end, workers=0"], rows["train() end to end, workers=2"])
+    print(f"  cached/decoding end-to-end ratio: {best_cached / best_decoded:.2f}; "
+          f"cached end-to-end / step alone: {best_cached / step:.2f} (target >= 0.9)")
     ratio = rows["decode-only loader, workers=0"] / rows["train step only (clips in memory)"]
     print(f"  decode/step throughput ratio: {ratio:.2f} "
           f"({'decoding is NOT' if ratio > 1 else 'decoding IS'} the bottleneck with workers=0)")

@@ -117,8 +117,8 @@ def results(sid: int) -> None:
     doc = doc_from_runs(s["plan"], runs, metrics)
     rows = table_rows(doc)
     st.subheader("Table 2 layout")
-    st.dataframe([{k: v for k, v in r.items() if k not in ("family", "order")} for r in rows],
-                 hide_index=True, width="stretch")
+    st.table([{k: ("" if v is None else v) for k, v in r.items() if k not in ("family", "order")}
+              for r in rows])
     if any("paper flops" in r for r in rows):
         st.caption(PAPER_NOTE + ".")
     d = st.columns(2)
