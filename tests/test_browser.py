@@ -183,3 +183,53 @@ def test_train_and_watch_a_run_in_browser(tmp_path):
         app.close()
         _stop(worker)
     assert (ARTIFACTS / "run.png").exists()
+
+
+def test_launch_a_tiny_study_and_see_its_table_and_figures(tmp_path):
+    """Study page: plan a Table 2 study (tiny recipe), launch it on a real worker, watch the
+    table and the four figures fill in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from motion_data import make_dataset
+
+    _need_chromium()
+    data = make_dataset(tmp_path / "motion", per_class=3, val_per_class=1)
+    env = _env(tmp_path / "var")
+    worker = subprocess.Popen([sys.executable, "-m", "huey.bin.huey_consumer", "jobs.tasks",
+                               "-w", "1", "-k", "thread"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = _streamlit(env)
+    try:
+        url = next(app)
+        with sync_playwright() as p:
+            browser = _browser(p)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                page.goto(f"{url}/study", wait_until="domcontentloaded")
+                expect(page.get_by_text("No studies yet.")).to_be_visible(timeout=60_000)
+                _choose(page, _selectbox(page, "Template"), "table2")
+                _choose(page, _selectbox(page, "Recipe"), "tiny")
+                width = page.locator('[data-testid="stNumberInput"]', has_text="conv2 width")
+                width.locator("input").fill("4")
+                width.locator("input").press("Enter")
+                path = page.locator('[data-testid="stTextInput"]', has_text="Dataset folder")
+                path.locator("input").fill(str(data))
+                path.locator("input").press("Enter")
+                expect(page.get_by_text("3 runs; recipe tiny")).to_be_visible(timeout=30_000)  # the plan
+                page.get_by_role("button", name="Launch study").click()
+                expect(page.get_by_text("Launched study #1")).to_be_visible(timeout=30_000)
+                progress = page.locator('[data-testid="stProgress"]').first
+                expect(progress).to_contain_text("3 succeeded", timeout=300_000)
+                table = page.locator('[data-testid="stTable"]').first
+                expect(table).to_contain_text("ir-CSN-26")
+                expect(table).to_contain_text("62.4")                 # the paper's, labelled
+                expect(page.locator('[data-testid="stImage"]')).to_have_count(4, timeout=60_000)
+                expect(page.get_by_text("not comparable").first).to_be_visible()
+                assert page.locator('[data-testid="stException"]').count() == 0
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "study.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        app.close()
+        _stop(worker)
