@@ -31,7 +31,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -297,9 +297,10 @@ class VideoDataset(Dataset):
     N clips uniformly spread over the video, centre crops)."""
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, num_clips: int = 10):
+                 size: int = 112, num_clips: int = 10, norm: Any = None):
         self.items = list(items)
         self.frames, self.rate, self.size, self.num_clips = frames, rate, size, num_clips
+        self.norm = norm  # backend.video.Norm (None: Kinetics mean/std, RGB)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -309,7 +310,7 @@ class VideoDataset(Dataset):
         item = self.items[index]
         try:
             clips = test_clips(item.path, frames=self.frames, rate=self.rate, size=self.size,
-                               num_clips=self.num_clips, crops=1)
+                               num_clips=self.num_clips, crops=1, norm=self.norm)
             return torch.as_tensor(clips), item.label
         except (VideoError, OSError) as e:
             log.warning("skipping unreadable video %s: %s", item.path, e)
