@@ -70,7 +70,7 @@ class StageSpec:
     groups: int = 1            # groups of the 3x3x3 conv(s): simple-G, bottleneck-G only
     pw_groups: int = 1         # groups of the two 1x1x1 convs: bottleneck-DG only
     # temporal stride 2 in the stage's first block (conv3..conv5 only); None follows
-    # ArchSpec.temporal_stride. pytorchvideo's CSN: conv3 yes, conv4 yes, conv5 no
+    # ArchSpec.temporal_stride (VMZ, mmaction2 and pytorchvideo's create_csn stride all three)
     temporal_stride: bool | None = None
 
     @classmethod
