@@ -26,15 +26,32 @@ def _module(name: str, **attrs) -> types.ModuleType:
     return m
 
 
-def install() -> None:
+def import_peer(*modules: str) -> str:
+    """Import ``modules`` with the stubs in place; return "" or why they cannot be imported.
+
+    The torchvision stub is removed again afterwards, so no other test ever sees it."""
+    added = []
     if importlib.util.find_spec("torchvision") is None and "torchvision" not in sys.modules:
         ops = _module("torchvision.ops", RoIAlign=type("RoIAlign", (_Unavailable,), {}))
         _module("torchvision", ops=ops, __path__=[])
-    if "mmaction.models.localizers.drn" not in sys.modules:
-        try:
-            has_drn = importlib.util.find_spec("mmaction.models.localizers.drn") is not None
-        except (ImportError, ValueError):
-            has_drn = False  # mmaction2 absent, or its package __init__ failed: not our business
-        if not has_drn:
+        added = ["torchvision", "torchvision.ops"]
+    try:
+        if any(m.startswith("mmaction") for m in modules) and _mmaction_lacks_drn():
             drn = _module("mmaction.models.localizers.drn.drn", DRN=type("DRN", (_Unavailable,), {}))
             _module("mmaction.models.localizers.drn", drn=drn, __path__=[])
+        for m in modules:
+            importlib.import_module(m)
+        return ""
+    except Exception as e:  # noqa: BLE001 - any failure means: skip these tests, say why
+        return f"{type(e).__name__}: {e}"
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def _mmaction_lacks_drn() -> bool:
+    spec = importlib.util.find_spec("mmaction")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    from pathlib import Path
+    return not (Path(spec.submodule_search_locations[0]) / "models/localizers/drn").is_dir()

@@ -7,7 +7,6 @@ the conversion must fail naming what it could not map. Skipped when a peer is no
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -21,11 +20,10 @@ from backend.checkpoint import load_checkpoint
 from backend.csn import count
 
 pytestmark = pytest.mark.slow
-_peer_stubs.install()
-HAS_PV = importlib.util.find_spec("pytorchvideo") is not None and importlib.util.find_spec("fvcore") is not None
-HAS_MM = all(importlib.util.find_spec(m) is not None for m in ("mmaction", "mmengine", "mmcv"))
-needs_pv = pytest.mark.skipif(not HAS_PV, reason="pytorchvideo/fvcore not installed (make peers)")
-needs_mm = pytest.mark.skipif(not HAS_MM, reason="mmaction2/mmengine/mmcv-lite not installed (make peers)")
+PV_MISSING = _peer_stubs.import_peer("pytorchvideo.models.csn", "pytorchvideo.models.hub.csn", "fvcore.nn")
+MM_MISSING = _peer_stubs.import_peer("mmengine.config", "mmaction.registry", "mmaction.models")
+needs_pv = pytest.mark.skipif(bool(PV_MISSING), reason=f"pytorchvideo 0.1.5 not importable ({PV_MISSING}); make peers")
+needs_mm = pytest.mark.skipif(bool(MM_MISSING), reason=f"mmaction2 1.2.0 not importable ({MM_MISSING}); make peers")
 SMALL, BIG = (1, 3, 8, 112, 112), (1, 3, 32, 224, 224)
 
 
