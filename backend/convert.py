@@ -115,8 +115,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "csn_r101": dict(layout="pytorchvideo", file=r"csn_32x2_r101|csn_r101", blocks=(3, 4, 23, 3),
                      pool1=True, head_pool=(4, 7, 7), frames=32, size=224, rate=2,
                      input_mean=(0.45,) * 3, input_std=(0.225,) * 3, input_order="RGB",
-                     where="pytorchvideo models/hub/csn.py csn_r101 (CSN_32x2_R101.pyth); "
-                           "mean/std of pytorchvideo's Kinetics recipes"),
+                     where="pytorchvideo models/hub/csn.py csn_r101 (CSN_32x2_R101.pyth)",
+                     norm_where="pytorchvideo transforms/transforms_factory.py create_video_transform"),
     "create_csn": dict(layout="pytorchvideo", pool1=False, head_pool=(1, 7, 7),
                        where="pytorchvideo models/csn.py create_csn defaults"),
     "ir_csn_152": dict(layout="vmz", file=r"ir_?csn_152", blocks=(3, 8, 36, 3), pool1=True,
@@ -545,7 +545,7 @@ def _mm_clip(cfg: dict, at: str) -> dict[str, Fact]:
 FLAG_FACTS = ("pool1", "pool2", "temporal_stride", "head_pool", "bn_eps", "ip_relu", "stem_stride_t",
               "input_mean", "input_std", "input_order", "frames", "size", "rate")
 _DEFAULT_NORM = {  # what a file that says nothing most likely used; printed as a warning
-    "pytorchvideo": ((0.45,) * 3, (0.225,) * 3, "pytorchvideo's Kinetics recipes"),
+    "pytorchvideo": ((0.45,) * 3, (0.225,) * 3, "pytorchvideo transforms_factory.py defaults"),
     "mmaction2": (IMAGENET_MEAN, IMAGENET_STD, "mmaction2 configs/_base_/models/ircsn_r152.py; its "
                   "sports1m / from-scratch configs use VMZ's values instead"),
 }
@@ -570,7 +570,9 @@ def resolve_facts(layout: str, src: Source, model: str | None,
     facts = dict(CODE_FACTS[layout])
     if model:
         m = MODELS[model]
-        facts.update({k: Fact(m[k], f"model {model}: {m['where']}") for k in FLAG_FACTS if k in m})
+        for k in (k for k in FLAG_FACTS if k in m):
+            where = m.get("norm_where", m["where"]) if k.startswith("input_") else m["where"]
+            facts[k] = Fact(m[k], f"model {model}: {where}")
     if layout == "mmaction2":
         facts.update(mmaction2_facts(src))
     facts.update({k: Fact(v, f"flag --{k.replace('_', '-')}") for k, v in flags.items() if v is not None})

@@ -321,18 +321,12 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
     yield LayerPlan("conv1", "conv", spec.in_channels, spec.stem_width, 1, k, st, pad, size, out)
     size, c = out, spec.stem_width                                         # T x H/2 x W/2
     if spec.pool1:
-        k, st, pad = (1, 3, 3), (1, 2, 2), (0, 1, 1)
-        out = _out3(size, k, st, pad)
-        _check_size("pool1", size, k, st, pad, out, spec)
-        yield LayerPlan("pool1", "maxpool", c, c, 1, k, st, pad, size, out, relu=False, bn=False)
-        size = out                                                         # T x H/4 x W/4
+        yield (p := _maxpool("pool1", spec, c, size, (1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        size = p.out_size                                                  # T x H/4 x W/4
     for si, (sname, stage) in enumerate(zip(STAGE_NAMES, spec.stages)):
         if si == 1 and spec.pool2:
-            k = st = (2, 1, 1)
-            out = _out3(size, k, st, (0, 0, 0))
-            _check_size("pool2", size, k, st, (0, 0, 0), out, spec)
-            yield LayerPlan("pool2", "maxpool", c, c, 1, k, st, (0, 0, 0), size, out, relu=False, bn=False)
-            size = out                                                     # T/2 after conv2_x
+            yield (p := _maxpool("pool2", spec, c, size, (2, 1, 1), (2, 1, 1), (0, 0, 0)))
+            size = p.out_size                                              # T/2 after conv2_x
         b = canonical_block(stage.block)
         repeat: list[LayerPlan] = []   # blocks 3.. of a stage have exactly block 2's shapes
         for bi in range(stage.blocks):
@@ -372,6 +366,12 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
     else:
         yield LayerPlan("fc", "fc", c, spec.num_classes, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0),
                         size, size, relu=False, bn=False, bias=True)
+
+
+def _maxpool(name: str, spec: ArchSpec, c: int, size, k, st, pad) -> LayerPlan:
+    out = _out3(size, k, st, pad)
+    _check_size(name, size, k, st, pad, out, spec)
+    return LayerPlan(name, "maxpool", c, c, 1, k, st, pad, size, out, relu=False, bn=False)
 
 
 def _check_groups(name: str, c_in: int, c_out: int, g: int) -> None:
