@@ -218,7 +218,7 @@ for i, (col, sname) in enumerate(zip(cols, STAGE_NAMES)):
         if i > 0:
             st.selectbox("Temporal stride", TSTRIDE_CHOICES, key=f"{K}s{i}_tstride",
                          format_func=TSTRIDE_CHOICES.get,
-                         help=f"Stride in time of {sname}_1 (pytorchvideo's CSN: conv5 keeps T)")
+                         help=f"Stride in time of {sname}_1")
         inline_error(i, "temporal_stride")
 
 # --- totals (drawn above the form) -----------------------------------------------------------
