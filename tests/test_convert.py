@@ -17,6 +17,7 @@ from backend.convert import ConvertError, Source, convert_checkpoint, convert_st
 from backend.csn import build_model
 
 X = torch.randn(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(1))
+X_OWN = torch.randn(1, 3, 32, 224, 224, generator=torch.Generator().manual_seed(2))  # VMZ's 32x224 clip
 
 
 def ours_from(sd, layout="auto", file="", **kw):
@@ -44,6 +45,7 @@ def test_vmz_pytorch_same_function(ip):
     assert report.facts["pool1"].source == "flag --pool1" and "_generic_resnet" in report.facts["bn_eps"].source
     with torch.no_grad():
         close(model(X), net(X))
+        close(model(X_OWN), net(X_OWN))
 
 
 def test_vmz_pool1_is_never_guessed():
@@ -100,6 +102,7 @@ def test_caffe2_blob_pickle_by_published_name(tmp_path: Path, ip):
     model.load_state_dict(state)
     with torch.no_grad():
         close(model(X), net(X))
+        close(model(X_OWN), net(X_OWN))
 
 
 def test_caffe2_short_clip_follows_create_r3d():
