@@ -201,7 +201,7 @@ class LayerPlan(NamedTuple):
 
     @property
     def stage(self) -> str:
-        """conv1, pool1, conv2 .. conv5, head."""
+        """conv1, pool1, conv2, pool2, conv3 .. conv5, head."""
         if self.block:
             return self.block.split("_")[0]
         return "head" if self.name in ("fc", "head.pool") else self.name
