@@ -61,7 +61,7 @@ def same_function(peer, path: Path, shapes, **kw):
 # --- pytorchvideo ---------------------------------------------------------------------------
 
 @needs_pv
-@pytest.mark.parametrize("depth", [50])  # 101 / 152 differ only in block counts (3, 4, 23 / 36, 3)
+@pytest.mark.parametrize("depth", [50, 152])  # 101 differs from these only in conv4's block count
 def test_pytorchvideo_create_csn(tmp_path: Path, depth):
     from pytorchvideo.models.csn import create_csn
     peer = randomize(create_csn(model_depth=depth, model_num_class=10))
