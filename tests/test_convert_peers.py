@@ -19,7 +19,8 @@ from backend.convert import ConvertError, convert_checkpoint, load_source
 from backend.checkpoint import load_checkpoint
 from backend.csn import count
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, *(pytest.mark.filterwarnings(f"ignore::{w}") for w in  # the peers' own
+              ("UserWarning", "DeprecationWarning", "FutureWarning", "torch.jit.TracerWarning"))]
 PV_MISSING = _peer_stubs.import_peer("pytorchvideo.models.csn", "pytorchvideo.models.hub.csn", "fvcore.nn")
 MM_MISSING = _peer_stubs.import_peer("mmengine.config", "mmaction.registry", "mmaction.models")
 needs_pv = pytest.mark.skipif(bool(PV_MISSING), reason=f"pytorchvideo 0.1.5 not importable ({PV_MISSING}); make peers")
