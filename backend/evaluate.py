@@ -69,8 +69,11 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device = 
 
 
 def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
-                 videos_per_batch: int = 1, workers: int = 0, cache=None) -> DataLoader:
-    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips,
+                 videos_per_batch: int = 1, workers: int = 0, norm: Any = None,
+                 cache=None) -> DataLoader:
+    """``norm``: a backend.video.Norm, normally ``Norm.of(spec)`` (None: Kinetics, RGB);
+    ``cache``: a backend.framecache.FrameCache."""
+    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips, norm=norm,
                       cache=cache)
     return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
                       collate_fn=collate_skip)
@@ -86,12 +89,16 @@ def clip_settings(spec: Any, ckpt: dict[str, Any], *, frames: int | None = None,
 
 
 def evaluate_videos(model: nn.Module, items: list[VideoItem], *, frames: int, rate: int, size: int,
-                    clips: int, device: torch.device = torch.device("cpu")) -> dict[str, float]:
+                    clips: int, device: torch.device = torch.device("cpu"), spec: Any = None) -> dict[str, float]:
     """:func:`evaluate` a model on videos, ``clips`` centre clips each (``backend.csn.perf``'s
-    recommended settings for ``device``)."""
+    recommended settings for ``device``), normalised as ``spec`` (default: ``model.spec``)
+    says: its input_mean / input_std / input_order."""
+    from backend.video import Norm
+    spec = spec if spec is not None else getattr(model, "spec", None)
+    norm = Norm.of(spec) if spec is not None else None
     s = recommended_settings(device, train=False)
     return evaluate(prepare_model(model, device, train=False, settings=s),
-                    video_loader(items, frames=frames, rate=rate, size=size, num_clips=clips),
+                    video_loader(items, frames=frames, rate=rate, size=size, num_clips=clips, norm=norm),
                     device, settings=s)
 
 
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         items = _items(Path(a.data), classes)
         if not items:
             raise DatasetError(f"no videos in {a.data}")
-        m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=a.clips)
+        m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=a.clips, spec=spec)
         if not m["videos"]:
             raise DatasetError(f"none of the {len(items)} videos in {a.data} could be read")
     except (CheckpointError, DatasetError, ValueError, OSError) as e:

@@ -48,6 +48,7 @@ from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, 
                               load_splits)
 from backend.evaluate import evaluate, video_loader
 from backend.framecache import FrameCache
+from backend.video import Norm
 
 log = logging.getLogger("backend.train")
 Callback = Callable[[dict[str, Any]], None]
@@ -342,16 +343,17 @@ def _resolve_spec(cfg: TrainConfig, splits: Splits) -> tuple[ArchSpec, dict | No
     raise SpecError("", "no architecture given (--arch PRESET_OR_SPEC_JSON)")
 
 
-def _loaders(cfg: TrainConfig, splits: Splits, d: Dist, device: torch.device):
+def _loaders(cfg: TrainConfig, splits: Splits, spec: ArchSpec, d: Dist, device: torch.device):
     """(sampler, train loader, val loader or None, steps per epoch, frame-cache stats)."""
     scale = (cfg.scale_min or round(cfg.size * 8 / 7), cfg.scale_max or round(cfg.size * 10 / 7))
     if scale[0] > scale[1]:
         raise ValueError(f"scale-min {scale[0]} > scale-max {scale[1]}")
+    norm = Norm.of(spec)  # the normalisation the (possibly imported) weights expect
     val_items = splits.val[d.rank::d.world]
     cache = FrameCache(cfg.cache_mb).fill([it.path for it in splits.train + val_items],
                                           workers=cfg.workers)
     train_ds = ClipDataset(splits.train, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
-                           scale=scale, train=True, cache=cache)
+                           scale=scale, train=True, norm=norm, cache=cache)
     sampler = SeededSampler(train_ds, seed=cfg.seed, num_replicas=d.world, rank=d.rank)
     loader_kw: dict[str, Any] = {}
     if cfg.workers > 0:
@@ -363,7 +365,7 @@ def _loaders(cfg: TrainConfig, splits: Splits, d: Dist, device: torch.device):
     val_loader = video_loader(val_items, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
                               num_clips=cfg.eval_clips,
                               videos_per_batch=max(1, cfg.batch_size // cfg.eval_clips),
-                              workers=min(cfg.workers, 1), cache=cache) if splits.val else None
+                              workers=min(cfg.workers, 1), norm=norm, cache=cache) if splits.val else None
     steps = min(len(train_loader), cfg.max_steps_per_epoch or len(train_loader))
     return sampler, train_loader, val_loader, steps, {**cache.stats(), "scale": scale}
 
@@ -382,7 +384,7 @@ def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
     model = build_model(spec)
     finetuned = _finetune_load(model, cfg.finetune_from) if cfg.finetune_from and ckpt is None else None
     model = prepare_model(model, device, train=True, settings=perf)
-    sampler, train_loader, val_loader, steps, cache = _loaders(cfg, splits, d, device)
+    sampler, train_loader, val_loader, steps, cache = _loaders(cfg, splits, spec, d, device)
 
     opt, lr = _build_optimizer(model, cfg, d.world)
     warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else cfg.epochs * 10 / 45
