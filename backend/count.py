@@ -110,7 +110,8 @@ def _parse_value(text: str, default: Any, name: str = "") -> Any:
             return None
         raise ValueError(f"expected yes/no, got {text!r}")
     if isinstance(default, tuple):
-        return tuple(int(v) for v in text.replace("x", ",").split(","))
+        kind = type(default[0]) if default else int
+        return tuple(kind(v) for v in text.replace("x", ",").split(","))
     return type(default)(text)
 
 

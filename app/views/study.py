@@ -8,7 +8,7 @@ import streamlit as st
 from app.state import fmt_count, require_jobs_api
 from backend.csn import SpecError, list_presets
 from backend.study import RECIPES, TEMPLATES, plan
-from backend.study_report import (PAPER_NOTE, doc_from_runs, figure_bytes, figures, table_csv,
+from backend.study_report import (COLUMNS, PAPER_NOTE, doc_from_runs, figure_bytes, figures, table_csv,
                                   table_markdown, table_rows)
 
 ss = st.session_state
@@ -117,8 +117,7 @@ def results(sid: int) -> None:
     doc = doc_from_runs(s["plan"], runs, metrics)
     rows = table_rows(doc)
     st.subheader("Table 2 layout")
-    st.table([{k: ("" if v is None else v) for k, v in r.items() if k not in ("family", "order")}
-              for r in rows])
+    st.table([{c: ("" if r.get(c) is None else r.get(c)) for c in COLUMNS} for r in rows])
     if any("paper flops" in r for r in rows):
         st.caption(PAPER_NOTE + ".")
     d = st.columns(2)
