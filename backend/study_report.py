@@ -103,6 +103,15 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 # --- figures ---------------------------------------------------------------------------------------
+def _legend(ax) -> None:
+    """A legend, or a note that there is nothing to plot yet."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no finished runs yet", ha="center", va="center",
+                transform=ax.transAxes, color="grey")
+
+
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
@@ -127,7 +136,7 @@ def figure5(doc: dict[str, Any], keys: list[str] | None = None):
     ax.set_xlabel("iterations")
     ax.set_ylabel("error (%)")
     ax.set_title("Figure 5: train (clip) vs val (video) error")
-    ax.legend(fontsize=8)
+    _legend(ax)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -153,7 +162,7 @@ def _accuracy_vs(rows: list[dict[str, Any]], x: str, title: str, log: bool):
     ax.set_xlabel(x + (" (log)" if log else ""))
     ax.set_ylabel("held-out video@1 (%)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    _legend(ax)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -176,7 +185,7 @@ def figure_table2(rows: list[dict[str, Any]]):
     ax.set_ylabel("video@1 (%)")
     ax.set_ylim(0, 100)
     ax.set_title("Table 2: video@1 per model")
-    ax.legend(fontsize=8)
+    _legend(ax)
     fig.tight_layout()
     return fig
 

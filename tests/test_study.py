@@ -91,3 +91,41 @@ def test_table_pools_seeds_and_leaves_missing_results_empty(tiny_study):
     rows = table_rows(dict(doc, results=[r for r in doc["results"] if r["seed"] == 0][:2]))
     assert [r["seeds"] for r in rows] == [1, 1, 0] and rows[2]["video@1 (%)"] is None
     assert "| ip-CSN-26 |" in table_markdown(rows) and "—" in table_markdown(rows)
+
+
+def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, monkeypatch):
+    """Study page (AppTest, a tmp SQLite store, no worker): plan, launch, cancel the study."""
+    import db
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db.dispose_engines()
+    try:
+        from jobs import api
+        data = make_dataset(tmp_path / "motion", per_class=1, val_per_class=1)
+        main_py = Path(__file__).resolve().parent.parent / "app" / "main.py"
+        at = AppTest.from_file(str(main_py), default_timeout=60)
+        at.run()
+        at.switch_page(str(main_py.parent / "views" / "study.py")).run()
+        assert not at.exception, at.exception
+        at.selectbox(key="st_template").set_value("table2").run()
+        at.selectbox(key="st_recipe").set_value("tiny").run()
+        at.number_input(key="st_width").set_value(4).run()
+        at.text_input(key="st_data").set_value(str(tmp_path / "missing")).run()
+        assert any("No dataset" in e.value for e in at.error)
+        at.text_input(key="st_data").set_value(str(data)).run()
+        at.text_input(key="st_name").set_value("t2").run()
+        at.button[[b.label for b in at.button].index("Launch study")].click().run()
+        assert not at.exception, at.exception
+        (st,) = api.list_studies()
+        got = api.get_study(st["id"])
+        assert got["name"] == "t2" and [r["key"] for r in got["runs"]] == [
+            "ResNet3D-26_s0", "ir-CSN-26_s0", "ip-CSN-26_s0"]
+        assert all(r["status"] == "queued" and r["spec"]["num_classes"] == 3 for r in got["runs"])
+        assert got["runs"][0]["hparams"]["epochs"] == 1 and "pool1" not in got["runs"][0]["hparams"]
+        assert api.cancel_study(st["id"]) == 3
+        assert {r["status"] for r in api.get_study(st["id"])["runs"]} == {"cancelled"}
+        assert api.list_studies()[0]["cancelled"] and api.cancel_study(st["id"]) == 0
+    finally:
+        db.dispose_engines()
