@@ -372,9 +372,9 @@ def _loaders(cfg: TrainConfig, splits: Splits, spec: ArchSpec, d: Dist, device: 
 
 def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
     """Data, model, optimiser (restored when resuming), DDP and the event log; emits "start"."""
-    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
     device = _pick_device(cfg.device, d.local_rank)
-    perf = training_settings(device, cfg.amp)   # refuses a precision the device only emulates
+    perf = replace(training_settings(device, cfg.amp),   # refuses an emulated precision
+                   threads=cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
     if not cfg.data:
         raise DatasetError("no data given (--data DIR_OR_CSV)")
     splits = load_splits(cfg.data, val_data=cfg.val_data, val_fraction=cfg.val_fraction,

@@ -147,6 +147,16 @@ def recommended_settings(device: str | torch.device = "cpu", train: bool = True,
                         threads=threads)
 
 
+def set_threads(n: int) -> None:
+    """``n`` compute threads for torch and, when it is loaded, for numba's parallel depthwise
+    kernels (which otherwise use every core, oversubscribing a shared machine)."""
+    torch.set_num_threads(n)
+    import sys
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
 def training_settings(device: str | torch.device, amp: str = "none") -> PerfSettings:
     """The trainer's settings on ``device``: its recommended memory format, autocast only
     when asked (``amp`` none | bf16 | fp16, checked by :func:`check_amp`), depthwise convs
@@ -192,7 +202,7 @@ def prepare_model(model: nn.Module, device: str | torch.device = "cpu", train: b
     """
     s = settings or recommended_settings(device, train)
     if s.threads:
-        torch.set_num_threads(s.threads)
+        set_threads(s.threads)
     if s.cudnn_benchmark and torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = True
     convert_depthwise(model, s.depthwise)
