@@ -386,3 +386,17 @@ def test_tensorboard_event_files_match_metrics_jsonl(run6):
     assert [s.step for s in got] == val_steps
     assert [s.value for s in got] == pytest.approx([val[e]["video_top1"] for e in sorted(val)])
     assert [s.step for s in acc.Scalars("train/loss")] == list(range(1, 3 * EPOCHS + 1))
+
+
+def test_thread_count_also_caps_the_numba_depthwise_kernels():
+    import numba
+
+    from backend.csn.perf import set_threads
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+        set_threads(2)
+        assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        set_threads(before)
