@@ -149,12 +149,13 @@ def recommended_settings(device: str | torch.device = "cpu", train: bool = True,
 
 def set_threads(n: int) -> None:
     """``n`` compute threads for torch and, when it is loaded, for numba's parallel depthwise
-    kernels (which otherwise use every core, oversubscribing a shared machine)."""
-    torch.set_num_threads(n)
+    kernels (which otherwise use every core, oversubscribing a shared machine). numba first:
+    starting its OpenMP pool resets the OpenMP thread count that torch reads."""
     import sys
     numba = sys.modules.get("numba")
     if numba is not None:
         numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(n)
 
 
 def training_settings(device: str | torch.device, amp: str = "none") -> PerfSettings:
