@@ -205,9 +205,9 @@ def _cpu_s() -> float:
 
 
 def run_study(study: Study, data: str, out: Path, threads: int | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train every run in turn (skipping those already in ``out/study.json``); write the
-    result JSON after each run and the report at the end."""
+              log: Callable[[str], None] = print, only: list[str] | None = None) -> dict[str, Any]:
+    """Train every run (or those labelled ``only``) in turn, skipping those already in
+    ``out/study.json``; write the result JSON after each run and the report at the end."""
     from backend.study_report import write_report
     out.mkdir(parents=True, exist_ok=True)
     path = out / "study.json"
@@ -217,7 +217,7 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
            "started": doc.get("started", time.time()), "cpu_count": os.cpu_count()}
     t0 = time.time()
     for run in study.runs:
-        if run.key in done:
+        if run.key in done or (only and run.label not in only):
             continue
         log(f"[{time.strftime('%H:%M:%S')}] {run.key}: training")
         rec = run_one(study, run, data, out, threads)
@@ -296,9 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(a.template)
             doc = json.loads((folder / "study.json").read_text())
             for other in a.more:  # results of the same study trained elsewhere
+                extra = json.loads((Path(other) / "study.json").read_text())
                 keys = {r["key"] for r in doc["results"]}
-                extra = json.loads((Path(other) / "study.json").read_text())["results"]
-                doc["results"] += [r for r in extra if r["key"] not in keys]
+                doc["results"] += [r for r in extra["results"] if r["key"] not in keys]
+                planned = {(r["label"], r["seed"]) for r in doc["study"]["runs"]}
+                doc["study"]["runs"] += [r for r in extra["study"]["runs"]
+                                         if (r["label"], r["seed"]) not in planned]
             order = [r.key for r in Study.from_dict(doc["study"]).runs]
             doc["results"].sort(key=lambda r: order.index(r["key"]) if r["key"] in order else 0)
             (folder / "study.json").write_text(json.dumps(doc, indent=1))
@@ -313,16 +316,17 @@ def main(argv: list[str] | None = None) -> int:
                      num_classes=a.classes, depth=a.depth, blocks=a.blocks,
                      groups=tuple(a.groups) if a.groups else None, base=a.base,
                      field_=a.field_, stage=a.stage)
-        if a.only:
-            labels = a.only.split(",")
-            study.runs = [r for r in study.runs if r.label in labels]
+        only = a.only.split(",") if a.only else None
+        if only and a.command == "plan":
+            study.runs = [r for r in study.runs if r.label in only]
         if a.command == "plan":
             print(json.dumps(study.to_dict()) if a.json else _plan_text(study))
             return 0
         if not a.data:
             raise ValueError("run needs --data DIR")
         print(_plan_text(study))
-        doc = run_study(study, a.data, Path(a.out or Path("var/studies") / study.name), a.threads)
+        doc = run_study(study, a.data, Path(a.out or Path("var/studies") / study.name), a.threads,
+                        only=only)
         print(f"study done in {doc['wall_s']} s; results in {a.out or 'var/studies/' + study.name}")
         return 0 if all(r["status"] == "succeeded" for r in doc["results"]) else 1
     except (SpecError, ValueError, OSError) as e:

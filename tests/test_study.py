@@ -129,3 +129,20 @@ def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, 
         assert api.list_studies()[0]["cancelled"] and api.cancel_study(st["id"]) == 0
     finally:
         db.dispose_engines()
+
+
+def test_only_keeps_the_whole_plan_and_report_merges_split_studies(tiny_study, tmp_path):
+    doc, out = tiny_study
+    st = plan("table2", depth=26, width=4, recipe="tiny", num_classes=3, name="tiny")
+    empty = run_study(st, doc["data"], tmp_path / "none", only=["no-such-run"], log=lambda _: None)
+    assert empty["results"] == [] and len(empty["study"]["runs"]) == 3
+    parts = []
+    for i, labels in enumerate((["ResNet3D-26"], ["ir-CSN-26", "ip-CSN-26"])):
+        part = dict(doc, study=dict(doc["study"], runs=[r for r in doc["study"]["runs"]
+                                                        if r["label"] in labels]),
+                    results=[r for r in doc["results"] if r["label"] in labels])
+        (tmp_path / f"p{i}").mkdir()
+        (tmp_path / f"p{i}" / "study.json").write_text(json.dumps(part))
+        parts.append(str(tmp_path / f"p{i}"))
+    assert main(["report", *parts]) == 0
+    assert (tmp_path / "p0" / "table.csv").read_text() == (out / "table.csv").read_text()
