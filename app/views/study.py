@@ -48,7 +48,7 @@ with st.expander("New study", expanded=not api.list_studies()):
         args["stage"] = None if stage == "all" else stage
     dataset = st.text_input("Dataset folder", key="st_data",
                             placeholder="e.g. var/datasets/study (python -m backend.synth --out "
-                                        "var/datasets/study --per-class 60 --size 32 --difficulty medium)")
+                                        "var/datasets/study --per-class 60 --size 32 --difficulty easy)")
     name = st.text_input("Study name (optional)", key="st_name")
     try:
         seeds = [int(v) for v in seeds_text.split(",") if v.strip()] or [0]
