@@ -71,6 +71,8 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     metrics_offset: Mapped[int] = mapped_column(default=0)  # bytes of metrics.jsonl ingested
     best_val_video_top1: Mapped[float | None] = mapped_column(Float)
+    notes: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
     architecture: Mapped[Architecture | None] = relationship(back_populates="runs")
 
     @property
@@ -85,7 +87,8 @@ class Metric(Base):
     __tablename__ = "metrics"
     __table_args__ = (
         UniqueConstraint("run_id", "split", "epoch", "step", "name", "event", name="uq_metric_point"),
-        Index("ix_metrics_run_name", "run_id", "name"),
+        Index("ix_metrics_run_id", "run_id", "id"),          # polling: run_id = ? AND id > ?
+        Index("ix_metrics_series", "run_id", "name", "split", "event", "step", "value"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))

@@ -1,0 +1,102 @@
+"""Metric reads: every stored point, or a bounded display version of each series.
+
+Indexes (``db.models.Metric``): polling reads ``run_id = ? AND id > ?`` on
+``ix_metrics_run_id``, so a refresh costs what is new; a first read goes series by series on
+``ix_metrics_series`` (``run_id, name, split, event, step, value``), which covers the
+(step, value) scan that picks the points to draw. A run's points are written by one
+supervisor in order, so ids grow with time within a run and ``since_id`` skips nothing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session
+
+from .downsample import bucket_width, reduce
+from .models import Metric
+
+FIELDS = ("id", "event", "split", "epoch", "step", "name", "value", "time")
+_COLS = [getattr(Metric, f) for f in FIELDS]
+_STEP = FIELDS.index("step")
+
+
+def metric_points(s: Session, run_id: int, name: str | None = None, split: str | None = None,
+                  event: str | None = None, since_id: int = 0,
+                  max_points: int | None = None) -> list[dict[str, Any]]:
+    """Points ``{id, event, split, epoch, step, name, value, time}`` in training order.
+
+    ``max_points``: each step series (one name, split and event "step") longer than this is
+    reduced to per-bucket min, max and last points (:mod:`db.downsample`), plus its newest
+    point; epoch-level series are always whole. With ``since_id`` the reduction applies to
+    the newer points only; a page merges them into what it shows (:func:`db.downsample.merge`).
+    """
+    where = [Metric.run_id == run_id]
+    for col, v in ((Metric.name, name), (Metric.split, split), (Metric.event, event)):
+        if v is not None:
+            where.append(col == v)
+    s = s.connection()   # Core rows: no ORM loading per point
+    if max_points is None:
+        rows = s.execute(select(*_COLS).where(*where, Metric.id > since_id)
+                         .order_by(Metric.epoch, Metric.step, Metric.id)).all()
+    elif since_id:
+        rows = _reduce_new(s, where, since_id, max_points)
+    else:
+        rows = _reduce_all(s, where, max_points)
+    rows.sort(key=lambda p: (p[3], p[_STEP], p[0]))
+    return [dict(zip(FIELDS, r)) for r in rows]
+
+
+def _reduce_new(s: Connection, where: list, since_id: int, max_points: int) -> list:
+    """The points after ``since_id`` (read by id), each step series reduced."""
+    series: dict[tuple, list] = {}
+    for r in s.execute(select(*_COLS).where(*where, Metric.id > since_id).order_by(Metric.id)):
+        series.setdefault((r[5], r[2], r[1]), []).append(r)
+    rows: list = []
+    for (_, _, ev), pts in series.items():
+        if ev != "step" or len(pts) <= max_points:
+            rows += pts
+            continue
+        pts.sort(key=lambda p: p[_STEP])      # stable: insertion order within a step
+        kept = {p[0] for p in reduce(pts, max_points, _STEP, FIELDS.index("value"))}
+        kept.add(max(p[0] for p in pts))       # the newest: a poller goes on from it
+        rows += [p for p in pts if p[0] in kept]
+    return rows
+
+
+def _reduce_all(s: Connection, where: list, max_points: int) -> list:
+    """Every series of a run: short and epoch series whole; long step series reduced in the
+    database where it can (SQLite, PostgreSQL), then only the kept points read in full."""
+    key = (Metric.name, Metric.split, Metric.event)
+    rows: list = []
+    for name, split, event, n, last_step, newest in s.execute(
+            select(*key, func.count(), func.max(Metric.step), func.max(Metric.id))
+            .where(*where).group_by(*key)).all():
+        one = [*where, Metric.name == name, Metric.split == split, Metric.event == event]
+        if event != "step" or n <= max_points:
+            rows += s.execute(select(*_COLS).where(*one)).all()
+            continue
+        ids = _bucket_ids(s, one, bucket_width(last_step, max_points)) | {newest}
+        rows += s.execute(select(*_COLS).where(Metric.id.in_(sorted(ids)))).all()
+    return rows
+
+
+def _bucket_ids(s: Connection, one: list, w: int) -> set[int]:
+    """Ids of each bucket's first min, first max and last point, from one (step, value, id)
+    scan of the series index read with the driver's own cursor (no per-row objects)."""
+    scan = _raw(s, select(Metric.step, Metric.value, Metric.id).where(*one)
+                .order_by(Metric.step, Metric.value, Metric.id))
+    return {p[2] for p in reduce(scan, 3 * (scan[-1][0] // w + 1), 0, 1, force=True)} \
+        if scan else set()
+
+
+def _raw(s: Connection, stmt) -> list[tuple]:
+    """``stmt``'s rows as plain tuples from the DBAPI cursor (SQLite, PostgreSQL, ...)."""
+    c = stmt.compile(dialect=s.dialect)
+    params = c.params if not c.positional else [c.params[k] for k in c.positiontup]
+    cur = s.connection.driver_connection.cursor()
+    try:
+        cur.execute(str(c), params)
+        return cur.fetchall()
+    finally:
+        cur.close()
