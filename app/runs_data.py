@@ -10,7 +10,7 @@ from typing import Any
 
 from backend.csn import ArchSpec, SpecError, count
 from backend.explore import stage_block_label
-from db.downsample import merge
+from db.downsample import bucket_width, merge
 
 STATUS_ICON = {"queued": "◷", "running": "▶", "succeeded": "✓", "failed": "✗",
                "cancelled": "■", "crashed": "✗"}
@@ -83,7 +83,6 @@ class RunMetrics:
         self.run_id, self.stamp, self.max_points = run_id, stamp, max_points
         self.last_id = 0
         self.series: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        self.reduced: set[tuple[str, str, str]] = set()
         self.fetched = 0     # points the last refresh read
 
     def refresh(self, api) -> int:
@@ -95,15 +94,19 @@ class RunMetrics:
         for key, pts in by_key.items():
             old = self.series.get(key, [])
             if key[2] == "step":
-                self.series[key], red = merge(old, pts, self.max_points, key in self.reduced)
-                if red:
-                    self.reduced.add(key)
+                self.series[key] = merge(old, pts, self.max_points)
             else:
                 self.series[key] = old + pts
         if new:
             self.last_id = max(self.last_id, max(p["id"] for p in new))
         self.fetched = len(new)
         return self.fetched
+
+    @property
+    def reduced(self) -> bool:
+        """Whether a step series is drawn with fewer points than stored (buckets > 1 step)."""
+        return any(k[2] == "step" and pts and bucket_width(pts[-1]["step"], self.max_points) > 1
+                   for k, pts in self.series.items())
 
     def points(self) -> list[dict[str, Any]]:
         """Every shown point, series after series."""

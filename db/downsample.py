@@ -1,8 +1,8 @@
 """Display downsampling of metric series: per-bucket min, max and last point (pure Python).
 
-A step series longer than ``max_points`` is cut into buckets of ``w`` steps (``w`` a power of
-two, buckets aligned at step 0, ``w`` the smallest giving at most ``max_points // 3`` buckets
-up to the series' last step). Each bucket keeps its first point with the smallest value, its
+A step series is cut into buckets of ``w`` steps (``w`` a power of two, buckets aligned at
+step 0; 1 while the series' last step is below ``max_points``, else the smallest giving at
+most ``max_points // 3`` buckets up to the last step). Each bucket keeps its first point with the smallest value, its
 first point with the largest value and its last point, so the curve's envelope and its end
 are exact. Since ``w`` depends only on the last step and only doubles as a run grows, reducing
 an already reduced series together with its new points gives exactly what reducing every
@@ -17,22 +17,26 @@ from typing import Any
 
 
 def bucket_width(last_step: int, max_points: int) -> int:
-    """The bucket width in steps (a power of two) for a series ending at ``last_step``."""
+    """The bucket width in steps (a power of two) for a series ending at ``last_step``: 1
+    while the steps fit in ``max_points``, else the smallest giving ``max_points // 3``
+    buckets or fewer."""
+    if last_step < max_points:
+        return 1
     buckets = max(1, max_points // 3)
     w = 1
-    while max(last_step, 0) // w + 1 > buckets:
+    while last_step // w + 1 > buckets:
         w *= 2
     return w
 
 
-def reduce(points: Sequence[Any], max_points: int, step: Any = "step", value: Any = "value",
-           force: bool = False) -> list[Any]:
+def reduce(points: Sequence[Any], max_points: int, step: Any = "step",
+           value: Any = "value") -> list[Any]:
     """``points`` (sorted by step, then insertion) reduced to at most ``max_points``.
 
-    Returned unchanged when short enough, unless ``force`` (the series was reduced before).
+    A series with one point per step below ``max_points`` comes back whole.
     """
-    if not points or (len(points) <= max_points and not force):
-        return list(points)
+    if not points:
+        return []
     w = bucket_width(points[-1][step], max_points)
     keep: list[int] = []
     cur: Any = None
@@ -55,12 +59,10 @@ def reduce(points: Sequence[Any], max_points: int, step: Any = "step", value: An
     return [points[i] for i in keep]
 
 
-def merge(kept: list[Any], new: Sequence[Any], max_points: int, reduced: bool,
-          step: Any = "step", value: Any = "value") -> tuple[list[Any], bool]:
-    """A shown series ``kept`` (``reduced`` or whole) with its ``new`` points appended:
-    ``(points, reduced)``, equal to reducing every stored point of the series."""
+def merge(kept: list[Any], new: Sequence[Any], max_points: int, step: Any = "step",
+          value: Any = "value") -> list[Any]:
+    """A shown series ``kept`` with its ``new`` points: equal to reducing every stored point."""
     pts = kept + list(new)
     if new and kept and new[0][step] < kept[-1][step]:
         pts.sort(key=lambda p: p[step])  # a late point: keep step order (the sort is stable)
-    force = reduced or len(pts) > max_points
-    return (reduce(pts, max_points, step, value, force=True) if force else pts), force
+    return reduce(pts, max_points, step, value)

@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
-from .downsample import bucket_width, reduce
+from .downsample import reduce
 from .models import Metric
 
 FIELDS = ("id", "event", "split", "epoch", "step", "name", "value", "time")
 _COLS = [getattr(Metric, f) for f in FIELDS]
-_STEP = FIELDS.index("step")
+_STEP, _VALUE = FIELDS.index("step"), FIELDS.index("value")
 
 
 def metric_points(s: Session, run_id: int, name: str | None = None, split: str | None = None,
@@ -26,9 +26,9 @@ def metric_points(s: Session, run_id: int, name: str | None = None, split: str |
                   max_points: int | None = None) -> list[dict[str, Any]]:
     """Points ``{id, event, split, epoch, step, name, value, time}`` in training order.
 
-    ``max_points``: each step series (one name, split and event "step") longer than this is
-    reduced to per-bucket min, max and last points (:mod:`db.downsample`), plus its newest
-    point; epoch-level series are always whole. With ``since_id`` the reduction applies to
+    ``max_points``: each step series (one name, split and event "step") is reduced to
+    per-bucket min, max and last points (:mod:`db.downsample`; a short one stays whole), plus
+    its newest point; epoch-level series are always whole. With ``since_id`` the reduction applies to
     the newer points only; a page merges them into what it shows (:func:`db.downsample.merge`).
     """
     where = [Metric.run_id == run_id]
@@ -54,40 +54,38 @@ def _reduce_new(s: Connection, where: list, since_id: int, max_points: int) -> l
         series.setdefault((r[5], r[2], r[1]), []).append(r)
     rows: list = []
     for (_, _, ev), pts in series.items():
-        if ev != "step" or len(pts) <= max_points:
+        if ev != "step":
             rows += pts
             continue
         pts.sort(key=lambda p: p[_STEP])      # stable: insertion order within a step
-        kept = {p[0] for p in reduce(pts, max_points, _STEP, FIELDS.index("value"))}
-        kept.add(max(p[0] for p in pts))       # the newest: a poller goes on from it
-        rows += [p for p in pts if p[0] in kept]
+        rows += _with(reduce(pts, max_points, _STEP, _VALUE), max(p[0] for p in pts), pts)
     return rows
 
 
 def _reduce_all(s: Connection, where: list, max_points: int) -> list:
-    """Every series of a run: short and epoch series whole; long step series reduced in the
-    database where it can (SQLite, PostgreSQL), then only the kept points read in full."""
+    """Every series of a run: epoch series whole; a long step series reduced on one scan of
+    (step, value, id), then only its kept points read in full."""
     key = (Metric.name, Metric.split, Metric.event)
     rows: list = []
-    for name, split, event, n, last_step, newest in s.execute(
-            select(*key, func.count(), func.max(Metric.step), func.max(Metric.id))
-            .where(*where).group_by(*key)).all():
+    for name, split, event, n, newest in s.execute(
+            select(*key, func.count(), func.max(Metric.id)).where(*where).group_by(*key)).all():
         one = [*where, Metric.name == name, Metric.split == split, Metric.event == event]
         if event != "step" or n <= max_points:
-            rows += s.execute(select(*_COLS).where(*one)).all()
+            pts = s.execute(select(*_COLS).where(*one).order_by(
+                Metric.step, Metric.value, Metric.id)).all()
+            rows += pts if event != "step" else _with(reduce(pts, max_points, _STEP, _VALUE),
+                                                      newest, pts)
             continue
-        ids = _bucket_ids(s, one, bucket_width(last_step, max_points)) | {newest}
+        scan = _raw(s, select(Metric.step, Metric.value, Metric.id).where(*one)
+                    .order_by(Metric.step, Metric.value, Metric.id))
+        ids = {p[2] for p in reduce(scan, max_points, 0, 1)} | {newest}
         rows += s.execute(select(*_COLS).where(Metric.id.in_(sorted(ids)))).all()
     return rows
 
 
-def _bucket_ids(s: Connection, one: list, w: int) -> set[int]:
-    """Ids of each bucket's first min, first max and last point, from one (step, value, id)
-    scan of the series index read with the driver's own cursor (no per-row objects)."""
-    scan = _raw(s, select(Metric.step, Metric.value, Metric.id).where(*one)
-                .order_by(Metric.step, Metric.value, Metric.id))
-    return {p[2] for p in reduce(scan, 3 * (scan[-1][0] // w + 1), 0, 1, force=True)} \
-        if scan else set()
+def _with(kept: list, newest: int, pts: list) -> list:
+    """``kept`` and the point with id ``newest`` (a poller goes on from the largest id)."""
+    return kept if any(p[0] == newest for p in kept) else kept + [p for p in pts if p[0] == newest]
 
 
 def _raw(s: Connection, stmt) -> list[tuple]:
