@@ -74,23 +74,24 @@ def dash_of(label: str) -> str:
 def curves(series: dict[str, list[tuple[float, float]]], title: str, x_title: str,
            y_title: str, styles: dict[str, dict[str, str]] | None = None) -> go.Figure:
     """Line chart of several named (x, y) series; ``styles[label]`` may set ``color``,
-    ``dash`` and ``group`` (legend group) of a series."""
-    fig = go.Figure()
+    ``dash`` and ``group`` (legend group) of a series. Built unvalidated: a refresh redraws
+    thousands of points, and plotly's per-point validation would cost more than the query."""
+    data = []
     for label, pts in series.items():
         if pts:
             st = (styles or {}).get(label, {})
-            fig.add_trace(go.Scatter(
-                x=[p[0] for p in pts], y=[p[1] for p in pts], name=label,
+            data.append(dict(
+                type="scatter", x=[p[0] for p in pts], y=[p[1] for p in pts], name=label,
                 mode="lines+markers" if len(pts) < 30 else "lines",
-                line=dict(color=st.get("color"), dash=st.get("dash", dash_of(label))),
-                legendgroup=st.get("group"), hovertemplate=f"{label}<br>%{{x:.4g}}: %{{y:.4g}}"
-                                                           "<extra></extra>"))
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=340,
-                      margin=dict(t=36, b=10, l=10, r=10), xaxis_title=x_title,
-                      yaxis_title=y_title,
-                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0,
-                                  font=dict(size=11)))
-    return fig
+                line={k: v for k, v in (("color", st.get("color")),
+                                        ("dash", st.get("dash", dash_of(label)))) if v},
+                **({"legendgroup": st["group"]} if st.get("group") else {}),
+                hovertemplate=f"{label}<br>%{{x:.4g}}: %{{y:.4g}}<extra></extra>"))
+    layout = dict(title=dict(text=title, font=dict(size=14)), height=340,
+                  margin=dict(t=36, b=10, l=10, r=10), xaxis=dict(title=dict(text=x_title)),
+                  yaxis=dict(title=dict(text=y_title)),
+                  legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)))
+    return go.Figure(data=data, layout=layout, _validate=False)
 
 
 def accuracy_vs(rows: list[dict[str, Any]], x: str, x_title: str) -> go.Figure:
