@@ -230,12 +230,15 @@ def config_diff(runs: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def fmt_duration(s: float | None) -> str:
-    """``3 h 05 min``, ``4 min 12 s``, ``9 s``; ``—`` for None."""
+    """``3 h 05 min``, ``14 min``, ``4 min 12 s``, ``9 s`` (short enough for a metric);
+    ``—`` for None."""
     if s is None:
         return "—"
     s = int(round(max(s, 0)))
     if s >= 3600:
         return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 600:
+        return f"{s // 60} min"
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
