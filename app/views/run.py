@@ -186,7 +186,8 @@ def manage(run_id: int) -> None:
                 st.rerun()
 
 
-if (note := next((r for r in runs if r["id"] == rid), {})).get("tags") or note.get("notes"):
-    st.caption(" ".join(f"`{t}`" for t in note.get("tags") or []) + "  " + (note.get("notes") or ""))
+chosen = next(r for r in runs if r["id"] == rid)
+if chosen.get("tags") or chosen.get("notes"):
+    st.caption(" ".join(f"`{t}`" for t in chosen.get("tags") or []) + "  " + (chosen.get("notes") or ""))
 live(rid)
 manage(rid)
