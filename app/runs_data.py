@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime
@@ -118,27 +119,49 @@ class RunMetrics:
         return pts[-1] if pts else None
 
 
+_shared: OrderedDict = OrderedDict()   # (run id, stamp, max_points) -> (last_id, series)
+_shared_lock = threading.Lock()
+
+
 def live_metrics(state: dict, api, runs: list[dict[str, Any]],
                  max_points: int = MAX_POINTS) -> dict[int, RunMetrics]:
     """``{run id: RunMetrics}`` for ``runs`` (run dicts), each refreshed with its new points.
 
     ``state`` is a dict kept across reruns (a session-state entry), shared by Run detail,
     Compare and the study pages; it holds the :data:`KEEP_RUNS` most recently shown runs.
+    A session's first look at a run starts from what another session (or a reload) last
+    drew of it in this process, so only the very first view of a run scans its series.
     A run id reused after a delete is recognised by its creation time and read afresh.
     """
     cache = state.setdefault("runs", OrderedDict())
     out: dict[int, RunMetrics] = {}
     for r in runs:
         stamp = str(r.get("created_at"))
+        key = (r["id"], stamp, max_points)
         m = cache.get(r["id"])
         if m is None or m.stamp != stamp or m.max_points != max_points:
             m = RunMetrics(r["id"], stamp, max_points)
+            with _shared_lock:
+                if key in _shared:
+                    m.last_id, series = _shared[key]
+                    m.series = {k: list(v) for k, v in series.items()}
         m.refresh(api)
+        with _shared_lock:
+            _shared[key] = (m.last_id, {k: list(v) for k, v in m.series.items()})
+            _shared.move_to_end(key)
+            while len(_shared) > 4 * KEEP_RUNS:
+                _shared.popitem(last=False)
         cache[r["id"]] = out[r["id"]] = m
         cache.move_to_end(r["id"])
     while len(cache) > max(KEEP_RUNS, len(out)):
         cache.popitem(last=False)
     return out
+
+
+def forget_shared() -> None:
+    """Drop what this process remembers of every run's drawn metrics (benchmarks, tests)."""
+    with _shared_lock:
+        _shared.clear()
 
 
 X_AXES = {"step": "step", "epoch": "epoch", "wall time": "wall time (h)"}

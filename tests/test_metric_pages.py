@@ -123,6 +123,8 @@ def test_refresh_reads_only_new_points_and_matches_a_fresh_read(store):
     assert 0 < m.fetched <= 80 and m.last_id == before + 80
     fresh = {p["id"] for p in api.get_metrics(rid, max_points=600)}
     assert {p["id"] for p in m.points()} == fresh
+    other = live_metrics({}, api, [run], max_points=600)[rid]   # another session: no rescan
+    assert other.fetched == 0 and {p["id"] for p in other.points()} == fresh
 
 
 def test_query_plans_use_the_metric_indexes(store):
