@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from .downsample import reduce
@@ -48,9 +48,11 @@ def metric_points(s: Session, run_id: int, name: str | None = None, split: str |
 
 
 def _reduce_new(s: Connection, where: list, since_id: int, max_points: int) -> list:
-    """The points after ``since_id`` (read by id), each step series reduced."""
+    """The points after ``since_id`` (read by id), each step series reduced, the newest
+    point always in (a poller goes on from the largest id it saw)."""
+    new = s.execute(select(*_COLS).where(*where, Metric.id > since_id).order_by(Metric.id)).all()
     series: dict[tuple, list] = {}
-    for r in s.execute(select(*_COLS).where(*where, Metric.id > since_id).order_by(Metric.id)):
+    for r in new:
         series.setdefault((r[5], r[2], r[1]), []).append(r)
     rows: list = []
     for (_, _, ev), pts in series.items():
@@ -58,29 +60,43 @@ def _reduce_new(s: Connection, where: list, since_id: int, max_points: int) -> l
             rows += pts
             continue
         pts.sort(key=lambda p: p[_STEP])      # stable: insertion order within a step
-        rows += _with(reduce(pts, max_points, _STEP, _VALUE), max(p[0] for p in pts), pts)
-    return rows
+        rows += reduce(pts, max_points, _STEP, _VALUE)
+    return _with(rows, new[-1][0], new[-1:]) if new else rows
 
 
 def _reduce_all(s: Connection, where: list, max_points: int) -> list:
-    """Every series of a run: epoch series whole; a long step series reduced on one scan of
-    (step, value, id), then only its kept points read in full."""
-    key = (Metric.name, Metric.split, Metric.event)
+    """Every series of a run: epoch series whole; a step series reduced on one scan of
+    (step, value, id), then only its kept points read in full. Finding the series, their
+    last steps and the run's newest point are index seeks, not scans."""
     rows: list = []
-    for name, split, event, n, newest in s.execute(
-            select(*key, func.count(), func.max(Metric.id)).where(*where).group_by(*key)).all():
+    for name, split, event in _series(s, where):
         one = [*where, Metric.name == name, Metric.split == split, Metric.event == event]
-        if event != "step" or n <= max_points:
+        last_step = s.execute(select(func.max(Metric.step)).where(*one)).scalar()
+        if event != "step" or last_step < max_points:
             pts = s.execute(select(*_COLS).where(*one).order_by(
                 Metric.step, Metric.value, Metric.id)).all()
-            rows += pts if event != "step" else _with(reduce(pts, max_points, _STEP, _VALUE),
-                                                      newest, pts)
+            rows += pts if event != "step" else reduce(pts, max_points, _STEP, _VALUE)
             continue
         scan = _raw(s, select(Metric.step, Metric.value, Metric.id).where(*one)
                     .order_by(Metric.step, Metric.value, Metric.id))
-        ids = {p[2] for p in reduce(scan, max_points, 0, 1)} | {newest}
-        rows += s.execute(select(*_COLS).where(Metric.id.in_(sorted(ids)))).all()
-    return rows
+        ids = sorted(p[2] for p in reduce(scan, max_points, 0, 1))
+        rows += s.execute(select(*_COLS).where(Metric.id.in_(ids))).all()
+    newest = s.execute(select(*_COLS).where(*where).order_by(Metric.id.desc()).limit(1)).first()
+    return _with(rows, newest[0], [newest]) if newest is not None else rows
+
+
+def _series(s: Connection, where: list) -> list[tuple[str, str, str]]:
+    """The distinct (name, split, event) of the selection: one index seek per series."""
+    key = (Metric.name, Metric.split, Metric.event)
+    out: list[tuple[str, str, str]] = []
+    while True:
+        q = select(*key).where(*where).order_by(*key).limit(1)
+        if out:
+            q = q.where(tuple_(*key) > tuple_(*out[-1]))
+        row = s.execute(q).first()
+        if row is None:
+            return out
+        out.append(tuple(row))
 
 
 def _with(kept: list, newest: int, pts: list) -> list:

@@ -128,7 +128,7 @@ def test_refresh_reads_only_new_points_and_matches_a_fresh_read(store):
 
 
 def test_query_plans_use_the_metric_indexes(store):
-    from sqlalchemy import select
+    from sqlalchemy import func, select, tuple_
 
     from db.models import Metric
 
@@ -146,6 +146,14 @@ def test_query_plans_use_the_metric_indexes(store):
         Metric.run_id == rid, Metric.name == "loss", Metric.split == "train",
         Metric.event == "step").order_by(Metric.step, Metric.value, Metric.id))
     assert "COVERING INDEX ix_metrics_series" in scan and "TEMP B-TREE" not in scan
+    key = (Metric.name, Metric.split, Metric.event)
+    seek = plan(select(*key).where(Metric.run_id == rid, tuple_(*key) > tuple_("loss", "train", "step"))
+                .order_by(*key).limit(1))               # the next series: a seek, not a scan
+    assert "COVERING INDEX ix_metrics_series (run_id=? AND (name,split,event)>(?,?,?))" in seek, seek
+    assert "TEMP B-TREE" not in seek
+    last = plan(select(func.max(Metric.step)).where(
+        Metric.run_id == rid, Metric.name == "loss", Metric.split == "train", Metric.event == "step"))
+    assert "ix_metrics_series" in last and "SCAN" not in last, last
 
 
 def test_old_store_gets_new_columns_and_indexes(store):
