@@ -178,7 +178,8 @@ def x_of(run: dict[str, Any], axis: str, t0: float | None):
     return lambda p: p["step"]
 
 
-def metric_series(points: list[dict[str, Any]], x=None) -> dict[str, dict[str, list[tuple[float, float]]]]:
+def metric_series(points: list[dict[str, Any]],
+                  x=None) -> dict[str, dict[str, list[tuple[float, float]]]]:
     """``{metric name: {series label: [(x, value)]}}``; a label is the split (or event);
     ``x`` maps a point to its x (default: its step)."""
     x = x or (lambda p: p["step"])

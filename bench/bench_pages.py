@@ -111,8 +111,16 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="refreshes timed (best is shown)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
-    os.environ["CSN_DATA_DIR"] = tempfile.mkdtemp(prefix="csn-bench-pages-")
     os.environ.pop("DATABASE_URL", None)
+    with tempfile.TemporaryDirectory(prefix="csn-bench-pages-") as d:
+        os.environ["CSN_DATA_DIR"] = d
+        report(sizes, args.repeat)
+        import db
+        db.dispose_engines()
+
+
+def report(sizes: list[int], repeat: int) -> None:
+    """Build the runs, time the pages, print the table and the ratios."""
     from jobs import api
 
     print(f"{'points':>9} {'build s':>8} {'get all s':>9} {'get shown s':>11} {'shown':>6} | "
@@ -130,8 +138,8 @@ def main() -> None:
         t_all = timed(lambda: api.get_metrics(rid))
         shown = api.get_metrics(rid, max_points=1500)
         t_shown = timed(lambda: api.get_metrics(rid, max_points=1500))
-        *r, runs[:1] = page_times("run", runs[:1], args.repeat)
-        *c, runs = page_times("compare", runs, args.repeat)
+        *r, runs[:1] = page_times("run", runs[:1], repeat)
+        *c, runs = page_times("compare", runs, repeat)
         rows[n] = r + c
         print(f"{n:>9,} {build:>8.1f} {t_all:>9.2f} {t_shown:>11.3f} {len(shown):>6} | "
               + " ".join(f"{x:>8.3f}" for x in r) + " | " + " ".join(f"{x:>8.3f}" for x in c),

@@ -2,9 +2,9 @@
 
 A step series is cut into buckets of ``w`` steps (``w`` a power of two, buckets aligned at
 step 0; 1 while the series' last step is below ``max_points``, else the smallest giving at
-most ``max_points // 3`` buckets up to the last step). Each bucket keeps its first point with the smallest value, its
-first point with the largest value and its last point, so the curve's envelope and its end
-are exact. Since ``w`` depends only on the last step and only doubles as a run grows, reducing
+most ``max_points // 3`` buckets up to the last step). Each bucket keeps its first point with
+the smallest value, its first point with the largest value and its last point, so the
+curve's envelope and its end are exact. Since ``w`` depends only on the last step and only doubles as a run grows, reducing
 an already reduced series together with its new points gives exactly what reducing every
 stored point would (:func:`merge`): a page can poll for new points and stay bounded.
 

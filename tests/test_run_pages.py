@@ -85,7 +85,8 @@ def test_runs_table_rereads_runs_and_filters_by_tag(store):
 def test_run_detail_pace_log_downloads_dates(store):
     rid = _run(store, "live", status="running", step=40)
     out = store / "runs" / "live"
-    (out / "train.log").write_text("".join(f"line {i}\n" for i in range(300)) + "epoch 1 50%\repoch 1 100%\n")
+    log = "".join(f"line {i}\n" for i in range(300)) + "epoch 1 50%\repoch 1 100%\n"
+    (out / "train.log").write_text(log)
     (out / "metrics.jsonl").write_text('{"event": "start"}\n')
     at = _page(_app(rid), "run")
     m = {x.label: x.value for x in at.metric}

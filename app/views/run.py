@@ -1,6 +1,7 @@
 """Run detail: live progress and curves, pace, the streamed log, downloads, notes, delete."""
 from __future__ import annotations
 
+import codecs
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,12 +46,17 @@ def stream_log(r: dict) -> tuple[str, bool]:
         return r.get("log_tail") or "", False
     st_ = ss.setdefault("run_logs", {}).get(r["id"])
     if st_ is None or st_["path"] != str(path) or path.stat().st_size < st_["offset"]:
-        st_ = ss["run_logs"][r["id"]] = {"path": str(path), "offset": 0, "text": "", "cut": False}
+        logs = ss["run_logs"]
+        logs.pop(r["id"], None)
+        while len(logs) >= 8:                            # a session keeps a few runs' logs
+            logs.pop(next(iter(logs)))
+        st_ = logs[r["id"]] = {"path": str(path), "offset": 0, "text": "", "cut": False,
+                               "utf8": codecs.getincrementaldecoder("utf-8")("replace")}
     with path.open("rb") as f:
         f.seek(st_["offset"])
         data = f.read()
     st_["offset"] += len(data)
-    text = st_["text"] + data.decode(errors="replace")
+    text = st_["text"] + st_["utf8"].decode(data)   # a character split between reads waits
     if len(text) > LOG_VIEW:
         text, st_["cut"] = text[-LOG_VIEW:], True
     st_["text"] = text
@@ -171,7 +177,8 @@ def manage(run_id: int) -> None:
                 except ValueError as e:
                     st.error(str(e))
     with st.expander("Details"):
-        st.table({"created": fmt_when(r.get("created_at")), "started": fmt_when(r.get("started_at")),
+        st.table({"created": fmt_when(r.get("created_at")),
+                  "started": fmt_when(r.get("started_at")),
                   "finished": fmt_when(r.get("finished_at")), "dataset": r.get("dataset"),
                   "output folder": r.get("output_dir") or "—", "worker": r.get("worker_id") or "—",
                   "attempts": str(r.get("attempts"))})
@@ -188,6 +195,7 @@ def manage(run_id: int) -> None:
 
 chosen = next(r for r in runs if r["id"] == rid)
 if chosen.get("tags") or chosen.get("notes"):
-    st.caption(" ".join(f"`{t}`" for t in chosen.get("tags") or []) + "  " + (chosen.get("notes") or ""))
+    st.caption(" ".join(f"`{t}`" for t in chosen.get("tags") or []) + "  "
+               + (chosen.get("notes") or ""))
 live(rid)
 manage(rid)
