@@ -101,6 +101,28 @@ class Metric(Base):
     time: Mapped[float | None] = mapped_column(Float)             # unix seconds
 
 
+class MetricBucket(Base):
+    """``BUCKET_STEPS`` consecutive steps of one step series, kept by ``db.add_metrics``: the
+    ids of the bucket's first min, first max and last point (what ``db.query`` draws)."""
+    __tablename__ = "metric_buckets"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    split: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket: Mapped[int] = mapped_column(primary_key=True)          # step // BUCKET_STEPS
+    lo_id: Mapped[int]
+    lo_step: Mapped[int]
+    lo_value: Mapped[float] = mapped_column(Float)
+    hi_id: Mapped[int]
+    hi_step: Mapped[int]
+    hi_value: Mapped[float] = mapped_column(Float)
+    last_id: Mapped[int]
+    last_step: Mapped[int]
+
+
+BUCKET_STEPS = 64
+
+
 class Checkpoint(Base):
     __tablename__ = "checkpoints"
     __table_args__ = (UniqueConstraint("run_id", "path", name="uq_checkpoint_path"),)

@@ -1,10 +1,11 @@
 """Metric reads: every stored point, or a bounded display version of each series.
 
-Indexes (``db.models.Metric``): polling reads ``run_id = ? AND id > ?`` on
-``ix_metrics_run_id``, so a refresh costs what is new; a first read goes series by series on
-``ix_metrics_series`` (``run_id, name, split, event, step, value``), which covers the
-(step, value) scan that picks the points to draw. A run's points are written by one
-supervisor in order, so ids grow with time within a run and ``since_id`` skips nothing.
+Polling reads ``run_id = ? AND id > ?`` on ``ix_metrics_run_id``, so a refresh costs what is
+new. A first read seeks each series on ``ix_metrics_series`` (``run_id, name, split, event,
+step, value``) and merges its stored buckets (``metric_buckets``, kept at ingestion), so it
+costs what is drawn; a store without buckets falls back to one covering scan per series. A
+run's points are written by one supervisor in order, so ids grow with time within a run and
+``since_id`` skips nothing.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from .downsample import reduce
+from .buckets import bucket_ids
+from .downsample import bucket_width, reduce
 from .models import Metric
 
 FIELDS = ("id", "event", "split", "epoch", "step", "name", "value", "time")
@@ -42,7 +44,7 @@ def metric_points(s: Session, run_id: int, name: str | None = None, split: str |
     elif since_id:
         rows = _reduce_new(s, where, since_id, max_points)
     else:
-        rows = _reduce_all(s, where, max_points)
+        rows = _reduce_all(s, run_id, where, max_points)
     rows.sort(key=lambda p: (p[3], p[_STEP], p[0]))
     return [dict(zip(FIELDS, r)) for r in rows]
 
@@ -64,10 +66,11 @@ def _reduce_new(s: Connection, where: list, since_id: int, max_points: int) -> l
     return _with(rows, new[-1][0], new[-1:]) if new else rows
 
 
-def _reduce_all(s: Connection, where: list, max_points: int) -> list:
-    """Every series of a run: epoch series whole; a step series reduced on one scan of
-    (step, value, id), then only its kept points read in full. Finding the series, their
-    last steps and the run's newest point are index seeks, not scans."""
+def _reduce_all(s: Connection, run_id: int, where: list, max_points: int) -> list:
+    """Every series of a run: epoch series whole; a step series reduced from its stored
+    buckets (:mod:`db.buckets`; else one scan of (step, value, id)), then only its kept points
+    read in full. Finding the series, their first and last steps and the run's newest point
+    are index seeks, so a first read costs what is drawn, not the run's length."""
     rows: list = []
     for name, split, event in _series(s, where):
         one = [*where, Metric.name == name, Metric.split == split, Metric.event == event]
@@ -77,10 +80,14 @@ def _reduce_all(s: Connection, where: list, max_points: int) -> list:
                 Metric.step, Metric.value, Metric.id)).all()
             rows += pts if event != "step" else reduce(pts, max_points, _STEP, _VALUE)
             continue
-        scan = _raw(s, select(Metric.step, Metric.value, Metric.id).where(*one)
-                    .order_by(Metric.step, Metric.value, Metric.id))
-        ids = sorted(p[2] for p in reduce(scan, max_points, 0, 1))
-        rows += s.execute(select(*_COLS).where(Metric.id.in_(ids))).all()
+        first_step = s.execute(select(func.min(Metric.step)).where(*one)).scalar()
+        ids = bucket_ids(s, run_id, name, split,
+                         bucket_width(last_step, max_points), first_step, last_step)
+        if ids is None:   # no stored buckets (an older store): one scan of the series
+            scan = _raw(s, select(Metric.step, Metric.value, Metric.id).where(*one)
+                        .order_by(Metric.step, Metric.value, Metric.id))
+            ids = {p[2] for p in reduce(scan, max_points, 0, 1)}
+        rows += s.execute(select(*_COLS).where(Metric.id.in_(sorted(ids)))).all()
     newest = s.execute(select(*_COLS).where(*where).order_by(Metric.id.desc()).limit(1)).first()
     return _with(rows, newest[0], [newest]) if newest is not None else rows
 

@@ -102,6 +102,31 @@ def test_get_metrics_downsamples_step_series_and_keeps_epochs_whole(store):
     assert max(p["id"] for p in shown) == max(p["id"] for p in full)   # polling goes on from it
 
 
+def test_stored_buckets_match_a_scan_in_any_insertion_order(store):
+    """Buckets kept at ingestion (batches out of step order, duplicates) draw the same points
+    as scanning every point; a store without buckets falls back to the scan."""
+    from sqlalchemy import delete
+
+    from db.models import MetricBucket
+    from jobs import api
+
+    rid = _run()
+    pts = _points(0, 20_000, seed=5)
+    rnd = random.Random(1)
+    chunks = [pts[i:i + 777] for i in range(0, len(pts), 777)]
+    rnd.shuffle(chunks)
+    for c in chunks:
+        _add(rid, c + rnd.sample(pts, 50))          # late batches and re-sent points
+    full = sorted(api.get_metrics(rid), key=lambda p: (p["step"], p["id"]))
+    shown = api.get_metrics(rid, max_points=1200)
+    for name in ("loss", "lr"):
+        f = [p for p in full if p["name"] == name]
+        assert {p["id"] for p in shown if p["name"] == name} >= {p["id"] for p in reduce(f, 1200)}
+    n = write(lambda s: s.execute(delete(MetricBucket)).rowcount)
+    assert n == 2 * (19_999 // 64 + 1)                  # loss and lr, 64 steps a bucket
+    assert {p["id"] for p in api.get_metrics(rid, max_points=1200)} == {p["id"] for p in shown}
+
+
 def test_refresh_reads_only_new_points_and_matches_a_fresh_read(store):
     from app.runs_data import live_metrics
     from jobs import api
