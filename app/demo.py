@@ -120,7 +120,7 @@ def build_demo(models: dict[str, str], *, cache: Path, examples: list[str] | Non
 
     from backend.inference import ModelLoadError
     from backend.saliency import METHODS, STAGES, explain, render, to_frames
-    from backend.video import MEAN, STD, VideoError
+    from backend.video import VideoError
 
     import captum.attr  # noqa: F401  (imported now, not on the first request)
 
@@ -156,11 +156,9 @@ def build_demo(models: dict[str, str], *, cache: Path, examples: list[str] | Non
 
     def _explain(pr, x, method_label: str, stage: str, progress) -> tuple[Any, ...]:
         method = method_names.get(method_label, method_label)
-        cfg_mean = pr._renorm[2].flatten().tolist() if pr._renorm else MEAN
-        cfg_std = pr._renorm[3].flatten().tolist() if pr._renorm else STD
         e = explain(pr.model, x, method, stage=stage, n_steps=16, internal_batch_size=4,
                     progress=lambda f, t: progress(f, desc=t))
-        out = render(to_frames(x, cfg_mean, cfg_std), e, _outputs_dir(cache), fps=8)
+        out = render(to_frames(x, *pr.norm), e, _outputs_dir(cache), fps=8)
         return e, out
 
     def analyze(file, model_name, num_clips, crops, method_label, stage, progress=gr.Progress()):

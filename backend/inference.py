@@ -16,7 +16,7 @@ import torch
 from .csn import ArchSpec, build_model
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
 from .evaluate import clip_settings
-from .video import MEAN, STD, test_clips
+from .video import Norm, test_clips
 
 
 class ModelLoadError(ValueError):
@@ -84,24 +84,14 @@ class Predictor:
         self.settings = recommended_settings(self.device, train=False)
         self.model = prepare_model(self.model, self.device, train=False, settings=self.settings)
         self.frames, self.rate, self.size = clip_settings(self.spec, ck, frames=frames, rate=rate, size=size)
-        cfg = ck.get("config") or {}
-        mean, std = cfg.get("mean"), cfg.get("std")
-        # imported models may expect another normalisation than backend.video's MEAN/STD
-        self._renorm = None
-        if mean is not None and std is not None and (tuple(mean) != MEAN or tuple(std) != STD):
-            v = lambda t: torch.tensor(t, dtype=torch.float32).view(1, 3, 1, 1, 1)  # noqa: E731
-            self._renorm = (v(MEAN), v(STD), v(mean), v(std))
+        self.norm = Norm.of(self.spec)  # the input normalisation the weights expect
         self.meta = {"name": self.spec.name, "classes": len(self.classes), "frames": self.frames,
                      "rate": self.rate, "size": self.size}
 
     def clips(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1) -> torch.Tensor:
         """The model's input for a video: float (num_clips*crops, 3, T, S, S)."""
-        x = test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
-                       num_clips=num_clips, crops=crops, threads=1)
-        if self._renorm is not None:
-            m0, s0, m1, s1 = self._renorm
-            x = ((x * s0 + m0) - m1) / s1
-        return x
+        return test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
+                          num_clips=num_clips, crops=crops, threads=1, norm=self.norm)
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, batch: int = 4) -> torch.Tensor:

@@ -27,7 +27,8 @@ ss = st.session_state
 def _seed(spec: ArchSpec, overwrite: bool) -> None:
     """Put ``spec``'s fields into the form's session-state keys."""
     vals = {"name": spec.name, "frames": spec.frames, "height": spec.height, "clip_w": spec.width,
-            "classes": spec.num_classes, "pool1": spec.pool1, "tstride": spec.temporal_stride,
+            "classes": spec.num_classes, "pool1": spec.pool1, "pool2": spec.pool2,
+            "tstride": spec.temporal_stride,
             "head": spec.head, "hp_t": spec.head_pool[0], "hp_h": spec.head_pool[1],
             "hp_w": spec.head_pool[2]}
     for i, s in enumerate(spec.stages):
@@ -115,7 +116,8 @@ def form_spec() -> ArchSpec:
     return replace(base, name=ss[K + "name"] or "custom", stages=stages,
                    frames=int(ss[K + "frames"]), height=int(ss[K + "height"]),
                    width=int(ss[K + "clip_w"]), num_classes=int(ss[K + "classes"]),
-                   pool1=bool(ss[K + "pool1"]), temporal_stride=bool(ss[K + "tstride"]), head=head,
+                   pool1=bool(ss[K + "pool1"]), pool2=bool(ss.get(K + "pool2", False)),
+                   temporal_stride=bool(ss[K + "tstride"]), head=head,
                    head_pool=(int(ss[K + "hp_t"]), int(ss[K + "hp_h"]), int(ss[K + "hp_w"]))
                    if head == "conv" else (0, 0, 0))
 
@@ -180,6 +182,11 @@ if ss[K + "head"] == "conv":
     h[0].number_input("Head pool t (0 = none)", min_value=0, step=1, key=K + "hp_t")
     h[1].number_input("Head pool h", min_value=0, step=1, key=K + "hp_h")
     h[2].number_input("Head pool w", min_value=0, step=1, key=K + "hp_w")
+p2 = st.columns([1, 4])
+p2[0].toggle("pool2", key=K + "pool2", help="max-pool 2x1x1 stride 2x1x1 after conv2_x (mmaction2's with_pool2)")
+_b = ss[K + "base"]
+p2[1].caption(f"Input normalisation (from the loaded spec, 0-1 scale): mean {list(_b.input_mean)}, "
+              f"std {list(_b.input_std)}, {_b.input_order}")
 if err is not None and err_at[0] is None:
     st.error(str(err), icon=":material/error:")
 
@@ -211,7 +218,7 @@ for i, (col, sname) in enumerate(zip(cols, STAGE_NAMES)):
         if i > 0:
             st.selectbox("Temporal stride", TSTRIDE_CHOICES, key=f"{K}s{i}_tstride",
                          format_func=TSTRIDE_CHOICES.get,
-                         help=f"Stride in time of {sname}_1 (pytorchvideo's CSN: conv5 keeps T)")
+                         help=f"Stride in time of {sname}_1")
         inline_error(i, "temporal_stride")
 
 # --- totals (drawn above the form) -----------------------------------------------------------
