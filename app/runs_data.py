@@ -11,7 +11,6 @@ from typing import Any
 
 from backend.csn import ArchSpec, SpecError, count
 from backend.explore import stage_block_label
-from db.downsample import bucket_width, merge
 
 STATUS_ICON = {"queued": "◷", "running": "▶", "succeeded": "✓", "failed": "✗",
                "cancelled": "■", "crashed": "✗"}
@@ -88,6 +87,8 @@ class RunMetrics:
 
     def refresh(self, api) -> int:
         """Read and merge the points stored since the last call; returns how many."""
+        from db.downsample import merge   # db/ is optional until a runs page needs it
+
         new = api.get_metrics(self.run_id, since_id=self.last_id, max_points=self.max_points)
         by_key: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for p in new:
@@ -106,6 +107,8 @@ class RunMetrics:
     @property
     def reduced(self) -> bool:
         """Whether a step series is drawn with fewer points than stored (buckets > 1 step)."""
+        from db.downsample import bucket_width
+
         return any(k[2] == "step" and pts and bucket_width(pts[-1]["step"], self.max_points) > 1
                    for k, pts in self.series.items())
 
