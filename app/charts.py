@@ -91,6 +91,11 @@ def curves(series: dict[str, list[tuple[float, float]]], title: str, x_title: st
                   margin=dict(t=36, b=10, l=10, r=10), xaxis=dict(title=dict(text=x_title)),
                   yaxis=dict(title=dict(text=y_title)),
                   legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)))
+    ys = {y for t in data for y in t["y"]}
+    if len(ys) == 1:   # a constant (e.g. the lr between steps of a schedule): a readable range
+        v = ys.pop()
+        pad = abs(v) * 0.5 or 1.0
+        layout["yaxis"]["range"] = [v - pad, v + pad]
     return go.Figure(data=data, layout=layout, _validate=False)
 
 
