@@ -154,10 +154,10 @@ def live(run_id: int) -> None:
         st.caption("No metrics yet.")
     downloads(r)
     text, cut = stream_log(r)
-    with st.expander("Log", expanded=r["status"] in ("running", "failed", "crashed")):
+    with st.expander("Log", expanded=True):
         if cut:
             st.caption(f"The last {LOG_VIEW // 1000} kB; download train.log for all of it.")
-        st.code(text or "(empty)", language="text", height=360)
+        st.code(text or "(empty)", language="text", height=360, wrap_lines=True)
 
 
 def manage(run_id: int) -> None:
