@@ -30,9 +30,9 @@ def table() -> None:
              and (not want_tag or set(want_tag) & set(r["tags"]))]
     st.caption(f"{len(shown)} of {len(rows)} runs. Select a row to open it. Costs are per clip at "
                "each run's training frames and crop size.")
-    event = st.dataframe(   # a new run shifts the rows: the key then drops a stale selection
-        shown, hide_index=True, width="stretch", key=f"runs_table_{hash(tuple(r['id'] for r in shown))}",
-        on_select="rerun",
+    ids = hash(tuple(r["id"] for r in shown))   # new rows: a new key drops a stale selection
+    event = st.dataframe(
+        shown, hide_index=True, width="stretch", key=f"runs_table_{ids}", on_select="rerun",
         selection_mode="single-row",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
