@@ -7,20 +7,35 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from .csn import ArchSpec, build_model
+from .csn import ArchSpec, build_model, count
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
 from .evaluate import clip_settings
 from .video import MEAN, STD, test_clips
 
 
+#: Multiply-adds per clip from which a model counts as big on a CPU (an ir-CSN-152 at
+#: 32x224x224 needs ~97 G; the shipped motion model 0.04 G): the demo then defaults to one
+#: clip, Grad-CAM and explanation batches of one.
+BIG_MADDS = 5e9
+Progress = Callable[[float, str], None]
+
+
 class ModelLoadError(ValueError):
     """A checkpoint that cannot be loaded; the message is for people."""
+
+
+def input_normalisation(spec: ArchSpec, config: dict[str, Any]) -> tuple[tuple, tuple]:
+    """(mean, std) the model expects: the spec's ``input_mean``/``input_std`` when it has
+    them, else the checkpoint config's ``mean``/``std``, else backend.video's MEAN/STD."""
+    mean = getattr(spec, "input_mean", None) or config.get("mean") or MEAN
+    std = getattr(spec, "input_std", None) or config.get("std") or STD
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ArchSpec, list[str], dict[str, Any]]:
@@ -85,14 +100,20 @@ class Predictor:
         self.model = prepare_model(self.model, self.device, train=False, settings=self.settings)
         self.frames, self.rate, self.size = clip_settings(self.spec, ck, frames=frames, rate=rate, size=size)
         cfg = ck.get("config") or {}
-        mean, std = cfg.get("mean"), cfg.get("std")
+        # what the model card shows: training config, metrics, epoch (never the weights)
+        self.info = {"config": cfg, "metrics": ck.get("metrics") or {}, "epoch": ck.get("epoch")}
+        mean, std = input_normalisation(self.spec, cfg)
         # imported models may expect another normalisation than backend.video's MEAN/STD
+        self.mean, self.std = mean, std
         self._renorm = None
-        if mean is not None and std is not None and (tuple(mean) != MEAN or tuple(std) != STD):
+        if (mean, std) != (tuple(MEAN), tuple(STD)):
             v = lambda t: torch.tensor(t, dtype=torch.float32).view(1, 3, 1, 1, 1)  # noqa: E731
             self._renorm = (v(MEAN), v(STD), v(mean), v(std))
         self.meta = {"name": self.spec.name, "classes": len(self.classes), "frames": self.frames,
                      "rate": self.rate, "size": self.size}
+        clip_spec = replace(self.spec, frames=self.frames, height=self.size, width=self.size)
+        self.totals = count(clip_spec).totals  # params and multiply-adds of one clip
+        self.big = self.totals.flops >= BIG_MADDS
 
     def clips(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1) -> torch.Tensor:
         """The model's input for a video: float (num_clips*crops, 3, T, S, S)."""
@@ -104,21 +125,29 @@ class Predictor:
         return x
 
     @torch.no_grad()
-    def probs(self, x: torch.Tensor, batch: int = 4) -> torch.Tensor:
-        """Softmax per clip: (N, K)."""
+    def probs(self, x: torch.Tensor, batch: int = 4, progress: Progress | None = None) -> torch.Tensor:
+        """Softmax per clip: (N, K). ``progress(fraction, text)`` runs after each batch (it may
+        raise to cancel)."""
         outs = []
         for i in range(0, len(x), batch):
             with autocast(self.settings):
                 logits = self.model(prepare_input(x[i:i + batch], self.settings))
             outs.append(torch.softmax(logits.float(), dim=1).cpu())
+            if progress is not None:
+                done = min(len(x), i + batch)
+                progress(done / len(x), f"classified {done}/{len(x)} clip(s)")
         return torch.cat(outs)
 
     def predict(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1,
-                topk: int = 5) -> Prediction:
+                topk: int = 5, progress: Progress | None = None) -> Prediction:
+        """Top-k of the softmax averaged over clips; ``progress`` as in :meth:`probs`, called
+        once after decoding too (batches of 1 for big models, so a cancel lands quickly)."""
         t0 = time.perf_counter()
         x = self.clips(video, num_clips, crops)
         t1 = time.perf_counter()
-        p = self.probs(x).mean(0)
+        if progress is not None:
+            progress(0.0, f"decoded {len(x)} clip(s)")
+        p = self.probs(x, batch=1 if self.big else 4, progress=progress).mean(0)
         t2 = time.perf_counter()
         k = min(topk, len(self.classes))
         vals, idx = p.topk(k)

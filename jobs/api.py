@@ -5,12 +5,12 @@ Reads return plain dicts (safe to cache or serialise). No torch is imported here
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from backend.csn import ArchSpec, count
+from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
                 Metric, Run, Worker, as_utc, read_session, utcnow, write)
 
@@ -46,12 +46,12 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     """Create a queued run and put its task on the queue; returns the run id.
 
     ``hparams`` become trainer flags (``{"batch_size": 4}`` -> ``--batch-size 4``; ``threads``
-    sets ``--threads``). A bad spec or a missing dataset is not rejected here: the worker
-    fails the run with a clear error.
+    sets ``--threads``). A dataset outside the data roots raises ``PathRefused``
+    (backend.paths); a bad spec or a missing dataset inside them is not rejected here: the
+    worker fails the run with a clear error.
     """
     sd = _spec_dict(spec)
-    p = Path(dataset).expanduser()
-    ds = str(p.resolve()) if p.exists() else str(dataset)
+    ds = str(check_dataset(dataset))
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))

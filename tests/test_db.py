@@ -17,6 +17,7 @@ import db
 from db import CRASHED, RUNNING, Metric, Run, read_session, utcnow, write
 from jobs.supervise import error_line, hparam_args
 from jobs.tail import metric_rows, read_events
+from backend.paths import PathRefused
 from tests.jobs_helpers import REPO, tiny_spec
 
 
@@ -107,7 +108,9 @@ def test_api_queue_states_and_architectures(store):
     rid = api.enqueue_run(tiny_spec(), str(store), {"epochs": 1}, name="r1")
     r = api.get_run(rid)
     assert r["status"] == "queued" and r["architecture_id"] == aid and r["task_id"] and r["checkpoints"] == []
-    assert api.enqueue_run(preset("ir-csn-26"), "/x", {}) > rid
+    with pytest.raises(PathRefused):  # outside the data roots: refused, no run row
+        api.enqueue_run(preset("ir-csn-26"), "/x", {})
+    assert api.enqueue_run(preset("ir-csn-26"), str(store / "x"), {}) > rid
     assert api.cancel_run(rid) and api.get_run(rid)["status"] == "cancelled"
     assert not api.cancel_run(rid)
     assert api.retry_run(rid) and api.get_run(rid)["status"] == "queued"
