@@ -5,6 +5,7 @@ Reads return plain dicts (safe to cache or serialise). No torch is imported here
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -101,6 +102,19 @@ def retry_run(run_id: int) -> bool:
     return True
 
 
+def retry_outlook(run_id: int) -> str:
+    """What retrying the run will really do, for people: the worker resumes only from a
+    checkpoint file in the run's folder (jobs.supervise), else the run starts over."""
+    r = get_run(run_id)
+    if r is None or r["status"] not in RETRYABLE:
+        return "This run cannot be retried."
+    ckpts = sorted((Path(r["output_dir"]) / "checkpoints").glob("epoch_*.pt")) if r.get("output_dir") else []
+    if ckpts:
+        return (f"Retry resumes after epoch {int(ckpts[-1].stem.split('_')[1])} (its last "
+                "checkpoint); the steps after it run again.")
+    return "Retry starts over from step 0: the run stopped before its first checkpoint."
+
+
 def run_dict(r: Run, checkpoints: list[Checkpoint] | None = None) -> dict[str, Any]:
     """A run row as a plain dict (with ``progress`` 0..1)."""
     d = {c.name: getattr(r, c.name) for c in Run.__table__.columns}
@@ -195,5 +209,5 @@ def list_architectures() -> list[dict[str, Any]]:
                 for a in s.scalars(select(Architecture).order_by(Architecture.name))]
 
 
-__all__ = ["enqueue_run", "cancel_run", "retry_run", "list_runs", "get_run", "get_metrics",
+__all__ = ["enqueue_run", "cancel_run", "retry_run", "retry_outlook", "list_runs", "get_run", "get_metrics",
            "worker_status", "save_architecture", "list_architectures", "huey"]

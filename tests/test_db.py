@@ -95,6 +95,10 @@ def test_concurrent_writers_never_see_database_locked(store):
         assert s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == rid)) == 450
 
 
+def _set_out(s, run_id: int, out) -> None:
+    s.get(db.Run, run_id).output_dir = str(out)
+
+
 def test_api_queue_states_and_architectures(store):
     from jobs import api
     from backend.csn import SpecError, count, preset
@@ -111,8 +115,15 @@ def test_api_queue_states_and_architectures(store):
     with pytest.raises(PathRefused):  # outside the data roots: refused, no run row
         api.enqueue_run(preset("ir-csn-26"), "/x", {})
     assert api.enqueue_run(preset("ir-csn-26"), str(store / "x"), {}) > rid
+    assert "cannot be retried" in api.retry_outlook(rid)                 # still queued
     assert api.cancel_run(rid) and api.get_run(rid)["status"] == "cancelled"
     assert not api.cancel_run(rid)
+    assert "starts over from step 0" in api.retry_outlook(rid)          # no checkpoint yet
+    out = store / "runs" / "r1"
+    write(lambda s: _set_out(s, rid, out))
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "epoch_0002.pt").write_bytes(b"")
+    assert "resumes after epoch 2" in api.retry_outlook(rid)
     assert api.retry_run(rid) and api.get_run(rid)["status"] == "queued"
     assert not api.retry_run(rid)
     assert [x["id"] for x in api.list_runs("queued")] == [rid + 1, rid]
