@@ -289,7 +289,8 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
                 yield pred.as_dict(), info + " · explaining…", None, None, None
                 x = pr.clips(path, num_clips=1, crops=1)[0]
                 e = explain(pr.model, x, METHOD_NAMES.get(method_label, method_label), stage=stage,
-                            progress=tick(0.3, 0.95), **explain_settings(pr))
+                            target=int(pred.probs.argmax()), progress=tick(0.3, 0.95),
+                            **explain_settings(pr))
                 out = render(to_frames(x, pr.mean, pr.std), e, _outputs_dir(cache), fps=8)
             except Stopped:
                 yield (gr.update(), f"**Stopped** after {time.perf_counter() - t0:.1f} s.",

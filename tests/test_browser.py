@@ -120,11 +120,16 @@ def test_builder_in_browser(app_url):
             _choose(page, _selectbox(page, "Start from preset").first, "resnet3d-50")
             expect(flops).to_contain_text("29.5 G", timeout=30_000)
             assert _metric(page, "Parameters") == "46.9 M"
-            assert _metric(page, "Channel interactions") == "5.68 G"
+            assert _metric(page, "Interactions") == "5.68 G"
             # change one stage's block type: conv4_x bottleneck -> ir (bottleneck-D)
             _choose(page, _selectbox(page, "Block type").nth(2), "bottleneck-D (ir-CSN)")
             expect(flops).not_to_contain_text("29.5 G", timeout=30_000)
             assert page.locator('[data-testid="stException"]').count() == 0
+            # labels fit: pool1's toggle and the metric labels are not cut off
+            for label in ("pool1", "T-stride", "Multiply-adds", "Interactions"):
+                el = page.locator('[data-testid="stWidgetLabel"], [data-testid="stMetricLabel"]',
+                                  has_text=label).first
+                assert el.evaluate("e => [e, ...e.querySelectorAll('*')].every(x => x.scrollWidth <= x.clientWidth + 1)"), label
             page.wait_for_timeout(500)
             page.screenshot(path=str(shot), full_page=False)
         finally:
