@@ -119,6 +119,11 @@ def test_edited_preset_gets_a_new_name_and_tstride_shows_its_default():
     at.selectbox(key="bld_s0_block").set_value("ip").run()
     assert at.text_input(key="bld_name").value == "ir-csn-26-edited"
     assert at.session_state["builder_spec"]["name"] == "ir-csn-26-edited"
+    # /train opened directly in a new session still offers this design, under its new name
+    fresh = AppTest.from_file(MAIN, default_timeout=60)
+    fresh.switch_page(str(Path(MAIN).parent / "views" / "train.py")).run()
+    assert not fresh.exception and fresh.radio(key="train_src").value == "Current builder design"
+    assert any("**ir-csn-26-edited**" in c.value for c in fresh.caption)
 
 
 def test_groups_field_only_for_grouped_blocks():
