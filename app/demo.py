@@ -286,6 +286,11 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
                 info = (f"**Top-5 in {t_pred:.2f} s** ({pred.clips} clip(s): decode "
                         f"{pred.decode_s:.2f} s, model {pred.model_s:.2f} s) · model {pr.spec.name}, "
                         f"{pr.frames}x{pr.size}x{pr.size} clips")
+                if pr.big:  # what each explanation will cost, from the pass just measured
+                    one = pred.model_s / max(1, pred.clips)
+                    info += (f" · one forward pass ≈ {one:.0f} s, so Grad-CAM / saliency ≈ "
+                             f"{1.5 * one:.0f} s, Integrated Gradients ≈ {11 * one:.0f} s, frame "
+                             f"ablation ≈ {(pr.frames + 1) * one:.0f} s")
                 yield pred.as_dict(), info + " · explaining…", None, None, None
                 x = pr.clips(path, num_clips=1, crops=1)[0]
                 e = explain(pr.model, x, METHOD_NAMES.get(method_label, method_label), stage=stage,
