@@ -254,7 +254,7 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
         value = current if current in names else next(iter(names), None)
         return (gr.update(choices=names, value=value), *card(value))
 
-    def import_checkpoint(typed: str, current: str | None):
+    def import_checkpoint(typed: str):
         try:
             name = registry.import_path(typed or "")
         except (PathRefused, FileNotFoundError) as e:
@@ -351,7 +351,7 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
         demo.load(refresh, [model], [model, *card_out], api_name="refresh_models")
         refresh_btn.click(refresh, [model], [model, *card_out], api_name=False)
         model.input(card, [model], card_out, api_name="model_card")
-        ck_btn.click(import_checkpoint, [ck_path, model], [model, ck_msg], api_name="load_checkpoint"
+        ck_btn.click(import_checkpoint, [ck_path], [model, ck_msg], api_name="load_checkpoint"
                      ).success(card, [model], card_out, api_name=False)
         run.click(analyze, [video, model, num_clips, crops, method, stage],
                   [label, info, overlay, gallery, plot], api_name="analyze", concurrency_limit=1)
