@@ -210,61 +210,78 @@ def _session(request: Any) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
-def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = None,
-               max_clips: int = 10):
-    import gradio as gr
+class Handlers:
+    """The demo's request handlers: one loaded model (:class:`ModelSlot`), the registry, and a
+    Stop flag per browser session."""
 
-    from backend.inference import ModelLoadError
-    from backend.saliency import STAGES, explain, render, to_frames
-    from backend.video import VideoError
+    def __init__(self, registry: Registry, cache: Path) -> None:
+        from backend.inference import ModelLoadError
 
-    import captum.attr  # noqa: F401  (imported now, not on the first request)
+        self.registry, self.cache, self.slot = registry, cache, ModelSlot()
+        self.stops: dict[str, threading.Event] = {}
+        first = next(iter(registry.models.values()), None)
+        if first is not None:  # load the default model at startup (one model per process)
+            try:
+                self.slot.get(first.path)
+            except ModelLoadError as e:
+                print(f"warning: default model not loaded: {e}", flush=True)
 
-    slot = ModelSlot()
-    stops: dict[str, threading.Event] = {}
-    first = next(iter(registry.models.values()), None)
-    if first is not None:  # load the default model at startup (one model per process)
-        try:
-            slot.get(first.path)
-        except ModelLoadError as e:
-            print(f"warning: default model not loaded: {e}", flush=True)
+    def predictor(self, name: str):
+        import gradio as gr
 
-    def _predictor(name: str):
-        entry = registry.models.get(name) or registry.refresh().get(name)
-        if not registry.models:
+        from backend.inference import ModelLoadError
+
+        entry = self.registry.models.get(name) or self.registry.refresh().get(name)
+        if not self.registry.models:
             raise gr.Error("No model is available yet: train one, or load a checkpoint by path.")
         if entry is None:
             raise gr.Error(f"Unknown model {name!r}: refresh the model list.")
         try:
-            return slot.get(entry.path), entry
+            return self.slot.get(entry.path), entry
         except ModelLoadError as e:
             raise gr.Error(f"Cannot load the model: {e}") from None
 
-    def card(name: str | None):
+    def card(self, name: str | None):
         """The selected model's card and the form defaults that suit it."""
+        import gradio as gr
+
         if not name:
             return "No model selected.", gr.update(), gr.update(), ""
-        with slot.lock:
-            pr, entry = _predictor(name)
+        with self.slot.lock:
+            pr, entry = self.predictor(name)
         clips, method_label, note = defaults_for(pr)
         return model_card_markdown(pr, entry), clips, method_label, note
 
-    def refresh(current: str | None):
-        names = list(registry.refresh())
-        value = current if current in names else next(iter(names), None)
-        return (gr.update(choices=names, value=value), *card(value))
+    def refresh(self, current: str | None):
+        import gradio as gr
 
-    def import_checkpoint(typed: str):
+        names = list(self.registry.refresh())
+        value = current if current in names else next(iter(names), None)
+        return (gr.update(choices=names, value=value), *self.card(value))
+
+    def import_checkpoint(self, typed: str):
+        import gradio as gr
+
         try:
-            name = registry.import_path(typed or "")
+            name = self.registry.import_path(typed or "")
         except (PathRefused, FileNotFoundError) as e:
             return gr.update(), f"⚠️ {e}"
-        return gr.update(choices=list(registry.models), value=name), f"Added **{name}**."
+        return gr.update(choices=list(self.registry.models), value=name), f"Added **{name}**."
 
-    def analyze(file, model_name, num_clips, crops, method_label, stage, request: gr.Request,
-                progress=gr.Progress()):
+    def stop(self, request: Any) -> None:
+        ev = self.stops.get(_session(request))
+        if ev is not None:
+            ev.set()
+
+    def analyze(self, file, model_name, num_clips, crops, method_label, stage, request: Any,
+                progress: Any):
         """Classify an uploaded video (top-5 first), then explain the top class."""
-        stop = stops[_session(request)] = threading.Event()
+        import gradio as gr
+
+        from backend.saliency import explain, render, to_frames
+        from backend.video import VideoError
+
+        stop = self.stops[_session(request)] = threading.Event()
 
         def tick(lo: float, hi: float):
             def cb(f: float, text: str) -> None:
@@ -276,27 +293,19 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
         if not path:
             raise gr.Error("Upload a video first (or pick an example).")
         t0 = time.perf_counter()
-        with slot.lock:
-            pr, _ = _predictor(model_name)
+        with self.slot.lock:
+            pr, _ = self.predictor(model_name)
             try:
                 progress(0.0, desc="decoding")
                 pred = pr.predict(path, num_clips=int(num_clips), crops=int(crops), topk=5,
                                   progress=tick(0.0, 0.3))
-                t_pred = time.perf_counter() - t0
-                info = (f"**Top-5 in {t_pred:.2f} s** ({pred.clips} clip(s): decode "
-                        f"{pred.decode_s:.2f} s, model {pred.model_s:.2f} s) · model {pr.spec.name}, "
-                        f"{pr.frames}x{pr.size}x{pr.size} clips")
-                if pr.big:  # what each explanation will cost, from the pass just measured
-                    one = pred.model_s / max(1, pred.clips)
-                    info += (f" · one forward pass ≈ {one:.0f} s, so Grad-CAM / saliency ≈ "
-                             f"{1.5 * one:.0f} s, Integrated Gradients ≈ {11 * one:.0f} s, frame "
-                             f"ablation ≈ {(pr.frames + 1) * one:.0f} s")
+                info = _top5_info(pr, pred, time.perf_counter() - t0)
                 yield pred.as_dict(), info + " · explaining…", None, None, None
                 x = pr.clips(path, num_clips=1, crops=1)[0]
                 e = explain(pr.model, x, METHOD_NAMES.get(method_label, method_label), stage=stage,
                             target=int(pred.probs.argmax()), progress=tick(0.3, 0.95),
                             **explain_settings(pr))
-                out = render(to_frames(x, pr.mean, pr.std), e, _outputs_dir(cache), fps=8)
+                out = render(to_frames(x, pr.mean, pr.std), e, _outputs_dir(self.cache), fps=8)
             except Stopped:
                 yield (gr.update(), f"**Stopped** after {time.perf_counter() - t0:.1f} s.",
                        None, None, None)
@@ -307,10 +316,35 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
                f"{' on ' + stage if e.stage else ''}) {e.seconds:.2f} s", out["video"],
                out["gallery"], importance_figure(out["frame_importance"], method_label))
 
+
+def _top5_info(pr, pred, seconds: float) -> str:
+    info = (f"**Top-5 in {seconds:.2f} s** ({pred.clips} clip(s): decode {pred.decode_s:.2f} s, "
+            f"model {pred.model_s:.2f} s) · model {pr.spec.name}, {pr.frames}x{pr.size}x{pr.size} clips")
+    if pr.big:  # what each explanation will cost, from the pass just measured
+        one = pred.model_s / max(1, pred.clips)
+        info += (f" · one forward pass ≈ {one:.0f} s, so Grad-CAM / saliency ≈ {1.5 * one:.0f} s, "
+                 f"Integrated Gradients ≈ {11 * one:.0f} s, frame ablation ≈ "
+                 f"{(pr.frames + 1) * one:.0f} s")
+    return info
+
+
+def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = None,
+               max_clips: int = 10):
+    import gradio as gr
+
+    from backend.saliency import STAGES
+
+    import captum.attr  # noqa: F401  (imported now, not on the first request)
+
+    h = Handlers(registry, cache)
+
+    def analyze(file, model_name, num_clips, crops, method_label, stage, request: gr.Request,
+                progress=gr.Progress()):
+        """Classify an uploaded video and explain the top class."""
+        yield from h.analyze(file, model_name, num_clips, crops, method_label, stage, request, progress)
+
     def stop_analysis(request: gr.Request):
-        ev = stops.get(_session(request))
-        if ev is not None:
-            ev.set()
+        h.stop(request)
 
     with gr.Blocks(title="CSN Explorer demo", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# CSN Explorer: classify a video\nUpload a video (mp4, webm, mkv, avi, mov, gif ...) "
@@ -348,11 +382,11 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
                 with gr.Accordion("Model card", open=True):
                     card_md = gr.Markdown()
         card_out = [card_md, num_clips, method, big_note]
-        demo.load(refresh, [model], [model, *card_out], api_name="refresh_models")
-        refresh_btn.click(refresh, [model], [model, *card_out], api_name=False)
-        model.input(card, [model], card_out, api_name="model_card")
-        ck_btn.click(import_checkpoint, [ck_path], [model, ck_msg], api_name="load_checkpoint"
-                     ).success(card, [model], card_out, api_name=False)
+        demo.load(h.refresh, [model], [model, *card_out], api_name="refresh_models")
+        refresh_btn.click(h.refresh, [model], [model, *card_out], api_name=False)
+        model.input(h.card, [model], card_out, api_name="model_card")
+        ck_btn.click(h.import_checkpoint, [ck_path], [model, ck_msg], api_name="load_checkpoint"
+                     ).success(h.card, [model], card_out, api_name=False)
         run.click(analyze, [video, model, num_clips, crops, method, stage],
                   [label, info, overlay, gallery, plot], api_name="analyze", concurrency_limit=1)
         stop.click(stop_analysis, None, None, api_name="stop", concurrency_limit=None,
