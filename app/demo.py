@@ -305,7 +305,7 @@ class Handlers:
                 e = explain(pr.model, x, METHOD_NAMES.get(method_label, method_label), stage=stage,
                             target=int(pred.probs.argmax()), progress=tick(0.3, 0.95),
                             **explain_settings(pr))
-                out = render(to_frames(x, pr.mean, pr.std), e, _outputs_dir(self.cache), fps=8)
+                out = render(to_frames(x, *pr.norm), e, _outputs_dir(self.cache), fps=8)
             except Stopped:
                 yield (gr.update(), f"**Stopped** after {time.perf_counter() - t0:.1f} s.",
                        None, None, None)

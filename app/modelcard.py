@@ -61,13 +61,29 @@ def _limits(pr, release: dict[str, Any]) -> list[str]:
     return out
 
 
+def _conversion(cfg: dict[str, Any]) -> list[str]:
+    """The conversion notes ``backend.convert`` stored: each fact with its source, warnings."""
+    model = f", model {cfg['model']}" if cfg.get("model") else ""
+    out = [f"**Conversion:** from `{Path(str(cfg['imported_from'])).name}` "
+           f"({cfg.get('layout', '?')} layout{model})"]
+    facts = cfg.get("facts") or {}
+    if facts:
+        out.append("\n".join(f"- {k} = {f.get('value')} ({f.get('source')})"
+                             for k, f in sorted(facts.items())))
+    out += [f"⚠️ {w}" for w in cfg.get("warnings") or []]
+    out += [f"- {n}" for n in cfg.get("notes") or []]  # imports made before the facts existed
+    if cfg.get("ignored_keys"):
+        out.append(f"{len(cfg['ignored_keys'])} source key(s) dropped on request (--ignore)")
+    return out
+
+
 def model_card_markdown(pr, entry) -> str:
     """Markdown for a loaded ``backend.inference.Predictor`` and its registry entry."""
     release = _release(Path(pr.path)) if entry.origin.startswith("shipped") else {}
     cfg = pr.info["config"]
     names = ", ".join(pr.classes[:SHOW_CLASSES])
     more = f" … and {len(pr.classes) - SHOW_CLASSES} more" if len(pr.classes) > SHOW_CLASSES else ""
-    order = getattr(pr.spec, "input_order", None) or "RGB"
+    mean, std, order = pr.norm
     t = pr.totals
     lines = [f"### {pr.spec.name}",
              f"**Where it came from:** {entry.origin}",
@@ -75,13 +91,11 @@ def model_card_markdown(pr, entry) -> str:
              *_training(pr, release),
              f"**Input:** clips of {pr.frames}×{pr.size}×{pr.size} (one frame in {pr.rate}, short "
              f"side scaled then centre-cropped), {order} in [0, 1] normalised with mean "
-             f"{tuple(round(v, 4) for v in pr.mean)} and std {tuple(round(v, 4) for v in pr.std)}",
+             f"{tuple(round(v, 4) for v in mean)} and std {tuple(round(v, 4) for v in std)}",
              f"**Size:** {fmt_count(t.all_params)} parameters ({fmt_count(t.params)} in convs and "
              f"fc), {fmt_count(t.flops)} multiply-adds per clip (paper FLOPs; counted by "
              f"backend.csn)"]
     if cfg.get("imported_from"):
-        lines.append(f"**Conversion:** from `{Path(str(cfg['imported_from'])).name}` "
-                     f"({cfg.get('layout', '?')} layout)")
-        lines += [f"- {n}" for n in cfg.get("notes", [])]
+        lines += _conversion(cfg)
     limits = "\n".join(f"- {x}" for x in _limits(pr, release))
     return "\n\n".join(lines) + f"\n\n**What it cannot do:**\n{limits}"

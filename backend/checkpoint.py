@@ -134,7 +134,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"):
     """``(model, spec, classes, ckpt)``: the model in eval mode with its weights loaded."""
     from backend.csn import ArchSpec, build_model
     ckpt = read_checkpoint(path, map_location)
-    spec = ArchSpec.from_dict(ckpt["spec"])
+    spec_d, cfg = dict(ckpt["spec"]), ckpt.get("config") or {}
+    if "input_mean" not in spec_d and cfg.get("mean") and cfg.get("std"):
+        # imported before the spec held the normalisation: it was in config
+        spec_d.update(input_mean=cfg["mean"], input_std=cfg["std"])
+    spec = ArchSpec.from_dict(spec_d)
     model = build_model(spec)
     try:
         model.load_state_dict(ckpt["model"])

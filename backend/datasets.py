@@ -31,7 +31,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -268,12 +268,14 @@ class ClipDataset(Dataset):
     """
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, scale: tuple[int, int] | None = None, train: bool = True):
-        from backend.video import ClipTransform
+                 size: int = 112, scale: tuple[int, int] | None = None, train: bool = True,
+                 norm: Any = None):
+        from backend.video import ClipTransform, Norm
         self.items = list(items)
         self.frames, self.rate, self.size, self.train = frames, rate, size, train
+        self.norm = norm or Norm()  # the spec's input normalisation (backend.video.Norm.of)
         # default scale: the paper's 256-320 for a 224 crop, in proportion
-        self.transform = ClipTransform(size=size, train=True, scale=scale)
+        self.transform = ClipTransform(size=size, train=True, scale=scale, norm=self.norm)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -284,7 +286,7 @@ class ClipDataset(Dataset):
         path = self.items[index].path
         if not self.train:
             return video.test_clips(path, frames=self.frames, rate=self.rate, size=self.size,
-                                    num_clips=1)[0]
+                                    num_clips=1, norm=self.norm)[0]
         return video.train_clip(path, self.transform, frames=self.frames, rate=self.rate,
                                 rng=np.random.default_rng(seed), threads=1)
 
@@ -303,9 +305,10 @@ class VideoDataset(Dataset):
     N clips uniformly spread over the video, centre crops)."""
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, num_clips: int = 10):
+                 size: int = 112, num_clips: int = 10, norm: Any = None):
         self.items = list(items)
         self.frames, self.rate, self.size, self.num_clips = frames, rate, size, num_clips
+        self.norm = norm  # backend.video.Norm (None: Kinetics mean/std, RGB)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -315,7 +318,7 @@ class VideoDataset(Dataset):
         item = self.items[index]
         try:
             clips = test_clips(item.path, frames=self.frames, rate=self.rate, size=self.size,
-                               num_clips=self.num_clips, crops=1)
+                               num_clips=self.num_clips, crops=1, norm=self.norm)
             return torch.as_tensor(clips), item.label
         except (VideoError, OSError) as e:
             log.warning("skipping unreadable video %s: %s", item.path, e)

@@ -62,7 +62,7 @@ def error_field(err: SpecError, spec: ArchSpec) -> tuple[int | None, str]:
                 return si, "pw_groups"
             return si, "inner" if part == "conv_b" else "width"
         return si, "block"
-    if layer in ("conv1", "pool1", "head.pool"):
+    if layer in ("conv1", "pool1", "pool2", "head.pool"):
         return None, "clip"
     if layer in ("frames", "height", "width"):
         return None, "clip"

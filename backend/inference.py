@@ -16,7 +16,7 @@ import torch
 from .csn import ArchSpec, build_model, count
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
 from .evaluate import clip_settings
-from .video import MEAN, STD, test_clips
+from .video import Norm, test_clips
 
 
 #: Multiply-adds per clip from which a model counts as big on a CPU (an ir-CSN-152 at
@@ -28,14 +28,6 @@ Progress = Callable[[float, str], None]
 
 class ModelLoadError(ValueError):
     """A checkpoint that cannot be loaded; the message is for people."""
-
-
-def input_normalisation(spec: ArchSpec, config: dict[str, Any]) -> tuple[tuple, tuple]:
-    """(mean, std) the model expects: the spec's ``input_mean``/``input_std`` when it has
-    them, else the checkpoint config's ``mean``/``std``, else backend.video's MEAN/STD."""
-    mean = getattr(spec, "input_mean", None) or config.get("mean") or MEAN
-    std = getattr(spec, "input_std", None) or config.get("std") or STD
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ArchSpec, list[str], dict[str, Any]]:
@@ -99,16 +91,10 @@ class Predictor:
         self.settings = recommended_settings(self.device, train=False)
         self.model = prepare_model(self.model, self.device, train=False, settings=self.settings)
         self.frames, self.rate, self.size = clip_settings(self.spec, ck, frames=frames, rate=rate, size=size)
-        cfg = ck.get("config") or {}
         # what the model card shows: training config, metrics, epoch (never the weights)
-        self.info = {"config": cfg, "metrics": ck.get("metrics") or {}, "epoch": ck.get("epoch")}
-        mean, std = input_normalisation(self.spec, cfg)
-        # imported models may expect another normalisation than backend.video's MEAN/STD
-        self.mean, self.std = mean, std
-        self._renorm = None
-        if (mean, std) != (tuple(MEAN), tuple(STD)):
-            v = lambda t: torch.tensor(t, dtype=torch.float32).view(1, 3, 1, 1, 1)  # noqa: E731
-            self._renorm = (v(MEAN), v(STD), v(mean), v(std))
+        self.info = {"config": ck.get("config") or {}, "metrics": ck.get("metrics") or {},
+                     "epoch": ck.get("epoch")}
+        self.norm = Norm.of(self.spec)  # the input normalisation the weights expect
         self.meta = {"name": self.spec.name, "classes": len(self.classes), "frames": self.frames,
                      "rate": self.rate, "size": self.size}
         clip_spec = replace(self.spec, frames=self.frames, height=self.size, width=self.size)
@@ -117,12 +103,8 @@ class Predictor:
 
     def clips(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1) -> torch.Tensor:
         """The model's input for a video: float (num_clips*crops, 3, T, S, S)."""
-        x = test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
-                       num_clips=num_clips, crops=crops, threads=1)
-        if self._renorm is not None:
-            m0, s0, m1, s1 = self._renorm
-            x = ((x * s0 + m0) - m1) / s1
-        return x
+        return test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
+                          num_clips=num_clips, crops=crops, threads=1, norm=self.norm)
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, batch: int = 4, progress: Progress | None = None) -> torch.Tensor:

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader
 from backend.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
                                 read_checkpoint, rng_state, save_atomic, set_rng_state)
 from backend.csn import ArchSpec, SpecError, build_model, preset
+from backend.csn.perf import check_amp
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
                               load_splits)
 from backend.evaluate import evaluate, video_loader
@@ -265,6 +266,7 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     t_start = time.time()
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
     device = _pick_device(cfg.device, d.local_rank)
+    amp_dtype = check_amp(device, cfg.amp)   # refuses a precision the device only emulates
     out = Path(cfg.out)
     if not cfg.data:
         raise DatasetError("no data given (--data DIR_OR_CSV)")
@@ -298,8 +300,10 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     scale = (cfg.scale_min or round(cfg.size * 8 / 7), cfg.scale_max or round(cfg.size * 10 / 7))
     if scale[0] > scale[1]:
         raise ValueError(f"scale-min {scale[0]} > scale-max {scale[1]}")
+    from backend.video import Norm
+    norm = Norm.of(spec)  # the normalisation the (possibly imported) weights expect
     train_ds = ClipDataset(splits.train, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
-                           scale=scale, train=True)
+                           scale=scale, train=True, norm=norm)
     sampler = SeededSampler(train_ds, seed=cfg.seed, num_replicas=d.world, rank=d.rank)
     loader_kw: dict[str, Any] = {}
     if cfg.workers > 0:
@@ -312,7 +316,7 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     val_loader = video_loader(val_items, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
                               num_clips=cfg.eval_clips,
                               videos_per_batch=max(1, cfg.batch_size // cfg.eval_clips),
-                              workers=min(cfg.workers, 1)) if splits.val else None
+                              workers=min(cfg.workers, 1), norm=norm) if splits.val else None
     steps = len(train_loader)
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
@@ -322,7 +326,6 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     opt, lr = _build_optimizer(model, cfg, d.world)
     warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else cfg.epochs * 10 / 45
     sched = _build_scheduler(opt, total_steps, round(warmup_epochs * steps), cfg.warmup_start)
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 

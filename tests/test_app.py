@@ -163,6 +163,20 @@ def test_per_stage_temporal_stride_recounts():
     assert any("conv5_1" in e.value and "temporal" in e.value for e in at.error)
 
 
+def test_pool2_recounts_and_normalisation_is_shown():
+    """mmaction2's with_pool2: halves T after conv2, fewer multiply-adds, same weights."""
+    at = _app()
+    before = _metrics(at)
+    assert any("Input normalisation" in c.value and "RGB" in c.value for c in at.caption)
+    at.number_input(key="bld_frames").set_value(16).run()
+    mid = _metrics(at)
+    at.toggle(key="bld_pool2").set_value(True).run()
+    after = _metrics(at)
+    assert not at.exception and not at.error
+    assert after["Parameters"] == before["Parameters"]
+    assert after["Multiply-adds"] != mid["Multiply-adds"]
+
+
 def test_uploaded_spec_loads_and_bad_json_is_reported():
     at = _app()
     spec = preset("ip-csn-50")

@@ -37,6 +37,8 @@ CLIP_FORM: dict[str, tuple[str, str, dict]] = {
     "head": ("Head", "select", dict(options=HEADS, help="fc: global average pool + Linear; conv: "
                                     "[avg-pool] + 1x1x1 conv classifier")),
     "pool1": ("pool1", "toggle", dict(help="max-pool 1x3x3 stride 1x2x2 after conv1")),
+    "pool2": ("pool2", "toggle", dict(help="max-pool 2x1x1 stride 2x1x1 after conv2_x "
+                                      "(mmaction2's with_pool2)")),
     "temporal_stride": ("T-stride", "toggle", dict(
         help="Temporal striding: 2x2x2 strides at conv3_1, conv4_1, conv5_1 (off: 1x2x2)")),
 }
@@ -50,7 +52,7 @@ STAGE_FORM: dict[str, tuple[str, str, dict]] = {
     "pw_groups": ("Pointwise groups (1x1x1)", "int", dict(min_value=1, max_value=8192)),
     "temporal_stride": ("Temporal stride", "select", dict(
         options=list(TSTRIDE), format_func=TSTRIDE_LABELS.get,
-        help="Stride in time of the stage's first block (pytorchvideo's CSN: conv5 keeps T)")),
+        help="Stride in time of the stage's first block")),
 }
 HEAD_POOL = ("t", "h", "w")
 
@@ -252,7 +254,7 @@ if ss.get("bld_upload_error"):
 totals_box = st.container()
 
 st.subheader("Input clip and head")
-c = st.columns([2, 1, 1, 1, 1, 1, 1.1, 1.3])
+c = st.columns([2, 1, 1, 1, 1, 1, 1.1, 1.1, 1.3])
 for col, field in zip(c, CLIP_FORM):
     widget(col, field, K + field, CLIP_FORM)
 if ss[K + "head"] == "conv":
@@ -260,6 +262,9 @@ if ss[K + "head"] == "conv":
     for col, a in zip(h, HEAD_POOL):
         col.number_input(f"Head pool {a}" + (" (0 = none)" if a == "t" else ""), min_value=0,
                          step=1, key=f"{K}head_pool_{a}")
+_b = ss[K + "base"]
+st.caption(f"Input normalisation (from the loaded spec, 0-1 scale): mean {list(_b.input_mean)}, "
+           f"std {list(_b.input_std)}, {_b.input_order}")
 if err is not None and err_at[0] is None:
     st.error(ui_message(err, err_at), icon=":material/error:")
 
