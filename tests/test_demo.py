@@ -224,3 +224,35 @@ def test_big_model_defaults_progress_and_stop(server):
     assert "Stopped" in info and video is None
     label, info, *_ = _analyze(client, _video(d, "after.mp4"), "Saliency", clips=1)
     assert label["label"] in CLASSES and "explanation" in info
+
+
+def test_model_cards_say_where_a_model_came_from(tmp_path: Path):
+    """Shipped (release facts), imported (conversion facts with sources), trained (its data and
+    validation accuracy): each card names classes, clip, normalisation, size and limits."""
+    from app.demo import ModelEntry
+    from app.modelcard import model_card_markdown
+    from backend.inference import Predictor
+
+    ck = tiny_checkpoint(tmp_path / "imp.pt")
+    raw = torch.load(ck, weights_only=True)
+    raw["config"].update(imported_from="/somewhere/ircsn_152.pkl", layout="caffe2", model="ir-csn-152",
+                         facts={"bn_eps": {"value": 1e-3, "source": "VMZ c2 spatial_bn default"}},
+                         warnings=["input normalisation guessed"])
+    torch.save(raw, ck)
+    card = model_card_markdown(Predictor(ck), ModelEntry(str(ck), "imported checkpoint imp.pt"))
+    assert "imported checkpoint imp.pt" in card and "caffe2 layout, model ir-csn-152" in card
+    assert "bn_eps = 0.001 (VMZ c2 spatial_bn default)" in card and "⚠️ input normalisation guessed" in card
+    assert "not measured in CSN Explorer" in card and f"Classes ({len(CLASSES)})" in card
+    assert "8×64×64" in card and "What it cannot do" in card
+    raw["config"] = {"frames": 8, "rate": 2, "size": 64, "data": "/data/synth-24", "epochs": 3}
+    raw["metrics"] = {"val_video_top1": 0.625}
+    torch.save(raw, ck)
+    card = model_card_markdown(Predictor(ck), ModelEntry(str(ck), "training run #4 r, epoch 3"))
+    assert "training run #4" in card and "/data/synth-24" in card and "62.5 % video@1" in card
+    if SHIPPED.is_file():
+        card = model_card_markdown(Predictor(SHIPPED), ModelEntry(str(SHIPPED), "shipped with CSN Explorer"))
+        import json
+
+        test = json.loads(SHIPPED.with_suffix(".json").read_text())["test"]
+        assert f"Held-out accuracy:** {test['video_top1'] * 100:.1f} %" in card
+        assert "generated clips of moving shapes" in card
