@@ -164,7 +164,8 @@ def form_spec() -> ArchSpec:
     base: ArchSpec = ss[K + "base"]
     vals = {k[len(K):]: v for k, v in ss.items() if isinstance(k, str) and k.startswith(K)}
     spec = form_to_spec(vals, base)
-    if spec.name == base.name and replace(spec, name=base.name) != base:
+    if (spec.name == base.name and not base.name.endswith("-edited")
+            and replace(spec, name=base.name) != base):
         spec = replace(spec, name=f"{base.name}-edited")
         ss[K + "name"] = spec.name
     return spec
