@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.csn import ArchSpec, count
+from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
                 Run, Worker, as_utc, read_session, utcnow, write)
 from db.query import metric_points
@@ -47,12 +48,12 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     """Create a queued run and put its task on the queue; returns the run id.
 
     ``hparams`` become trainer flags (``{"batch_size": 4}`` -> ``--batch-size 4``; ``threads``
-    sets ``--threads``). A bad spec or a missing dataset is not rejected here: the worker
-    fails the run with a clear error.
+    sets ``--threads``). A dataset outside the data roots raises ``PathRefused``
+    (backend.paths); a bad spec or a missing dataset inside them is not rejected here: the
+    worker fails the run with a clear error.
     """
     sd = _spec_dict(spec)
-    p = Path(dataset).expanduser()
-    ds = str(p.resolve()) if p.exists() else str(dataset)
+    ds = str(check_dataset(dataset))
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
@@ -100,6 +101,19 @@ def retry_run(run_id: int) -> bool:
         return False
     _enqueue_task(run_id)
     return True
+
+
+def retry_outlook(run_id: int) -> str:
+    """What retrying the run will really do, for people: the worker resumes only from a
+    checkpoint file in the run's folder (jobs.supervise), else the run starts over."""
+    r = get_run(run_id)
+    if r is None or r["status"] not in RETRYABLE:
+        return "This run cannot be retried."
+    ckpts = sorted((Path(r["output_dir"]) / "checkpoints").glob("epoch_*.pt")) if r.get("output_dir") else []
+    if ckpts:
+        return (f"Retry resumes after epoch {int(ckpts[-1].stem.split('_')[1])} (its last "
+                "checkpoint); the steps after it run again.")
+    return "Retry starts over from step 0: the run stopped before its first checkpoint."
 
 
 def run_dict(r: Run, checkpoints: list[Checkpoint] | None = None) -> dict[str, Any]:
@@ -193,5 +207,5 @@ def list_architectures() -> list[dict[str, Any]]:
                 for a in s.scalars(select(Architecture).order_by(Architecture.name))]
 
 
-__all__ = ["enqueue_run", "cancel_run", "retry_run", "list_runs", "get_run", "get_metrics",
+__all__ = ["enqueue_run", "cancel_run", "retry_run", "retry_outlook", "list_runs", "get_run", "get_metrics",
            "worker_status", "save_architecture", "list_architectures", "huey"]
