@@ -73,7 +73,7 @@ def read_classes(path: str | os.PathLike) -> list[str]:
         raise DatasetError(f"{path}: no class names")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise DatasetError(f"{path}: duplicate class names {dup}")
+        raise DatasetError(f"{path}: {len(dup)} duplicate class name(s)")
     return names
 
 
@@ -124,8 +124,11 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
     if not path.is_file():
         raise DatasetError(f"CSV list {path} does not exist")
     root = Path(video_root) if video_root is not None else path.parent
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error):  # never quote the file's bytes
+        raise DatasetError(f"{path}: not a UTF-8 CSV text file") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"{path}: empty CSV list")
@@ -139,7 +142,8 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
         rows = [header] + rows  # no header row: path,label[,split]
     else:
         raise DatasetError(f"{path}: expected columns path,label[,split] or "
-                           f"label,youtube_id,time_start,time_end[,split]; got {rows[0]}")
+                           f"label,youtube_id,time_start,time_end[,split]; its first row "
+                           f"has {len(rows[0])} column(s) that match neither")
     col = {h: i for i, h in enumerate(header)}
     need = ("label", "youtube_id", "time_start", "time_end") if kind == "kinetics" else ("path", "label")
     missing = [h for h in need if h not in col]
@@ -158,8 +162,9 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
             else:
                 p = Path(r[col["path"]].strip())
                 file = p if p.is_absolute() else root / p
-        except (IndexError, ValueError) as e:
-            raise DatasetError(f"{path}:{n}: bad row {r} ({e})") from None
+        except (IndexError, ValueError):  # the row itself is not quoted (file contents)
+            raise DatasetError(f"{path}:{n}: bad row ({len(r)} column(s); expected "
+                               f"{', '.join(need)}{' and split' if 'split' in col else ''})") from None
         recs.append((str(file), label, {"validate": "val", "validation": "val"}.get(split, split)))
     if not recs:
         raise DatasetError(f"{path}: no rows")
@@ -171,13 +176,14 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
             classes = sorted(labels)
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, list[VideoItem]] = {}
-    for file, lb, split in recs:
+    for n, (file, lb, split) in enumerate(recs, start=2):
         if lb in index:
             y = index[lb]
         elif lb.isdigit() and int(lb) < len(classes):
             y = int(lb)
         else:
-            raise DatasetError(f"{path}: label {lb!r} is not a known class")
+            raise DatasetError(f"{path}:{n}: the label is not one of the {len(classes)} known "
+                               f"classes (nor a class index)")
         out.setdefault(split, []).append(VideoItem(file, y))
     return list(classes), out
 

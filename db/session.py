@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateIndex
 
 from .config import database_url
 from .models import Base
@@ -56,8 +57,30 @@ def get_engine(url: str | None = None) -> Engine:
             if eng.dialect.name == "sqlite":
                 _sqlite_setup(eng)
             _retry(lambda: Base.metadata.create_all(eng))
+            _retry(lambda: _add_missing(eng))
             _engines[url] = eng
         return eng
+
+
+def _add_missing(eng: Engine) -> None:
+    """Bring a store made by an older version up to date: add missing nullable columns and
+    missing indexes (additive only; nothing is dropped or rewritten). Safe when several
+    processes start at once: a column another one just added is not an error."""
+    for table in Base.metadata.sorted_tables:
+        have = {col["name"] for col in inspect(eng).get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have or not col.nullable:
+                continue
+            try:
+                with eng.begin() as c:
+                    c.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {col.name} "
+                                      f"{col.type.compile(dialect=eng.dialect)}")
+            except (OperationalError, ProgrammingError):
+                if col.name not in {x["name"] for x in inspect(eng).get_columns(table.name)}:
+                    raise
+        with eng.begin() as c:
+            for ix in table.indexes:
+                c.execute(CreateIndex(ix, if_not_exists=True))
 
 
 def dispose_engines() -> None:

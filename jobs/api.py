@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.csn import ArchSpec, count
+from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
-                Metric, Run, Study, StudyRun, Worker, as_utc, read_session, utcnow, write)
+                Run, Study, StudyRun, Worker, as_utc, read_session, utcnow, write)
+from db.query import metric_points
 
 from .liveness import reap_stale, stale_s
 from .queue import huey, sync_storage
@@ -46,12 +48,12 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     """Create a queued run and put its task on the queue; returns the run id.
 
     ``hparams`` become trainer flags (``{"batch_size": 4}`` -> ``--batch-size 4``; ``threads``
-    sets ``--threads``). A bad spec or a missing dataset is not rejected here: the worker
-    fails the run with a clear error.
+    sets ``--threads``). A dataset outside the data roots raises ``PathRefused``
+    (backend.paths); a bad spec or a missing dataset inside them is not rejected here: the
+    worker fails the run with a clear error.
     """
     sd = _spec_dict(spec)
-    p = Path(dataset).expanduser()
-    ds = str(p.resolve()) if p.exists() else str(dataset)
+    ds = str(check_dataset(dataset))
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
@@ -101,6 +103,19 @@ def retry_run(run_id: int) -> bool:
     return True
 
 
+def retry_outlook(run_id: int) -> str:
+    """What retrying the run will really do, for people: the worker resumes only from a
+    checkpoint file in the run's folder (jobs.supervise), else the run starts over."""
+    r = get_run(run_id)
+    if r is None or r["status"] not in RETRYABLE:
+        return "This run cannot be retried."
+    ckpts = sorted((Path(r["output_dir"]) / "checkpoints").glob("epoch_*.pt")) if r.get("output_dir") else []
+    if ckpts:
+        return (f"Retry resumes after epoch {int(ckpts[-1].stem.split('_')[1])} (its last "
+                "checkpoint); the steps after it run again.")
+    return "Retry starts over from step 0: the run stopped before its first checkpoint."
+
+
 def run_dict(r: Run, checkpoints: list[Checkpoint] | None = None) -> dict[str, Any]:
     """A run row as a plain dict (with ``progress`` 0..1)."""
     d = {c.name: getattr(r, c.name) for c in Run.__table__.columns}
@@ -133,19 +148,16 @@ def get_run(run_id: int) -> dict[str, Any] | None:
 
 
 def get_metrics(run_id: int, name: str | None = None, split: str | None = None,
-                event: str | None = None, since_id: int = 0) -> list[dict[str, Any]]:
+                event: str | None = None, since_id: int = 0,
+                max_points: int | None = None) -> list[dict[str, Any]]:
     """Metric points ``{id, event, split, epoch, step, name, value, time}`` in training order.
 
-    ``since_id``: only points with a larger id (incremental polling).
+    ``since_id``: only points with a larger id (incremental polling). ``max_points``: step
+    series longer than this come back as per-bucket min/max/last points for display
+    (``db.query.metric_points``); without it, every stored point.
     """
-    q = select(Metric).where(Metric.run_id == run_id, Metric.id > since_id)
-    for col, v in ((Metric.name, name), (Metric.split, split), (Metric.event, event)):
-        if v is not None:
-            q = q.where(col == v)
-    q = q.order_by(Metric.epoch, Metric.step, Metric.id)
     with read_session() as s:
-        return [{"id": m.id, "event": m.event, "split": m.split, "epoch": m.epoch, "step": m.step,
-                 "name": m.name, "value": m.value, "time": m.time} for m in s.scalars(q)]
+        return metric_points(s, run_id, name, split, event, since_id, max_points)
 
 
 def worker_status() -> dict[str, Any]:
@@ -254,6 +266,6 @@ def cancel_study(study_id: int) -> int:
     return sum(cancel_run(rid) for rid in write(mark))
 
 
-__all__ = ["enqueue_run", "cancel_run", "retry_run", "list_runs", "get_run", "get_metrics",
+__all__ = ["enqueue_run", "cancel_run", "retry_run", "retry_outlook", "list_runs", "get_run", "get_metrics",
            "worker_status", "save_architecture", "list_architectures", "enqueue_study",
            "list_studies", "get_study", "cancel_study", "huey"]

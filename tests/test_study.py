@@ -103,7 +103,7 @@ def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, 
     db.dispose_engines()
     try:
         from jobs import api
-        data = make_dataset(tmp_path / "motion", per_class=1, val_per_class=1)
+        data = make_dataset(tmp_path / "var" / "datasets" / "m", per_class=1, val_per_class=1)
         main_py = Path(__file__).resolve().parent.parent / "app" / "main.py"
         at = AppTest.from_file(str(main_py), default_timeout=60)
         at.run()
@@ -112,7 +112,9 @@ def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, 
         at.selectbox(key="st_template").set_value("table2").run()
         at.selectbox(key="st_recipe").set_value("tiny").run()
         at.number_input(key="st_width").set_value(4).run()
-        at.text_input(key="st_data").set_value(str(tmp_path / "missing")).run()
+        at.text_input(key="st_data").set_value(str(tmp_path / "elsewhere")).run()
+        assert any("refused" in e.value for e in at.error)
+        at.text_input(key="st_data").set_value("datasets/missing").run()
         assert any("No dataset" in e.value for e in at.error)
         at.text_input(key="st_data").set_value(str(data)).run()
         at.text_input(key="st_name").set_value("t2").run()

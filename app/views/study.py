@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.state import fmt_count, require_jobs_api
 from backend.csn import SpecError, list_presets
+from backend.paths import PathRefused, check_dataset
 from backend.study import RECIPES, TEMPLATES, plan
 from backend.study_report import (COLUMNS, PAPER_NOTE, doc_from_runs, figure_bytes, figures, table_csv,
                                   table_markdown, table_rows)
@@ -46,9 +47,11 @@ with st.expander("New study", expanded=not api.list_studies()):
         args["field_"] = g[1].text_input("Field = values", "groups=1,2,4", key="st_field")
         stage = g[2].selectbox("Stage", ["all", 0, 1, 2, 3], key="st_stage")
         args["stage"] = None if stage == "all" else stage
-    dataset = st.text_input("Dataset folder", key="st_data",
-                            placeholder="e.g. var/datasets/study (python -m backend.synth --out "
-                                        "var/datasets/study --per-class 60 --size 32 --difficulty easy)")
+    typed = st.text_input("Dataset folder", key="st_data",
+                          placeholder="e.g. datasets/study (python -m backend.synth --out "
+                                      "var/datasets/study --per-class 60 --size 32 --difficulty easy)",
+                          help="inside the data roots (CSN_DATA_ROOTS); relative paths start at "
+                               "the first one")
     name = st.text_input("Study name (optional)", key="st_name")
     try:
         seeds = [int(v) for v in seeds_text.split(",") if v.strip()] or [0]
@@ -64,13 +67,20 @@ with st.expander("New study", expanded=not api.list_studies()):
                        "interactions": fmt_count(r.costs["interactions"])} for r in study.runs],
                      hide_index=True, width="stretch")
         st.caption(f"{len(study.runs)} runs; recipe {study.recipe_name}: {study.recipe}")
-    ok = bool(dataset) and (Path(dataset).expanduser() / "classes.txt").exists()
-    if dataset and not ok:
-        st.error(f"No dataset with a classes.txt at {dataset}")
+    dataset, ok = "", False
+    if typed:
+        try:
+            dataset = str(check_dataset(typed))
+        except PathRefused as e:
+            st.error(str(e), icon=":material/block:")
+        else:
+            ok = (Path(dataset) / "classes.txt").exists()
+            if not ok:
+                st.error(f"No dataset with a classes.txt at {typed}")
     if st.button("Launch study", type="primary", icon=":material/rocket_launch:",
                  disabled=study is None or not ok):
         try:
-            classes = (Path(dataset).expanduser() / "classes.txt").read_text().split()
+            classes = (Path(dataset) / "classes.txt").read_text().split()
             study = plan(template, seeds=seeds, recipe=recipe, num_classes=len(classes),
                          width=None if template == "table2-quick" else int(width),
                          name=name.strip() or None, **args)
