@@ -211,8 +211,8 @@ def test_two_gpu_run_waits_for_two_free_devices_and_runs_two_ranks(dataset, star
     w = start(3, CSN_GPUS="0,1,2", CSN_THREADS="4")
     spec = tiny_spec(num_classes(dataset))
     short = {**TINY_HP, "epochs": 2, "max_steps_per_epoch": 2}
-    a = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 3, "max_steps_per_epoch": 4}, gpus=1)
-    b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 3, "max_steps_per_epoch": 4}, gpus=1)
+    a = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 2, "max_steps_per_epoch": 3}, gpus=1)
+    b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 2, "max_steps_per_epoch": 3}, gpus=1)
     wait_for(lambda: _status(a) == _status(b) == "running", 60, "two 1-GPU runs", w.text)
     c = api.enqueue_run(spec, str(dataset), {**short, "threads": 2}, gpus=2, name="ddp")
     wait_for(lambda: api.get_run(c)["wait_reason"], 30, "the 2-GPU run to say it waits", w.text)
