@@ -59,8 +59,17 @@ def run_row(r: dict[str, Any]) -> dict[str, Any]:
         "frames×size": f"{hp.get('frames', '?')}×{hp.get('size', '?')}",
         "best val video@1 (%)": pct(r.get("best_val_video_top1")),
         "MAdds (G)": flops, "interactions (G)": inter,
+        "devices": devices_label(r),
         "created": r.get("created_at"),
     }
+
+
+def devices_label(r: dict[str, Any]) -> str:
+    """What the run ran on (``GPU 0,1`` / ``CPU``), or why a queued run is still waiting."""
+    if r.get("status") == "queued":
+        return r.get("wait_reason") or ""
+    d = r.get("devices")
+    return "" if d is None else f"GPU {d}" if d else "CPU"
 
 
 def metric_series(points: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[float, float]]]]:

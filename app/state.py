@@ -78,6 +78,14 @@ def require_jobs_api(purpose: str = "This page"):
     return api
 
 
+def worker_rows(status: dict) -> list[dict]:
+    """The Train page's resource inventory: one row per worker of ``worker_status()``."""
+    return [{"worker": w["id"], "alive": w["alive"], "GPUs": ",".join(w["gpus"]) or "none",
+             "GPUs busy": ",".join(w["busy_gpus"]) or "-",
+             "threads busy": f"{w['busy_threads']} of {w['threads'] or '?'}",
+             "runs": ", ".join(f"#{i}" for i in w["runs"]) or "-"} for w in status["workers"]]
+
+
 def list_runs_or_stop(api, limit: int = 500) -> list:
     """``api.list_runs``; on a database error an error message and ``st.stop()``."""
     import streamlit as st

@@ -178,6 +178,41 @@ def test_misconfigured_queue_gives_one_banner_and_the_builder_still_works(env, m
         assert "cannot reach the job queue (Redis at HUEY_REDIS_URL=redis://127.0.0.1" in at.error[0].value
 
 
+def test_train_page_shows_inventory_and_asks_for_gpus_runs_show_devices(env, tmp_path):  # noqa: F811
+    from streamlit.testing.v1 import AppTest
+
+    from jobs import api
+    from jobs.liveness import worker_id
+    db.write(lambda s: s.add(db.Worker(id=worker_id(), hostname="h", pid=os.getpid(),   # alive: us
+                                       gpus="0,1,2", threads=4)))
+    spec = tiny_spec()
+    busy = api.enqueue_run(spec, str(tmp_path), {"epochs": 1}, gpus=1)
+    db.write(lambda s: [setattr(s.get(db.Run, busy), k, v) for k, v in
+                        (("status", "running"), ("devices", "1"), ("worker_id", worker_id()),
+                         ("heartbeat_at", db.utcnow()))])
+    waiting = api.enqueue_run(spec, str(tmp_path), {"epochs": 1}, gpus=3)
+    db.write(lambda s: setattr(s.get(db.Run, waiting), "wait_reason", "waiting for 3 free GPUs (2 of 3 free)"))
+    main = Path(__file__).resolve().parent.parent / "app" / "main.py"
+    at = AppTest.from_file(str(main), default_timeout=60)
+    at.run()
+    at.switch_page(str(main.parent / "views" / "train.py")).run()
+    assert not at.exception
+    assert at.success, [w.value for w in at.warning]
+    inv = at.dataframe[0].value
+    assert list(inv["GPUs"]) == ["0,1,2"] and list(inv["GPUs busy"]) == ["1"]
+    assert list(inv["runs"]) == [f"#{busy}"] and "1 waiting for resources" in at.success[0].value
+    assert at.selectbox(key="hp_gpus").options == ["auto", "0", "1", "2", "3"]
+    at.selectbox(key="hp_gpus").set_value(2).run()
+    at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
+    at.text_input(key="train_path").set_value(str(tmp_path)).run()
+    [b for b in at.button if b.label == "Enqueue run"][0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert api.list_runs()[0]["gpus"] == 2 and "gpus" not in api.list_runs()[0]["hparams"]
+    at.switch_page(str(main.parent / "views" / "runs.py")).run()
+    devs = dict(zip(at.dataframe[0].value["id"], at.dataframe[0].value["devices"]))
+    assert devs[busy] == "GPU 1" and devs[waiting].startswith("waiting for 3 free GPUs")
+
+
 # --- real consumers ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_gpu_slots_six_one_gpu_runs_on_three_gpus(dataset, start):  # noqa: F811
