@@ -98,7 +98,7 @@ def cancel_run(run_id: int) -> bool:
 def retry_run(run_id: int) -> bool:
     """Re-queue a failed, cancelled or crashed run (the trainer resumes from its last
     checkpoint when there is one), or a queued run whose queue message was lost. Returns
-    False when the run is not retryable."""
+    False when the run is not retryable (unknown, running, finished well, or still queued)."""
     def reset(s):
         r = s.get(Run, run_id)
         if r is None or r.status not in RETRYABLE + (QUEUED,):
@@ -109,10 +109,9 @@ def retry_run(run_id: int) -> bool:
         r.devices, r.wait_reason = None, None
         return ""
     got = write(reset)
-    if got is None:
+    if got is None or (got and got in _queued_task_ids()):
         return False
-    if not got or got not in _queued_task_ids():
-        _enqueue_task(run_id)
+    _enqueue_task(run_id)
     return True
 
 

@@ -157,14 +157,15 @@ def command(job: dict[str, Any], run_dir: Path, resume: bool) -> tuple[list[str]
     exactly its devices in ``CUDA_VISIBLE_DEVICES`` and its threads split over the processes."""
     nproc, threads = job["nproc"], job["threads"]
     per = max(1, threads // nproc)
-    launcher = (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-                if nproc > 1 else [])
-    argv = [sys.executable, *launcher, "-m", "backend.train", "--arch", str(run_dir / "spec.json"),
+    launcher = job.get("launcher") or [sys.executable, *(
+        ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [])]
+    argv = [*launcher, "-m", "backend.train", "--arch", str(run_dir / "spec.json"),
             "--data", job["dataset"], "--out", str(run_dir), "--threads", str(per),
             *hparam_args(job["hparams"]), *(["--resume"] if resume else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(per), MKL_NUM_THREADS=str(per),
-               NUMBA_NUM_THREADS=str(per), PYTHONUNBUFFERED="1",
-               CUDA_VISIBLE_DEVICES=",".join(job["devices"]))
+               NUMBA_NUM_THREADS=str(per), PYTHONUNBUFFERED="1")
+    if job["devices"] is not None:          # None: a tracked run keeps its node's devices
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(job["devices"])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return argv, env
 
@@ -205,6 +206,11 @@ def supervise(run_id: int) -> str | None:
     job = _claim(run_id)
     if job is None or job == WAIT:
         return job
+    return execute(run_id, job)
+
+
+def execute(run_id: int, job: dict[str, Any]) -> str:
+    """Run a claimed (``running``) run's trainer to the end, mirroring it into the store."""
     run_dir = Path(job["out"])
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "train.log"

@@ -18,6 +18,7 @@ from tests.jobs_helpers import TINY_HP, Consumer, postgres_server, redis_server,
 from tests.test_jobs import dataset, env, jsonl_keys, num_classes  # noqa: F401  (fixtures)
 
 LONG = {**TINY_HP, "epochs": 50, "max_steps_per_epoch": 20}
+FOREVER = {**LONG, "epochs": 5000}          # runs until stopped
 
 
 @pytest.fixture()
@@ -145,10 +146,11 @@ def test_damaged_database_is_a_clear_error_everywhere(env, start):  # noqa: F811
     with sqlite3.connect(path) as c:
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     _damage(path)
+    with pytest.raises(Exception, match="the run database .* is damaged") as e:
+        api.enqueue_run(tiny_spec(), "/nowhere", {"epochs": 1})
+    assert isinstance(e.value, db.StoreError)
     problem = db.check_database()
     assert problem and "is damaged" in problem and "move the file aside" in problem
-    with pytest.raises(db.StoreError, match="is damaged"):
-        api.enqueue_run(tiny_spec(), "/nowhere", {"epochs": 1})
     w = start()                                      # a worker refuses to idle on it
     assert w.proc.wait(60) == 3, w.text()
     assert "error: worker cannot start: the run database" in w.text() and "is damaged" in w.text()
@@ -286,20 +288,37 @@ def test_lost_queue_message_is_reconciled_and_retry_accepts_it(dataset, start): 
 
 
 @pytest.mark.slow
-def test_killed_trainer_orphan_reaping_and_worker_liveness(dataset, start):  # noqa: F811
+def test_trainer_killed_by_the_kernel_names_the_signal(dataset, start):  # noqa: F811
     from jobs import api
-    from jobs.liveness import pid_alive
-    spec = tiny_spec(num_classes(dataset))
-    w1 = start()
-    rid = api.enqueue_run(spec, str(dataset), LONG)
-    wait_for(lambda: api.get_run(rid)["step"] >= 1, 90, "training steps", w1.text)
+    w = start()
+    rid = api.enqueue_run(tiny_spec(num_classes(dataset)), str(dataset), LONG)
+    wait_for(lambda: api.get_run(rid)["step"] >= 1, 90, "training steps", w.text)
     os.kill(api.get_run(rid)["pid"], signal.SIGKILL)          # as the kernel's OOM killer does
-    wait_for(lambda: _status(rid) in db.FINISHED, 30, "the run to end", w1.text)
+    wait_for(lambda: _status(rid) in db.FINISHED, 30, "the run to end", w.text)
     r = api.get_run(rid)
     assert r["status"] == "failed" and "killed by SIGKILL (signal 9)" in r["error"], r["error"]
-    assert "out-of-memory" in r["error"]
+    assert "out-of-memory" in r["error"] and w.proc.poll() is None
 
-    rid = api.enqueue_run(spec, str(dataset), LONG)
+
+def test_worker_status_uses_the_reapers_liveness_rule(env):  # noqa: F811
+    import subprocess
+    import sys
+
+    from jobs import api
+    from jobs.liveness import HOST
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    db.write(lambda s: s.add(db.Worker(id=f"{HOST}:{gone.pid}", hostname=HOST, pid=gone.pid)))
+    ws = api.worker_status()                  # its heartbeat is fresh, but its pid is dead
+    assert not ws["alive"] and not any(w["alive"] for w in ws["workers"])
+
+
+@pytest.mark.slow
+def test_new_worker_stops_an_orphaned_trainer(dataset, start):  # noqa: F811
+    from jobs import api
+    from jobs.liveness import pid_alive
+    w1 = start()
+    rid = api.enqueue_run(tiny_spec(num_classes(dataset)), str(dataset), FOREVER)
     wait_for(lambda: api.get_run(rid)["step"] >= 1, 90, "training steps", w1.text)
     trainer, w1_id = api.get_run(rid)["pid"], api.get_run(rid)["worker_id"]
     w1.kill(signal.SIGKILL)
@@ -316,12 +335,39 @@ def test_killed_trainer_orphan_reaping_and_worker_liveness(dataset, start):  # n
 
 
 @pytest.mark.slow
+def test_tracked_torchrun_reports_into_the_store(dataset, env, tmp_path):  # noqa: F811
+    """The multi-node recipe's launcher path (c10d rendezvous, here with one node)."""
+    import json
+    import subprocess
+    import sys
+
+    from jobs import api
+    from tests.jobs_helpers import REPO, free_port
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(tiny_spec(num_classes(dataset))))
+    hp = {**TINY_HP, "epochs": 2, "max_steps_per_epoch": 2}
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    p = subprocess.run([sys.executable, "-m", "jobs.track", "--arch", str(spec), "--data", str(dataset),
+                        "--name", "multi", "--hparams", json.dumps(hp), "--", torchrun, "--nnodes=1",
+                        "--node-rank=0", "--nproc-per-node=1", "--rdzv-backend=c10d",
+                        f"--rdzv-endpoint=127.0.0.1:{free_port()}"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (r,) = api.list_runs()
+    assert (r["name"], r["status"], r["epoch"], r["attempts"]) == ("multi", "succeeded", 2, 1)
+    assert p.stdout.splitlines()[0] == f"run {r['id']}: {r['output_dir']}"
+    assert "--rdzv-endpoint" in (Path(r["output_dir"]) / "train.log").read_text()
+    assert {(x["event"], x["split"], x["epoch"], x["step"], x["name"]) for x in api.get_metrics(r["id"])} \
+        == jsonl_keys(Path(r["output_dir"]))
+
+
+@pytest.mark.slow
 def test_dataset_deleted_mid_run_fails_the_run(dataset, start, tmp_path):  # noqa: F811
     from jobs import api
     data = Path(shutil.copytree(dataset, tmp_path / "data"))
     w = start()
     rid = api.enqueue_run(tiny_spec(num_classes(data)), str(data),
-                          {**TINY_HP, "epochs": 8, "max_steps_per_epoch": 2})
+                          {**TINY_HP, "epochs": 30, "max_steps_per_epoch": 2})
     wait_for(lambda: len(api.get_run(rid)["checkpoints"]) >= 1, 120, "a first epoch", w.text, every=0.05)
     shutil.rmtree(data)
     wait_for(lambda: _status(rid) in db.FINISHED, 120, "the run to end", w.text)
@@ -343,7 +389,7 @@ def test_redis_and_postgresql_two_workers_cancel_crash_retry(dataset, env, monke
         try:
             assert api.health() is None and db.get_engine().dialect.name == "postgresql"
             spec = tiny_spec(num_classes(dataset))
-            a = api.enqueue_run(spec, str(dataset), LONG, name="cancel-me")
+            a = api.enqueue_run(spec, str(dataset), FOREVER, name="cancel-me")
             b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 6, "max_steps_per_epoch": 3})
             wait_for(lambda: all(len(api.get_run(i)["checkpoints"]) >= 1 for i in (a, b)), 120,
                      "both runs to checkpoint", logs, every=0.1)
