@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 
-def _ids(s: str) -> list[str]:
+def parse_ids(s: str) -> list[str]:
+    """``"0, 2"`` -> ``["0", "2"]`` (``-1`` and blanks mean none)."""
     return [x.strip() for x in s.split(",") if x.strip() and x.strip() != "-1"]
 
 
@@ -27,7 +28,9 @@ def worker_gpus() -> list[str]:
     """This worker's GPU ids (strings, as ``CUDA_VISIBLE_DEVICES`` takes them)."""
     for var in ("CSN_GPUS", "CUDA_VISIBLE_DEVICES"):
         if os.environ.get(var) is not None:
-            return _ids(os.environ[var])
+            return parse_ids(os.environ[var])
+    if not os.path.isdir("/proc/driver/nvidia/gpus"):   # no NVIDIA driver: skip importing torch
+        return []
     try:
         import torch
         n = torch.cuda.device_count()

@@ -31,7 +31,7 @@ from db.config import REPO
 
 from .hparams import hparam_args, validate_hparams
 from .liveness import HOST, heartbeat_s, kill_group, worker_id
-from .resources import _ids, fit, host_lock, resolve, worker_gpus, worker_threads
+from .resources import fit, host_lock, parse_ids, resolve, worker_gpus, worker_threads
 from .tail import is_video_top1, metric_rows, read_events
 
 LOG_TAIL_CHARS = 4000
@@ -60,7 +60,7 @@ def _claim_in(s, run_id: int, have: list[str], budget: int) -> dict[str, Any] | 
     req = resolve(r.gpus, r.threads or train_threads(hp), have)
     busy = s.execute(select(Run.devices, Run.threads, Run.worker_id).where(
         Run.status == RUNNING, Run.worker_id.like(f"{HOST}:%"))).all()
-    devices, why = fit(req, have, budget, {d for devs, _, _ in busy for d in _ids(devs or "")},
+    devices, why = fit(req, have, budget, {d for devs, _, _ in busy for d in parse_ids(devs or "")},
                        sum(t or 0 for _, t, w in busy if w == worker_id()))
     if devices is None:
         r.wait_reason = f"{why} on worker {worker_id()}"
