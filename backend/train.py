@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader
 from backend.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
                                 read_checkpoint, rng_state, save_atomic, set_rng_state)
 from backend.csn import ArchSpec, SpecError, build_model, preset
+from backend.csn.perf import check_amp
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
                               load_splits)
 from backend.evaluate import evaluate, video_loader
@@ -265,6 +266,7 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     t_start = time.time()
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // d.world))
     device = _pick_device(cfg.device, d.local_rank)
+    amp_dtype = check_amp(device, cfg.amp)   # refuses a precision the device only emulates
     out = Path(cfg.out)
     if not cfg.data:
         raise DatasetError("no data given (--data DIR_OR_CSV)")
@@ -322,7 +324,6 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     opt, lr = _build_optimizer(model, cfg, d.world)
     warmup_epochs = cfg.warmup_epochs if cfg.warmup_epochs is not None else cfg.epochs * 10 / 45
     sched = _build_scheduler(opt, total_steps, round(warmup_epochs * steps), cfg.warmup_start)
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 

@@ -6,7 +6,8 @@
    and ResNet3D-50. "plain" = nn.Conv3d everywhere, contiguous float32 (the way the models
    are built without this project's perf settings); "fast" = DepthwiseConv3d +
    ``backend.csn.perf.recommended_settings`` (channels_last_3d, float32). Extra rows isolate
-   the layout (fast depthwise on contiguous tensors) and bf16 autocast. Prints the wall-clock
+   the layout (fast depthwise on contiguous tensors) and bf16 autocast (only on a CPU with
+   native bf16: elsewhere it is a ~19x slower fallback, skipped). Prints the wall-clock
    speed-up of ir-CSN-50 over ResNet3D-50 beside their FLOP ratio (``backend.csn.count``).
 2. Inference (batch 1, no_grad, eval), clips/s, ir-CSN-152 at 8x224x224 and 32x224x224
    (``--quick``: 8 frames only).
@@ -27,7 +28,8 @@ from torch import nn  # noqa: E402
 
 from backend.csn import build_model, count, preset  # noqa: E402
 from backend.csn.ops import set_depthwise_impl  # noqa: E402
-from backend.csn.perf import PerfSettings, prepare_input, prepare_model, recommended_settings  # noqa: E402
+from backend.csn.perf import (PerfSettings, cpu_native_precisions, prepare_input,  # noqa: E402
+                              prepare_model, recommended_settings)
 
 
 def make(name: str, variant: str, frames: int, size: int, train: bool):
@@ -101,11 +103,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     frames, size, b = 8, 112, args.batch
     print(f"threads={args.threads} torch={torch.__version__}; best-of-{args.repeat} interleaved")
+    native = cpu_native_precisions()
+    print(f"native reduced precision on this CPU: {', '.join(sorted(native)) or 'none'}")
+    # bf16 without native support runs a scalar fallback (~19x slower): skipped, not timed
+    bf16 = [] if args.quick or "bf16" not in native else ["fast-bf16"]
 
     # ---- 1. training --------------------------------------------------------------
     arch_variants = {
-        "ir-csn-50": ["plain", "fast"] + ([] if args.quick else ["plain-cl", "fast-contig",
-                                                                 "fast-bf16"]),
+        "ir-csn-50": ["plain", "fast"] + ([] if args.quick else ["plain-cl", "fast-contig"]) + bf16,
         "ip-csn-50": ["plain", "fast"],
         "resnet3d-50": ["plain", "fast"],
     }

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from backend import checkpoint as ck
 from backend.csn.ops import set_depthwise_impl
 from backend.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_atomic
 from backend.train import TrainConfig, main, train
-from motion_data import TINY_SPEC, make_dataset
+from motion_data import COLOURS, TINY_SPEC, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 8  # 3 steps each: 24 training videos, batch 8
@@ -81,7 +82,9 @@ def test_loss_decreases_and_events_follow_the_contract(run6):
     assert [e["step"] for e in steps] == list(range(1, 3 * EPOCHS + 1))
     train_m, val_m = epoch_metrics(events, "train"), epoch_metrics(events, "val")
     assert sorted(train_m) == sorted(val_m) == list(range(1, EPOCHS + 1))
-    assert train_m[EPOCHS]["loss"] < train_m[1]["loss"] - 0.3
+    # whether the trainer learns is test_trainer_fits_a_task_it_can_fit's job: 24 SGD steps on
+    # the motion task sit on its plateau, where the loss curve depends on the CPU's kernels
+    assert all(math.isfinite(m["loss"]) for m in train_m.values())
     assert {"loss", "clip_top1", "video_top1", "video_top5"} <= set(val_m[EPOCHS])
     assert val_m[EPOCHS]["videos"] == 6 and val_m[EPOCHS]["video_top5"] == 1.0   # 3 classes
     # lr: linear warm-up over epoch 1 (3 iterations), then half-cosine to 0
@@ -89,6 +92,30 @@ def test_loss_decreases_and_events_follow_the_contract(run6):
     assert lrs[0] < lrs[2] and lrs[-1] == pytest.approx(0.0, abs=1e-12)
     assert max(lrs) == pytest.approx(0.1)
     assert result["metrics"]["val_video_top1"] == val_m[EPOCHS]["video_top1"]
+
+
+@pytest.mark.parametrize("depthwise", ["native", "fast"])
+def test_trainer_fits_a_task_it_can_fit(tmp_path, spec_file, depthwise):
+    """The trainer learns: on the colour task (the background colour is the class) the tiny
+    ir-CSN goes from chance to a small loss in 24 SGD steps. Margins measured over 15 runs
+    (seeds 0-7, native and fast depthwise, default oneDNN ISA and ONEDNN_MAX_CPU_ISA=AVX2):
+    last-two-epoch train loss <= 0.22x epoch 1's, final val loss <= 0.59 (chance ln 3 = 1.10),
+    val video@1 >= 0.67. A different seed moves these far more than a different CPU kernel,
+    so the bounds below (about 2x looser) cannot hang on one kernel's rounding."""
+    data = make_dataset(tmp_path / "colour", per_class=8, val_per_class=2,
+                        classes=tuple(COLOURS), task="colour")
+    seen: list[dict] = []
+    set_depthwise_impl(depthwise)
+    try:
+        train(cfg_for(data, spec_file, tmp_path / "run", epochs=8, lr=0.03), callback=seen.append)
+    finally:
+        set_depthwise_impl("native")                       # the module's setting
+    train_m, val_m = epoch_metrics(seen, "train"), epoch_metrics(seen, "val")
+    first, last_two = train_m[1]["loss"], (train_m[7]["loss"] + train_m[8]["loss"]) / 2
+    assert first > 0.9 * math.log(3)                       # it starts at chance...
+    assert last_two < 0.4 * first, [m["loss"] for m in train_m.values()]   # ...and learns
+    assert val_m[8]["loss"] < 0.7 * math.log(3), val_m[8]
+    assert val_m[8]["video_top1"] >= 0.5, val_m[8]          # chance: 1/3
 
 
 def test_checkpoints_are_plain_dicts_and_last_k_kept(run6):

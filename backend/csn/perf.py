@@ -5,7 +5,9 @@ Measured on CPU (2-core AMD EPYC, torch 2.13; see ``bench/bench_step.py``):
 * the fast depthwise conv (:class:`~backend.csn.depthwise.DepthwiseConv3d`);
 * ``channels_last_3d`` for model and input: oneDNN's depthwise forward is fast only in this
   layout, and the pointwise convs / BatchNorm do not lose from it;
-* float32, no autocast: bfloat16 autocast is slower on CPUs without native bf16 matmul;
+* float32, no autocast: bfloat16 autocast is slower on CPUs without native bf16 matmul
+  (19x slower for the ir-CSN-50 train step on a 2-core AMD EPYC without avx512_bf16), so
+  :func:`check_amp` refuses reduced precision on a CPU that lacks native support for it;
 * no ``torch.compile`` (needs a C++ compiler at run time; not a default);
 * threads: torch's default (one per core) is fastest when the process has the cores to
   itself; pass ``threads=`` to share a machine.
@@ -24,7 +26,9 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ContextManager
 
 import torch
@@ -48,6 +52,82 @@ class PerfSettings:
     @property
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last_3d if self.channels_last else torch.contiguous_format
+
+
+class PrecisionError(ValueError):
+    """Reduced precision asked for on a device that would run it on a slow fallback path."""
+
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) below which it has no bf16 / fp16
+# kernels, whatever the CPU can do
+_NATIVE_ISA = {"bf16": "avx512_bf16 / amx_bf16", "fp16": "avx512_fp16 / amx_fp16"}
+_ISA_WITHOUT = {
+    "bf16": {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"},
+    "fp16": {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+             "AVX512_CORE_VNNI", "AVX512_CORE_BF16"},
+}
+
+
+def _cpu_flags() -> set[str]:
+    """``/proc/cpuinfo`` flags (the ``lscpu`` fallback); empty where unreadable."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@lru_cache(maxsize=None)
+def cpu_native_precisions() -> frozenset[str]:
+    """The reduced precisions ("bf16", "fp16") this CPU runs natively, as oneDNN is allowed to.
+
+    bf16: avx512_bf16 or AMX tiles; fp16: AMX-FP16 or avx512_fp16 (torch's cpuinfo queries,
+    ``/proc/cpuinfo`` flags as a fallback). A ``ONEDNN_MAX_CPU_ISA`` cap below those ISAs
+    removes them, since oneDNN then takes the same slow path as a CPU without them.
+    """
+    flags = _cpu_flags()
+    cpu = getattr(torch, "cpu", None)
+
+    def has(query: str, *flag_names: str) -> bool:
+        fn = getattr(cpu, query, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except RuntimeError:
+            pass
+        return any(f in flags for f in flag_names)
+
+    found = set()
+    if has("_is_avx512_bf16_supported", "avx512_bf16") or has("_is_amx_tile_supported", "amx_bf16"):
+        found.add("bf16")
+    if has("_is_amx_fp16_supported", "amx_fp16") or "avx512_fp16" in flags:
+        found.add("fp16")
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    return frozenset(p for p in found if cap not in _ISA_WITHOUT[p])
+
+
+def check_amp(device: str | torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` ("none" | "bf16" | "fp16") on ``device``.
+
+    Raises :class:`PrecisionError` for reduced precision on a CPU without native support
+    (autocast would fall back to a scalar path, an order of magnitude slower than float32)
+    and for bf16 on a CUDA device that lacks it.
+    """
+    dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    dev = torch.device(device)
+    if dtype is None:
+        return None
+    if dev.type == "cpu" and amp not in cpu_native_precisions():
+        raise PrecisionError(
+            f"--amp {amp}: this CPU has no native {amp} support ({_NATIVE_ISA[amp]} missing, or "
+            f"ONEDNN_MAX_CPU_ISA caps oneDNN below it), so autocast would run a slow "
+            f"fallback (19x slower than float32 measured on an AMD EPYC); use --amp none")
+    if dev.type == "cuda" and amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise PrecisionError("--amp bf16: this GPU has no bfloat16 support; use --amp fp16 or none")
+    return dtype
 
 
 def recommended_settings(device: str | torch.device = "cpu", train: bool = True,
