@@ -8,6 +8,7 @@ torch-free and TrainConfig remains the one source of truth. The worker owns the 
 from __future__ import annotations
 
 import ast
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -16,11 +17,17 @@ from db.config import REPO
 RESERVED = ("out", "data", "arch", "resume")   # set by the worker from the run row
 RESOURCES = ("gpus", "threads")                 # the run's resource request
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+_parse_lock = threading.Lock()   # CPython 3.11's ast.parse is not safe in two threads at once
+
+
+def train_fields() -> dict[str, tuple[tuple[type, ...], bool]]:
+    """``{field: (accepted types, optional)}`` of TrainConfig, parsed from backend/train.py."""
+    with _parse_lock:
+        return _train_fields()
 
 
 @lru_cache(maxsize=1)
-def train_fields() -> dict[str, tuple[tuple[type, ...], bool]]:
-    """``{field: (accepted types, optional)}`` of TrainConfig, parsed from backend/train.py."""
+def _train_fields() -> dict[str, tuple[tuple[type, ...], bool]]:
     tree = ast.parse((REPO / "backend" / "train.py").read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainConfig")
     out = {}

@@ -209,15 +209,10 @@ def supervise(run_id: int) -> str | None:
     return execute(run_id, job)
 
 
-def execute(run_id: int, job: dict[str, Any]) -> str:
-    """Run a claimed (``running``) run's trainer to the end, mirroring it into the store."""
-    run_dir = Path(job["out"])
+def _launch(job: dict[str, Any], run_dir: Path) -> tuple[subprocess.Popen, Path, int]:
+    """Write the spec, start the trainer with its output appended to ``train.log``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "train.log"
-    problem = _validate(job["spec"], job["dataset"], job["hparams"])
-    if problem:
-        _finish(run_id, FAILED, problem)
-        return FAILED
     (run_dir / "spec.json").write_text(json.dumps(job["spec"], indent=1))
     ckpts = run_dir / "checkpoints"
     argv, env = command(job, run_dir, ckpts.is_dir() and any(ckpts.glob("*.pt")))
@@ -227,6 +222,21 @@ def execute(run_id: int, job: dict[str, Any]) -> str:
         lf.flush()
         proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
                                 start_new_session=True)
+    return proc, log, log_start
+
+
+def execute(run_id: int, job: dict[str, Any]) -> str:
+    """Run a claimed (``running``) run's trainer to the end, mirroring it into the store."""
+    run_dir = Path(job["out"])
+    try:                       # whatever goes wrong before the trainer runs ends the run here
+        problem = _validate(job["spec"], job["dataset"], job["hparams"])
+        if problem:
+            _finish(run_id, FAILED, problem)
+            return FAILED
+        proc, log, log_start = _launch(job, run_dir)
+    except Exception as e:  # noqa: BLE001 - recorded on the run (disk full, say)
+        _finish(run_id, FAILED, f"could not start the trainer: {type(e).__name__}: {e}")
+        return FAILED
     with _active_lock:
         _active[run_id] = proc
     offset, cancelled, last = job["offset"], False, 0.0

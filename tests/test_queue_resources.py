@@ -246,21 +246,21 @@ def test_gpu_slots_six_one_gpu_runs_on_three_gpus(dataset, start):  # noqa: F811
 def test_two_gpu_run_waits_for_two_free_devices_and_runs_two_ranks(dataset, start):  # noqa: F811
     from jobs import api
     w = start(3, CSN_GPUS="0,1,2", CSN_THREADS="4")
-    spec = tiny_spec(num_classes(dataset))
-    short = {**TINY_HP, "epochs": 2, "max_steps_per_epoch": 2}
-    a = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 2, "max_steps_per_epoch": 3}, gpus=1)
-    b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 2, "max_steps_per_epoch": 3}, gpus=1)
+    spec, data = tiny_spec(num_classes(dataset)), str(dataset / "train")   # no evaluation passes
+    one = {**TINY_HP, "val_fraction": 0, "epochs": 4, "max_steps_per_epoch": 3}
+    a = api.enqueue_run(spec, data, one, gpus=1)
+    b = api.enqueue_run(spec, data, one, gpus=1)
     wait_for(lambda: _status(a) == _status(b) == "running", 60, "two 1-GPU runs", w.text)
-    c = api.enqueue_run(spec, str(dataset), {**short, "threads": 2}, gpus=2, name="ddp")
+    c = api.enqueue_run(spec, data, {**one, "epochs": 2, "threads": 2}, gpus=2, name="ddp")
     wait_for(lambda: api.get_run(c)["wait_reason"], 30, "the 2-GPU run to say it waits", w.text)
     r = api.get_run(c)
     assert r["status"] == "queued" and "waiting for 2 free GPUs (1 of 3 free)" in r["wait_reason"]
     assert api.worker_status()["waiting"] == 1
     wait_for(lambda: all(_status(i) in db.FINISHED for i in (a, b, c)), 240, "three runs", w.text)
     ra, rb, rc = api.get_run(a), api.get_run(b), api.get_run(c)
-    assert [x["status"] for x in (ra, rb, rc)] == ["succeeded"] * 3, (rc["error"], rc["log_tail"])
+    assert [x["status"] for x in (ra, rb, rc)] == ["succeeded"] * 3, [x["error"] for x in (ra, rb, rc)]
     assert rc["started_at"] >= min(ra["finished_at"], rb["finished_at"])
-    assert sorted(rc["devices"].split(",")) != [] and len(rc["devices"].split(",")) == 2
+    assert len(set(rc["devices"].split(","))) == 2 and set(rc["devices"].split(",")) <= {"0", "1", "2"}
     assert rc["wait_reason"] is None and rc["threads"] == 2
     out = Path(rc["output_dir"])
     log = (out / "train.log").read_text()
