@@ -378,32 +378,38 @@ def test_dataset_deleted_mid_run_fails_the_run(dataset, start, tmp_path):  # noq
 
 @pytest.mark.slow
 def test_redis_and_postgresql_two_workers_cancel_crash_retry(dataset, env, monkeypatch, tmp_path):  # noqa: F811
+    """...with the crashed run a 2-rank torchrun run (resumed under torchrun)."""
     from jobs import api
+    from jobs.liveness import pid_alive
     with redis_server() as redis_url, postgres_server() as pg_url:
         monkeypatch.setenv("HUEY_REDIS_URL", redis_url)
         monkeypatch.setenv("DATABASE_URL", pg_url)
         db.dispose_engines()
-        e = {**env, "HUEY_REDIS_URL": redis_url, "DATABASE_URL": pg_url}
+        e = {**env, "HUEY_REDIS_URL": redis_url, "DATABASE_URL": pg_url, "CSN_GPUS": "0,1"}
         ws = [Consumer(e, tmp_path / f"c{i}.log", 1) for i in range(2)]
         logs = lambda: "\n".join(w.text() for w in ws)  # noqa: E731
         try:
             assert api.health() is None and db.get_engine().dialect.name == "postgresql"
             spec = tiny_spec(num_classes(dataset))
-            a = api.enqueue_run(spec, str(dataset), FOREVER, name="cancel-me")
-            b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 6, "max_steps_per_epoch": 3})
+            a = api.enqueue_run(spec, str(dataset), FOREVER, name="cancel-me", gpus=0)
+            b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 6, "max_steps_per_epoch": 3,
+                                                     "threads": 2}, gpus=2)      # torchrun, 2 ranks
             wait_for(lambda: all(len(api.get_run(i)["checkpoints"]) >= 1 for i in (a, b)), 120,
                      "both runs to checkpoint", logs, every=0.1)
             assert api.get_run(a)["worker_id"] != api.get_run(b)["worker_id"]   # one each
             assert api.cancel_run(a)
             wait_for(lambda: _status(a) == "cancelled", 20, "cancellation", logs)
             victim = next(w for w in ws if f":{w.proc.pid}" in api.get_run(b)["worker_id"])
+            launcher = api.get_run(b)["pid"]
             victim.kill(signal.SIGKILL)
             wait_for(lambda: _status(b) == "crashed", 30, "crash detection", logs)
+            wait_for(lambda: not pid_alive(launcher), 10, "the orphaned torchrun group to stop")
             assert api.retry_run(b)
             wait_for(lambda: _status(b) in db.FINISHED, 120, "the retried run", logs)
             r = api.get_run(b)
             assert r["status"] == "succeeded" and r["attempts"] == 2, (r["error"], r["log_tail"])
-            assert (Path(r["output_dir"]) / "train.log").read_text().count("--resume") == 1
+            log = (Path(r["output_dir"]) / "train.log").read_text()
+            assert log.count("--resume") == 1 and log.count("--nproc_per_node=2") == 2
             assert set(jsonl_keys(Path(r["output_dir"]))) == {
                 (x["event"], x["split"], x["epoch"], x["step"], x["name"]) for x in api.get_metrics(b)}
         finally:
