@@ -20,14 +20,14 @@ _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 _parse_lock = threading.Lock()   # CPython 3.11's ast.parse is not safe in two threads at once
 
 
-def train_fields() -> dict[str, tuple[tuple[type, ...], bool]]:
-    """``{field: (accepted types, optional)}`` of TrainConfig, parsed from backend/train.py."""
+def train_fields() -> dict[str, tuple[tuple[type, ...], Any]]:
+    """``{field: (accepted types, default)}`` of TrainConfig, parsed from backend/train.py."""
     with _parse_lock:
         return _train_fields()
 
 
 @lru_cache(maxsize=1)
-def _train_fields() -> dict[str, tuple[tuple[type, ...], bool]]:
+def _train_fields() -> dict[str, tuple[tuple[type, ...], Any]]:
     tree = ast.parse((REPO / "backend" / "train.py").read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainConfig")
     out = {}
@@ -35,7 +35,11 @@ def _train_fields() -> dict[str, tuple[tuple[type, ...], bool]]:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             parts = [p.strip() for p in ast.unparse(node.annotation).split("|")]
             types = tuple(t for p in parts for t in _TYPES.get(p, ()))
-            out[node.target.id] = (types, "None" in parts)
+            try:
+                default = ast.literal_eval(node.value) if node.value is not None else None
+            except ValueError:
+                default = None
+            out[node.target.id] = (types, default)
     return out
 
 
@@ -67,11 +71,15 @@ def validate_hparams(hparams: dict[str, Any] | None) -> dict[str, Any]:
 
 def hparam_args(hparams: dict[str, Any]) -> list[str]:
     """Trainer flags of validated hparams: ``{"batch_size": 2, "amp": "bf16"}`` ->
-    ``["--batch-size", "2", "--amp", "bf16"]``; True becomes a bare ``--flag``, False none."""
+    ``["--batch-size", "2", "--amp", "bf16"]``; True is a bare ``--flag``; False is
+    ``--no-flag`` for a switch whose default is on or automatic, else nothing."""
     out: list[str] = []
     for k, v in validate_hparams(hparams).items():
-        if k in RESOURCES or v is None or v is False:
+        if k in RESOURCES or v is None:
             continue
         flag = "--" + k.replace("_", "-")
-        out += [flag] if v is True else [flag, str(v)]
+        if v is False:
+            out += [] if train_fields()[k][1] is False else ["--no-" + flag[2:]]
+        else:
+            out += [flag] if v is True else [flag, str(v)]
     return out

@@ -93,6 +93,8 @@ def test_hparams_are_train_config_fields_and_never_paths(env, tmp_path):  # noqa
     rid = api.enqueue_run(spec, str(tmp_path), {"epochs": 2, "lr": 0.1, "gpus": 0, "amp": "bf16"})
     r = api.get_run(rid)
     assert r["hparams"] == {"epochs": 2, "lr": 0.1, "amp": "bf16"} and r["gpus"] == 0
+    from jobs.hparams import hparam_args
+    assert hparam_args({"progress": False, "threads": 2, "gpus": 1}) == ["--no-progress"]
     # a row written around the API (an older client, say) is refused by the worker
     db.write(lambda s: setattr(s.get(db.Run, rid), "hparams", {"epochs": 1, "out": "/elsewhere"}))
     assert supervise(rid) == "failed"
@@ -361,13 +363,24 @@ def test_tracked_torchrun_reports_into_the_store(dataset, env, tmp_path):  # noq
         == jsonl_keys(Path(r["output_dir"]))
 
 
+def _trainer_checks_readability() -> bool:
+    from jobs.hparams import train_fields
+    return "max_bad_fraction" in train_fields()
+
+
 @pytest.mark.slow
+@pytest.mark.xfail(not _trainer_checks_readability(), strict=True,
+                   reason="the trainer's unreadable-video check (issue 14) is not merged yet")
 def test_dataset_deleted_mid_run_fails_the_run(dataset, start, tmp_path):  # noqa: F811
     from jobs import api
     data = Path(shutil.copytree(dataset, tmp_path / "data"))
+    from jobs.hparams import train_fields
+    # 64 px: a batch left with one readable clip still has more than one value per channel
+    hp = {**TINY_HP, "epochs": 30, "max_steps_per_epoch": 2, "size": 64}
+    if "cache_mb" in train_fields():   # a frame cache would keep the deleted videos in memory
+        hp["cache_mb"] = 0
     w = start()
-    rid = api.enqueue_run(tiny_spec(num_classes(data)), str(data),
-                          {**TINY_HP, "epochs": 30, "max_steps_per_epoch": 2})
+    rid = api.enqueue_run(tiny_spec(num_classes(data)), str(data), hp)
     wait_for(lambda: len(api.get_run(rid)["checkpoints"]) >= 1, 120, "a first epoch", w.text, every=0.05)
     shutil.rmtree(data)
     wait_for(lambda: _status(rid) in db.FINISHED, 120, "the run to end", w.text)
