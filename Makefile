@@ -8,7 +8,9 @@ export HF_HUB_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-fast bench motion-model clean
+PEERS := $(VENV)/.peers-installed
+
+.PHONY: install peers run test test-fast bench motion-model clean
 
 $(STAMP): requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,10 +23,18 @@ $(STAMP): requirements.txt constraints.txt
 
 install: $(STAMP)
 
+# test-only: the peers' own packages (pytorchvideo, mmaction2) for tests/test_convert_peers.py,
+# without their dependency resolution so torch and the app's pins stay as they are
+$(PEERS): $(STAMP) requirements-peers.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -c constraints.txt -r requirements-peers.txt
+	touch $(PEERS)
+
+peers: $(PEERS)
+
 run: install
 	$(BIN)/python -m app.launch
 
-test: install
+test: install peers
 	$(BIN)/python -m pytest
 
 test-fast: install

@@ -36,6 +36,33 @@ def keep_form_state(session_state: Any) -> None:
             session_state[k] = session_state[k]
 
 
+def _design_file():
+    from backend.paths import data_dir
+
+    return data_dir() / "builder_design.json"
+
+
+def remember_design(spec) -> None:
+    """Keep the builder's last valid design on disk, so a fresh session (/train opened
+    directly, a reload) starts from it. Best effort: a read-only data dir just skips it."""
+    try:
+        f = _design_file()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(spec.to_json(indent=1))
+    except OSError:
+        pass
+
+
+def load_design():
+    """The design :func:`remember_design` kept, as an ArchSpec, or None."""
+    from backend.csn import ArchSpec, SpecError
+
+    try:
+        return ArchSpec.from_json(_design_file().read_text()).validate()
+    except (OSError, ValueError, TypeError, SpecError):
+        return None
+
+
 _HEALTH: dict[tuple, tuple[float, str]] = {}
 HEALTH_TTL_S = (300.0, 10.0)   # re-check a healthy / a broken configuration after this long
 
@@ -106,18 +133,6 @@ def save_architecture(name: str, spec) -> tuple[bool, str]:
     except Exception as e:  # shown inline, never as a traceback
         return False, f"Cannot save {name!r}: {e}"
     return True, f"Saved architecture {name!r}."
-
-
-DEFAULT_DEMO_URL = "http://127.0.0.1:7860"
-
-
-def demo_url() -> str:
-    """Where the Gradio demo listens: env CSN_DEMO_URL, else 127.0.0.1 on CSN_DEMO_PORT (7860)."""
-    import os
-
-    port = os.environ.get("CSN_DEMO_PORT")
-    default = f"http://127.0.0.1:{port}" if port else DEFAULT_DEMO_URL
-    return (os.environ.get("CSN_DEMO_URL") or default).rstrip("/")
 
 
 def url_reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:

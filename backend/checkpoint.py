@@ -115,11 +115,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError:  # (its message would quote the file's bytes)
         raise CheckpointError(f"{path} is not a plain-data checkpoint (refusing to unpickle "
-                              f"arbitrary objects): {str(e).splitlines()[0]}") from None
+                              f"arbitrary objects)") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {e}") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint "
+                              f"({type(e).__name__} from torch.load)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a CSN Explorer checkpoint "
                               f"(expected format {FORMAT!r})")
@@ -133,7 +134,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"):
     """``(model, spec, classes, ckpt)``: the model in eval mode with its weights loaded."""
     from backend.csn import ArchSpec, build_model
     ckpt = read_checkpoint(path, map_location)
-    spec = ArchSpec.from_dict(ckpt["spec"])
+    spec_d, cfg = dict(ckpt["spec"]), ckpt.get("config") or {}
+    if "input_mean" not in spec_d and cfg.get("mean") and cfg.get("std"):
+        # imported before the spec held the normalisation: it was in config
+        spec_d.update(input_mean=cfg["mean"], input_std=cfg["std"])
+    spec = ArchSpec.from_dict(spec_d)
     model = build_model(spec)
     try:
         model.load_state_dict(ckpt["model"])

@@ -31,7 +31,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ def read_classes(path: str | os.PathLike) -> list[str]:
         raise DatasetError(f"{path}: no class names")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise DatasetError(f"{path}: duplicate class names {dup}")
+        raise DatasetError(f"{path}: {len(dup)} duplicate class name(s)")
     return names
 
 
@@ -124,8 +124,11 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
     if not path.is_file():
         raise DatasetError(f"CSV list {path} does not exist")
     root = Path(video_root) if video_root is not None else path.parent
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error):  # never quote the file's bytes
+        raise DatasetError(f"{path}: not a UTF-8 CSV text file") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"{path}: empty CSV list")
@@ -139,7 +142,8 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
         rows = [header] + rows  # no header row: path,label[,split]
     else:
         raise DatasetError(f"{path}: expected columns path,label[,split] or "
-                           f"label,youtube_id,time_start,time_end[,split]; got {rows[0]}")
+                           f"label,youtube_id,time_start,time_end[,split]; its first row "
+                           f"has {len(rows[0])} column(s) that match neither")
     col = {h: i for i, h in enumerate(header)}
     need = ("label", "youtube_id", "time_start", "time_end") if kind == "kinetics" else ("path", "label")
     missing = [h for h in need if h not in col]
@@ -158,8 +162,9 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
             else:
                 p = Path(r[col["path"]].strip())
                 file = p if p.is_absolute() else root / p
-        except (IndexError, ValueError) as e:
-            raise DatasetError(f"{path}:{n}: bad row {r} ({e})") from None
+        except (IndexError, ValueError):  # the row itself is not quoted (file contents)
+            raise DatasetError(f"{path}:{n}: bad row ({len(r)} column(s); expected "
+                               f"{', '.join(need)}{' and split' if 'split' in col else ''})") from None
         recs.append((str(file), label, {"validate": "val", "validation": "val"}.get(split, split)))
     if not recs:
         raise DatasetError(f"{path}: no rows")
@@ -171,13 +176,14 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
             classes = sorted(labels)
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, list[VideoItem]] = {}
-    for file, lb, split in recs:
+    for n, (file, lb, split) in enumerate(recs, start=2):
         if lb in index:
             y = index[lb]
         elif lb.isdigit() and int(lb) < len(classes):
             y = int(lb)
         else:
-            raise DatasetError(f"{path}: label {lb!r} is not a known class")
+            raise DatasetError(f"{path}:{n}: the label is not one of the {len(classes)} known "
+                               f"classes (nor a class index)")
         out.setdefault(split, []).append(VideoItem(file, y))
     return list(classes), out
 
@@ -262,12 +268,14 @@ class ClipDataset(Dataset):
     """
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, scale: tuple[int, int] | None = None, train: bool = True):
-        from backend.video import ClipTransform
+                 size: int = 112, scale: tuple[int, int] | None = None, train: bool = True,
+                 norm: Any = None):
+        from backend.video import ClipTransform, Norm
         self.items = list(items)
         self.frames, self.rate, self.size, self.train = frames, rate, size, train
+        self.norm = norm or Norm()  # the spec's input normalisation (backend.video.Norm.of)
         # default scale: the paper's 256-320 for a 224 crop, in proportion
-        self.transform = ClipTransform(size=size, train=True, scale=scale)
+        self.transform = ClipTransform(size=size, train=True, scale=scale, norm=self.norm)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -278,7 +286,7 @@ class ClipDataset(Dataset):
         path = self.items[index].path
         if not self.train:
             return video.test_clips(path, frames=self.frames, rate=self.rate, size=self.size,
-                                    num_clips=1)[0]
+                                    num_clips=1, norm=self.norm)[0]
         return video.train_clip(path, self.transform, frames=self.frames, rate=self.rate,
                                 rng=np.random.default_rng(seed), threads=1)
 
@@ -297,9 +305,10 @@ class VideoDataset(Dataset):
     N clips uniformly spread over the video, centre crops)."""
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, num_clips: int = 10):
+                 size: int = 112, num_clips: int = 10, norm: Any = None):
         self.items = list(items)
         self.frames, self.rate, self.size, self.num_clips = frames, rate, size, num_clips
+        self.norm = norm  # backend.video.Norm (None: Kinetics mean/std, RGB)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -309,7 +318,7 @@ class VideoDataset(Dataset):
         item = self.items[index]
         try:
             clips = test_clips(item.path, frames=self.frames, rate=self.rate, size=self.size,
-                               num_clips=self.num_clips, crops=1)
+                               num_clips=self.num_clips, crops=1, norm=self.norm)
             return torch.as_tensor(clips), item.label
         except (VideoError, OSError) as e:
             log.warning("skipping unreadable video %s: %s", item.path, e)

@@ -69,8 +69,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, *,
 
 
 def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
-                 videos_per_batch: int = 1, workers: int = 0) -> DataLoader:
-    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips)
+                 videos_per_batch: int = 1, workers: int = 0, norm: Any = None) -> DataLoader:
+    """``norm``: a backend.video.Norm, normally ``Norm.of(spec)`` (None: Kinetics, RGB)."""
+    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips, norm=norm)
     return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
                       collate_fn=collate_skip)
 
@@ -85,10 +86,15 @@ def clip_settings(spec: Any, ckpt: dict[str, Any], *, frames: int | None = None,
 
 
 def evaluate_videos(model: nn.Module, items: list[VideoItem], *, frames: int, rate: int, size: int,
-                    clips: int, device: torch.device = torch.device("cpu")) -> dict[str, float]:
-    """:func:`evaluate` a model on videos, ``clips`` centre clips each (channels_last_3d)."""
+                    clips: int, device: torch.device = torch.device("cpu"), spec: Any = None) -> dict[str, float]:
+    """:func:`evaluate` a model on videos, ``clips`` centre clips each (channels_last_3d),
+    normalised as ``spec`` (default: ``model.spec``) says: its input_mean / input_std / input_order."""
+    from backend.video import Norm
+    spec = spec if spec is not None else getattr(model, "spec", None)
+    norm = Norm.of(spec) if spec is not None else None
     return evaluate(model.to(memory_format=torch.channels_last_3d),
-                    video_loader(items, frames=frames, rate=rate, size=size, num_clips=clips), device)
+                    video_loader(items, frames=frames, rate=rate, size=size, num_clips=clips, norm=norm),
+                    device)
 
 
 def _items(data: Path, classes: list[str]) -> list[VideoItem]:
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         items = _items(Path(a.data), classes)
         if not items:
             raise DatasetError(f"no videos in {a.data}")
-        m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=a.clips)
+        m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=a.clips, spec=spec)
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from typing import Any
 
 from .csn import ArchSpec, CountReport, SpecError, count, list_presets, preset
 from .csn.paper import TABLE2, table_spec
-from .csn.spec import STAGE_NAMES, canonical_block
+from .csn.spec import STAGE_NAMES, canonical_block, is_simple
 
 #: Fields of ArchSpec that are not the stages: copied onto a baseline so both count alike.
 _NON_STAGE = [f.name for f in fields(ArchSpec) if f.name not in ("name", "stages")]
@@ -62,7 +62,7 @@ def error_field(err: SpecError, spec: ArchSpec) -> tuple[int | None, str]:
                 return si, "pw_groups"
             return si, "inner" if part == "conv_b" else "width"
         return si, "block"
-    if layer in ("conv1", "pool1", "head.pool"):
+    if layer in ("conv1", "pool1", "pool2", "head.pool"):
         return None, "clip"
     if layer in ("frames", "height", "width"):
         return None, "clip"
@@ -141,5 +141,48 @@ def measure_forward(spec: ArchSpec, *, threads: int = 1, repeats: int = 2,
             "build_s": build_s}
 
 
-__all__ = ["default_baseline", "baseline_spec", "error_field", "layer_rows", "stage_rows",
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _valid(spec: ArchSpec) -> bool:
+    try:
+        spec.validate()
+    except SpecError:
+        return False
+    return True
+
+
+def valid_values(spec: ArchSpec, stage: int | None, field: str, limit: int = 12) -> list[Any]:
+    """Values of one form field that make ``spec`` valid with every other field unchanged:
+    divisors for ``groups`` / ``pw_groups``, multiples of the groups for ``width`` / ``inner``,
+    the smallest clip sizes for ``clip`` (``frames``, ``height``), ``[False]`` for
+    ``temporal_stride`` when turning striding off helps. Empty when nothing nearby works."""
+    if stage is not None and field in ("groups", "pw_groups"):
+        s = spec.stages[stage]
+        cands = _divisors(max(s.width, s.inner))
+        return [v for v in cands if _valid(spec.with_stage(stage, **{field: v}))][:limit]
+    if stage is not None and field in ("width", "inner"):
+        s = spec.stages[stage]
+        step = max(s.groups, s.pw_groups, 1)
+        here = getattr(s, field)
+        cands = sorted({max(step, (here // step + k) * step) for k in range(-3, 4)})
+        changes = (lambda v: {"width": v, "inner": v}) if is_simple(s.block) else (lambda v: {field: v})
+        return [v for v in cands if _valid(spec.with_stage(stage, **changes(v)))][:limit]
+    if field in ("clip", "frames", "height", "width"):
+        out = []
+        for f in ("frames", "height"):
+            v = next((v for v in range(getattr(spec, f), 1025) if _valid(
+                replace(spec, **({f: v} if f == "frames" else {"height": v, "width": max(v, spec.width)})))), None)
+            if v is not None:
+                out.append((f, v))
+        return out
+    if field == "temporal_stride" or stage is not None:
+        off = replace(spec, temporal_stride=False, stages=[replace(s, temporal_stride=None if i == 0 else False)
+                                                           for i, s in enumerate(spec.stages)])
+        return [False] if _valid(off) else []
+    return []
+
+
+__all__ = ["valid_values", "default_baseline", "baseline_spec", "error_field", "layer_rows", "stage_rows",
            "paper_points", "stage_block_label", "measure_forward", "STAGE_NAMES"]

@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from .csn import ArchSpec, build_model
+from .csn import ArchSpec, build_model, count
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
 from .evaluate import clip_settings
-from .video import MEAN, STD, test_clips
+from .video import Norm, test_clips
+
+
+#: Multiply-adds per clip from which a model counts as big on a CPU (an ir-CSN-152 at
+#: 32x224x224 needs ~97 G; the shipped motion model 0.04 G): the demo then defaults to one
+#: clip, Grad-CAM and explanation batches of one.
+BIG_MADDS = 5e9
+Progress = Callable[[float, str], None]
 
 
 class ModelLoadError(ValueError):
@@ -84,41 +91,45 @@ class Predictor:
         self.settings = recommended_settings(self.device, train=False)
         self.model = prepare_model(self.model, self.device, train=False, settings=self.settings)
         self.frames, self.rate, self.size = clip_settings(self.spec, ck, frames=frames, rate=rate, size=size)
-        cfg = ck.get("config") or {}
-        mean, std = cfg.get("mean"), cfg.get("std")
-        # imported models may expect another normalisation than backend.video's MEAN/STD
-        self._renorm = None
-        if mean is not None and std is not None and (tuple(mean) != MEAN or tuple(std) != STD):
-            v = lambda t: torch.tensor(t, dtype=torch.float32).view(1, 3, 1, 1, 1)  # noqa: E731
-            self._renorm = (v(MEAN), v(STD), v(mean), v(std))
+        # what the model card shows: training config, metrics, epoch (never the weights)
+        self.info = {"config": ck.get("config") or {}, "metrics": ck.get("metrics") or {},
+                     "epoch": ck.get("epoch")}
+        self.norm = Norm.of(self.spec)  # the input normalisation the weights expect
         self.meta = {"name": self.spec.name, "classes": len(self.classes), "frames": self.frames,
                      "rate": self.rate, "size": self.size}
+        clip_spec = replace(self.spec, frames=self.frames, height=self.size, width=self.size)
+        self.totals = count(clip_spec).totals  # params and multiply-adds of one clip
+        self.big = self.totals.flops >= BIG_MADDS
 
     def clips(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1) -> torch.Tensor:
         """The model's input for a video: float (num_clips*crops, 3, T, S, S)."""
-        x = test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
-                       num_clips=num_clips, crops=crops, threads=1)
-        if self._renorm is not None:
-            m0, s0, m1, s1 = self._renorm
-            x = ((x * s0 + m0) - m1) / s1
-        return x
+        return test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
+                          num_clips=num_clips, crops=crops, threads=1, norm=self.norm)
 
     @torch.no_grad()
-    def probs(self, x: torch.Tensor, batch: int = 4) -> torch.Tensor:
-        """Softmax per clip: (N, K)."""
+    def probs(self, x: torch.Tensor, batch: int = 4, progress: Progress | None = None) -> torch.Tensor:
+        """Softmax per clip: (N, K). ``progress(fraction, text)`` runs after each batch (it may
+        raise to cancel)."""
         outs = []
         for i in range(0, len(x), batch):
             with autocast(self.settings):
                 logits = self.model(prepare_input(x[i:i + batch], self.settings))
             outs.append(torch.softmax(logits.float(), dim=1).cpu())
+            if progress is not None:
+                done = min(len(x), i + batch)
+                progress(done / len(x), f"classified {done}/{len(x)} clip(s)")
         return torch.cat(outs)
 
     def predict(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1,
-                topk: int = 5) -> Prediction:
+                topk: int = 5, progress: Progress | None = None) -> Prediction:
+        """Top-k of the softmax averaged over clips; ``progress`` as in :meth:`probs`, called
+        once after decoding too (batches of 1 for big models, so a cancel lands quickly)."""
         t0 = time.perf_counter()
         x = self.clips(video, num_clips, crops)
         t1 = time.perf_counter()
-        p = self.probs(x).mean(0)
+        if progress is not None:
+            progress(0.0, f"decoded {len(x)} clip(s)")
+        p = self.probs(x, batch=1 if self.big else 4, progress=progress).mean(0)
         t2 = time.perf_counter()
         k = min(topk, len(self.classes))
         vals, idx = p.topk(k)

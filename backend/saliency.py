@@ -136,11 +136,12 @@ def colormap(v: np.ndarray) -> np.ndarray:
     return (_CMAP[i] * (1 - w) + _CMAP[i + 1] * w).astype(np.uint8)
 
 
-def to_frames(clip: torch.Tensor, mean, std) -> np.ndarray:
-    """Undo normalisation: (3, T, H, W) float -> uint8 (T, H, W, 3)."""
-    m = torch.tensor(mean).view(3, 1, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1, 1)
+def to_frames(clip: torch.Tensor, mean, std, order: str = "RGB") -> np.ndarray:
+    """Undo normalisation: (3, T, H, W) float -> uint8 RGB (T, H, W, 3)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1, 1)
     x = ((clip.detach().cpu() * s + m).clamp(0, 1) * 255).round().byte()
+    x = x.flip(0) if order == "BGR" else x
     return x.permute(1, 2, 3, 0).numpy()
 
 

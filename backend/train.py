@@ -300,8 +300,10 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     scale = (cfg.scale_min or round(cfg.size * 8 / 7), cfg.scale_max or round(cfg.size * 10 / 7))
     if scale[0] > scale[1]:
         raise ValueError(f"scale-min {scale[0]} > scale-max {scale[1]}")
+    from backend.video import Norm
+    norm = Norm.of(spec)  # the normalisation the (possibly imported) weights expect
     train_ds = ClipDataset(splits.train, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
-                           scale=scale, train=True)
+                           scale=scale, train=True, norm=norm)
     sampler = SeededSampler(train_ds, seed=cfg.seed, num_replicas=d.world, rank=d.rank)
     loader_kw: dict[str, Any] = {}
     if cfg.workers > 0:
@@ -314,7 +316,7 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
     val_loader = video_loader(val_items, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
                               num_clips=cfg.eval_clips,
                               videos_per_batch=max(1, cfg.batch_size // cfg.eval_clips),
-                              workers=min(cfg.workers, 1)) if splits.val else None
+                              workers=min(cfg.workers, 1), norm=norm) if splits.val else None
     steps = len(train_loader)
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)

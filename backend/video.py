@@ -19,6 +19,7 @@ import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import av
 from av.video.reformatter import VideoReformatter
@@ -26,9 +27,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Kinetics statistics, as in VMZ / pytorchvideo.
-MEAN = (0.43216, 0.394666, 0.37645)
-STD = (0.22803, 0.22145, 0.216989)
+from backend.csn.spec import KINETICS_MEAN as MEAN, KINETICS_STD as STD  # 0-1 scale, RGB
+
+
+class Norm(NamedTuple):
+    """Input normalisation: ``(pixel / 255 - mean) / std`` per channel, after reordering the
+    decoded RGB frames to ``order``. ``Norm.of(spec)`` reads a spec's input_mean/std/order."""
+
+    mean: tuple[float, ...] = MEAN
+    std: tuple[float, ...] = STD
+    order: str = "RGB"
+
+    @classmethod
+    def of(cls, spec: Any) -> "Norm":
+        return cls(tuple(spec.input_mean), tuple(spec.input_std), spec.input_order)
 
 _CONTAINER_MAGIC = (b"\x1a\x45\xdf\xa3", b"RIFF", b"GIF8", b"FLV", b"OggS", b"\x00\x00\x01\xba")
 
@@ -372,7 +384,7 @@ def decode_clip(
 
 @dataclass
 class ClipTransform:
-    """Scale the shorter edge to s, crop S x S, normalise with MEAN/STD (paper §4.1).
+    """Scale the shorter edge to s, crop S x S, normalise with ``norm`` (paper §4.1).
 
     Training: s uniform in ``scale`` and a random crop. Test: s = ``test_scale`` and a centre
     crop, or 3 crops (left/centre/right along the longer side). The defaults keep the
@@ -385,6 +397,7 @@ class ClipTransform:
     scale: tuple[int, int] | None = None
     test_scale: int | None = None
     crops: int = 1
+    norm: Norm = Norm()
     _mean: torch.Tensor = field(init=False, repr=False)
     _std: torch.Tensor = field(init=False, repr=False)
 
@@ -398,8 +411,10 @@ class ClipTransform:
             raise ValueError(f"scales {self.scale}/{self.test_scale} must be >= crop size {self.size}")
         if self.crops not in (1, 3):
             raise ValueError("crops must be 1 or 3")
-        self._mean = torch.tensor(MEAN).view(3, 1, 1, 1)
-        self._std = torch.tensor(STD).view(3, 1, 1, 1)
+        if self.norm.order not in ("RGB", "BGR"):
+            raise ValueError(f"channel order must be RGB or BGR, got {self.norm.order!r}")
+        self._mean = torch.tensor(self.norm.mean, dtype=torch.float32).view(-1, 1, 1, 1)
+        self._std = torch.tensor(self.norm.std, dtype=torch.float32).view(-1, 1, 1, 1)
 
     def pick_scale(self, rng: np.random.Generator | None = None) -> int:
         """The shorter-edge size s for one clip (random in training)."""
@@ -433,6 +448,8 @@ class ClipTransform:
             else:  # top / centre / bottom
                 offsets = [(0, cx), (cy, cx), (h - S, cx)]
         out = torch.stack([x[:, :, y : y + S, z : z + S] for y, z in offsets])
+        if self.norm.order == "BGR":
+            out = out.flip(1)
         return (out / 255.0 - self._mean) / self._std
 
     def load(
@@ -476,12 +493,14 @@ def test_clips(
     test_scale: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
+    norm: Norm | None = None,
 ) -> torch.Tensor:
     """Paper test sampling: ``num_clips`` uniformly spaced clips x ``crops`` crops.
 
-    Returns float (num_clips * crops, 3, T, S, S), clip-major (clip 0's crops first).
+    Returns float (num_clips * crops, 3, T, S, S), clip-major (clip 0's crops first),
+    normalised with ``norm`` (default: Kinetics mean/std, RGB).
     """
-    tf = ClipTransform(size=size, train=False, test_scale=test_scale, crops=crops)
+    tf = ClipTransform(size=size, train=False, test_scale=test_scale, crops=crops, norm=norm or Norm())
     with VideoReader(path, limits=limits, threads=threads) as r:
         starts = sample_clip_times(r.duration, r.fps, frames=frames, rate=rate, num_clips=num_clips)
         return torch.cat([tf.load(r, t, frames, rate) for t in starts])

@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from backend import paths  # plain os/pathlib, no torch
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path:
     """The data directory (database, queue file, run outputs); created on demand."""
-    d = Path(os.environ.get("CSN_DATA_DIR") or REPO / "var").resolve()
+    d = paths.data_dir()  # one definition, shared with the typed-path roots
     d.mkdir(parents=True, exist_ok=True)
     return d
 

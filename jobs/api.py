@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.csn import ArchSpec, count
+from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
                 Metric, Run, Worker, as_utc, check_database, read_session, utcnow, write)
 
@@ -51,15 +52,15 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     ``--batch-size 4``); unknown keys, wrong types and the worker's paths (``out``, ``data``,
     ``arch``, ``resume``) raise ``ValueError``. The run asks for ``gpus`` (also accepted as
     ``hparams["gpus"]``; None: 1 when the worker has GPUs, else 0) and ``hparams["threads"]``
-    CPU threads (default ``CSN_TRAIN_THREADS`` or 1). A bad spec or a missing dataset is not
+    CPU threads (default ``CSN_TRAIN_THREADS`` or 1). A dataset outside the data roots raises
+    ``PathRefused`` (backend.paths); a bad spec or a missing dataset inside them is not
     rejected here: the worker fails the run with a clear error.
     """
     hp = validate_hparams(hparams)
     gpus = hp.pop("gpus", gpus)
     validate_hparams({"gpus": gpus})
     sd = _spec_dict(spec)
-    p = Path(dataset).expanduser()
-    ds = str(p.resolve()) if p.exists() else str(dataset)
+    ds = str(check_dataset(dataset))
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
@@ -140,6 +141,19 @@ def reconcile_queued(grace_s: float | None = None) -> list[int]:
         except Exception as e:  # noqa: BLE001 - reported on the run row
             print(f"reconcile: run {rid}: {e!r}", flush=True)
     return lost
+
+
+def retry_outlook(run_id: int) -> str:
+    """What retrying the run will really do, for people: the worker resumes only from a
+    checkpoint file in the run's folder (jobs.supervise), else the run starts over."""
+    r = get_run(run_id)
+    if r is None or r["status"] not in RETRYABLE:
+        return "This run cannot be retried."
+    ckpts = sorted((Path(r["output_dir"]) / "checkpoints").glob("epoch_*.pt")) if r.get("output_dir") else []
+    if ckpts:
+        return (f"Retry resumes after epoch {int(ckpts[-1].stem.split('_')[1])} (its last "
+                "checkpoint); the steps after it run again.")
+    return "Retry starts over from step 0: the run stopped before its first checkpoint."
 
 
 def run_dict(r: Run, checkpoints: list[Checkpoint] | None = None) -> dict[str, Any]:
@@ -256,6 +270,6 @@ def list_architectures() -> list[dict[str, Any]]:
                 for a in s.scalars(select(Architecture).order_by(Architecture.name))]
 
 
-__all__ = ["enqueue_run", "cancel_run", "retry_run", "reconcile_queued", "list_runs", "get_run",
-           "get_metrics", "worker_status", "health", "save_architecture", "list_architectures",
-           "huey"]
+__all__ = ["enqueue_run", "cancel_run", "retry_run", "retry_outlook", "reconcile_queued", "list_runs",
+           "get_run", "get_metrics", "worker_status", "health", "save_architecture",
+           "list_architectures", "huey"]

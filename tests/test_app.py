@@ -54,12 +54,12 @@ def test_builder_default_shows_table2_numbers_for_ir_csn_50():
     at = _app()
     m = _metrics(at)
     assert m["Parameters"] == "13.1 M"
-    assert m["Multiply-adds (paper FLOPs)"] == "10.6 G"
-    assert m["torch FLOPs (2 per MAdd)"] == "21.2 G"
-    assert m["Channel interactions (pairs)"] == "5.42 G"
+    assert m["Multiply-adds"] == "10.6 G"
+    assert m["torch FLOPs"] == "21.2 G"
+    assert m["Interactions"] == "5.42 G"
     deltas = {x.label: x.delta for x in at.metric}
     assert any("Deltas against resnet3d-50" in c.value for c in at.caption)
-    assert deltas["Multiply-adds (paper FLOPs)"].startswith("-64%")
+    assert deltas["Multiply-adds"].startswith("-64%")
 
 
 def test_preset_switch_changes_totals_and_resets_form():
@@ -68,13 +68,13 @@ def test_preset_switch_changes_totals_and_resets_form():
     at.selectbox(key="bld_preset").set_value("resnet3d-50").run()
     assert not at.exception
     m = _metrics(at)
-    assert (m["Parameters"], m["Multiply-adds (paper FLOPs)"], m["Channel interactions (pairs)"]) \
+    assert (m["Parameters"], m["Multiply-adds"], m["Interactions"]) \
         == ("46.9 M", "29.5 G", "5.68 G")
     assert at.selectbox(key="bld_s1_block").value == "bottleneck"
     assert at.selectbox(key="bld_baseline").value == "resnet3d-50"
     at.selectbox(key="bld_preset").set_value("ip-csn-101").run()
     m = _metrics(at)
-    assert (m["Parameters"], m["Multiply-adds (paper FLOPs)"], m["Channel interactions (pairs)"]) \
+    assert (m["Parameters"], m["Multiply-adds"], m["Interactions"]) \
         == ("24.5 M", "15.9 G", "8.67 G")
     assert at.selectbox(key="bld_baseline").value == "resnet3d-101"
 
@@ -82,10 +82,10 @@ def test_preset_switch_changes_totals_and_resets_form():
 def test_stage_edit_recounts():
     at = _app()
     at.selectbox(key="bld_s2_block").set_value("bottleneck").run()
-    flops = _metrics(at)["Multiply-adds (paper FLOPs)"]
+    flops = _metrics(at)["Multiply-adds"]
     assert flops != "10.6 G"
     at.selectbox(key="bld_s2_block").set_value("bottleneck-D").run()
-    assert _metrics(at)["Multiply-adds (paper FLOPs)"] == "10.6 G"
+    assert _metrics(at)["Multiply-adds"] == "10.6 G"
 
 
 def test_invalid_groups_show_inline_error_without_traceback():
@@ -96,9 +96,34 @@ def test_invalid_groups_show_inline_error_without_traceback():
     assert not at.exception
     errors = [e.value for e in at.error]
     assert any("conv3_1.conv_b" in e and "not divisible by 3 groups" in e for e in errors), errors
-    assert not at.metric  # no totals for an invalid design
+    # the valid values are offered, and the last valid figures stay, marked stale
+    assert any("Valid groups (3x3x3) here: 1, 2, 4, 8, 16, 32, 64, 128" in e for e in errors), errors
+    m = _metrics(at)
+    assert m["Multiply-adds (stale)"] == _metrics(_app_with("bottleneck-G-8"))["Multiply-adds"]
+    assert at.dataframe  # the layer table of the last valid design
     at.number_input(key="bld_s1_groups").set_value(8).run()
-    assert not at.error and at.metric
+    assert not at.error and "Multiply-adds" in _metrics(at)
+
+
+def _app_with(preset_name: str) -> AppTest:
+    at = _app()
+    at.selectbox(key="bld_preset").set_value(preset_name).run()
+    return at
+
+
+def test_edited_preset_gets_a_new_name_and_tstride_shows_its_default():
+    at = _app_with("ir-csn-26")
+    assert at.text_input(key="bld_name").value == "ir-csn-26"
+    sel = at.selectbox(key="bld_s1_temporal_stride")
+    assert sel.value == "auto" and sel.format_func(sel.value) == "as T-stride"  # not a placeholder
+    at.selectbox(key="bld_s0_block").set_value("ip").run()
+    assert at.text_input(key="bld_name").value == "ir-csn-26-edited"
+    assert at.session_state["builder_spec"]["name"] == "ir-csn-26-edited"
+    # /train opened directly in a new session still offers this design, under its new name
+    fresh = AppTest.from_file(MAIN, default_timeout=60)
+    fresh.switch_page(str(Path(MAIN).parent / "views" / "train.py")).run()
+    assert not fresh.exception and fresh.radio(key="train_src").value == "Current builder design"
+    assert any("**ir-csn-26-edited**" in c.value for c in fresh.caption)
 
 
 def test_groups_field_only_for_grouped_blocks():
@@ -115,8 +140,10 @@ def test_clip_too_short_is_reported():
     at = _app()
     at.number_input(key="bld_frames").set_value(2).run()
     assert not at.exception
-    assert any("too short" in e.value for e in at.error)
-    at.toggle(key="bld_tstride").set_value(False).run()
+    errors = [e.value for e in at.error]
+    assert any("too short" in e and "T-stride off" in e and "temporal_stride" not in e
+               and "at least 5 frames" in e for e in errors), errors
+    at.toggle(key="bld_temporal_stride").set_value(False).run()
     assert not at.error
 
 
@@ -124,16 +151,30 @@ def test_per_stage_temporal_stride_recounts():
     """conv5 keeping T (pytorchvideo's CSN) costs more multiply-adds; the weights stay."""
     at = _app()
     before = _metrics(at)
-    assert not [w for w in at.selectbox if w.key == "bld_s0_tstride"]  # conv2 never strides
-    assert at.selectbox(key="bld_s3_tstride").value is None
-    at.selectbox(key="bld_s3_tstride").set_value(False).run()
+    assert not [w for w in at.selectbox if w.key == "bld_s0_temporal_stride"]  # conv2 never strides
+    assert at.selectbox(key="bld_s3_temporal_stride").value == "auto"
+    at.selectbox(key="bld_s3_temporal_stride").set_value("1").run()
     after = _metrics(at)
     assert not at.exception and not at.error
     assert after["Parameters"] == before["Parameters"]
-    assert after["Multiply-adds (paper FLOPs)"] != before["Multiply-adds (paper FLOPs)"]
+    assert after["Multiply-adds"] != before["Multiply-adds"]
     at.number_input(key="bld_frames").set_value(4).run()       # conv5 input: 1 frame
-    at.selectbox(key="bld_s3_tstride").set_value(True).run()   # ...which cannot be halved
+    at.selectbox(key="bld_s3_temporal_stride").set_value("2").run()   # ...which cannot be halved
     assert any("conv5_1" in e.value and "temporal" in e.value for e in at.error)
+
+
+def test_pool2_recounts_and_normalisation_is_shown():
+    """mmaction2's with_pool2: halves T after conv2, fewer multiply-adds, same weights."""
+    at = _app()
+    before = _metrics(at)
+    assert any("Input normalisation" in c.value and "RGB" in c.value for c in at.caption)
+    at.number_input(key="bld_frames").set_value(16).run()
+    mid = _metrics(at)
+    at.toggle(key="bld_pool2").set_value(True).run()
+    after = _metrics(at)
+    assert not at.exception and not at.error
+    assert after["Parameters"] == before["Parameters"]
+    assert after["Multiply-adds"] != mid["Multiply-adds"]
 
 
 def test_uploaded_spec_loads_and_bad_json_is_reported():
@@ -142,7 +183,7 @@ def test_uploaded_spec_loads_and_bad_json_is_reported():
     at.file_uploader(key="builder_upload").upload(
         "s.json", spec.to_json().encode(), "application/json").run()
     assert not at.exception
-    assert _metrics(at)["Multiply-adds (paper FLOPs)"] == "11.9 G"
+    assert _metrics(at)["Multiply-adds"] == "11.9 G"
     bad = dict(spec.to_dict(), colour="red")
     at.file_uploader(key="builder_upload").upload(
         "bad.json", json.dumps(bad).encode(), "application/json").run()
@@ -161,8 +202,8 @@ def test_demo_page_explains_how_to_start_when_unreachable(monkeypatch):
     at = _app()
     at.switch_page(str(Path(MAIN).parent / "views" / "demo.py")).run()
     assert not at.exception
-    assert any("not running" in w.value for w in at.warning)
-    assert any("python -m app.demo" in c.value for c in at.code)
+    assert any("not running" in w.value and "CSN_DEMO_URL" in w.value for w in at.warning)
+    assert any("python -m app.demo" in m.value for m in at.markdown)
 
 
 def test_demo_page_embeds_a_reachable_demo(monkeypatch):
@@ -203,13 +244,13 @@ def _page(at: AppTest, name: str) -> AppTest:
 def test_train_page_enqueues_a_run_row(store):
     from jobs import api
 
-    data = store / "videos"
-    data.mkdir()
+    data = store / "var" / "videos"   # inside the data dir (the default data root)
+    data.mkdir(parents=True)
     at = _page(_app(), "train")  # the builder ran first: its design is the default choice
     assert any("huey_consumer jobs.tasks" in c.value for c in at.code)  # no worker alive
     assert at.radio(key="train_src").value == "Current builder design"
     at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
-    at.text_input(key="train_path").set_value(str(store / "missing")).run()
+    at.text_input(key="train_path").set_value(str(store / "var" / "missing")).run()
     assert any("No such file" in e.value for e in at.error)
     at.text_input(key="train_path").set_value(str(data)).run()
     at.number_input(key="hp_epochs").set_value(2).run()
@@ -293,7 +334,7 @@ def test_layer_table_and_measure_on_this_machine():
     at = _app()
     at.selectbox(key="bld_preset").set_value("ir-csn-26").run()
     at.number_input(key="bld_height").set_value(64).run()
-    at.number_input(key="bld_clip_w").set_value(64).run()
+    at.number_input(key="bld_width").set_value(64).run()
     spec = preset("ir-csn-26", height=64, width=64)
     assert len(at.dataframe[0].value) == len(count(spec).layers)
     [b for b in at.button if b.label == "Measure"][0].click().run(timeout=120)

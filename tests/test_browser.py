@@ -1,4 +1,6 @@
-"""The real app in a real browser: streamlit subprocess + Playwright on Debian's chromium."""
+"""The real app in a real browser: streamlit subprocess + Playwright on Debian's chromium.
+
+Screenshots of every page land in ``test-artifacts/``."""
 from __future__ import annotations
 
 import os
@@ -33,10 +35,10 @@ def _need_chromium() -> None:
 
 def _env(data: Path) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), CSN_DATA_DIR=str(data), HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False", CSN_DEMO_URL=f"http://127.0.0.1:{_free_port()}",
+               GRADIO_ANALYTICS_ENABLED="False", CSN_DEMO_PORT=str(_free_port()),
                CSN_TRAIN_THREADS="1")
-    env.pop("DATABASE_URL", None)
-    env.pop("HUEY_REDIS_URL", None)
+    for k in ("DATABASE_URL", "HUEY_REDIS_URL", "CSN_DEMO_URL", "CSN_DATA_ROOTS"):
+        env.pop(k, None)
     return env
 
 
@@ -118,11 +120,16 @@ def test_builder_in_browser(app_url):
             _choose(page, _selectbox(page, "Start from preset").first, "resnet3d-50")
             expect(flops).to_contain_text("29.5 G", timeout=30_000)
             assert _metric(page, "Parameters") == "46.9 M"
-            assert _metric(page, "Channel interactions") == "5.68 G"
+            assert _metric(page, "Interactions") == "5.68 G"
             # change one stage's block type: conv4_x bottleneck -> ir (bottleneck-D)
             _choose(page, _selectbox(page, "Block type").nth(2), "bottleneck-D (ir-CSN)")
             expect(flops).not_to_contain_text("29.5 G", timeout=30_000)
             assert page.locator('[data-testid="stException"]').count() == 0
+            # labels fit: pool1's toggle and the metric labels are not cut off
+            for label in ("pool1", "T-stride", "Multiply-adds", "Interactions"):
+                el = page.locator('[data-testid="stWidgetLabel"], [data-testid="stMetricLabel"]',
+                                  has_text=label).first
+                assert el.evaluate("e => [e, ...e.querySelectorAll('*')].every(x => x.scrollWidth <= x.clientWidth + 1)"), label
             page.wait_for_timeout(500)
             page.screenshot(path=str(shot), full_page=False)
         finally:
@@ -130,11 +137,45 @@ def test_builder_in_browser(app_url):
     assert shot.exists() and shot.stat().st_size > 10_000
 
 
-def test_train_and_watch_a_run_in_browser(tmp_path):
-    """Builder -> Train (generate data, enqueue) -> a real worker trains -> Run page goes live."""
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _demo_frame(page, url: str):
+    """Open the Demo page; the Gradio demo served by the Streamlit process, inside its iframe."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/demo", wait_until="domcontentloaded")
+    outer = page.frame_locator('iframe[title="st.iframe"]').first
+    demo = outer.frame_locator("iframe#demo")
+    expect(demo.get_by_role("button", name="Analyze")).to_be_visible(timeout=180_000)
+    return outer, demo
+
+
+def _analyze_upload(page, demo, video: Path) -> None:
+    from playwright.sync_api import expect
+
+    demo.locator('input[type="file"]').first.set_input_files(str(video))
+    demo.get_by_role("button", name="Analyze").click()
+    expect(demo.get_by_text("explanation (Grad-CAM")).to_be_visible(timeout=240_000)
+    expect(demo.locator("video").first).to_be_visible()
+    assert demo.locator('[data-testid="label-output-value"], .output-class').count() >= 1
+
+
+def test_train_watch_and_demo_in_browser(tmp_path):
+    """Only `streamlit run app/main.py` + `huey_consumer jobs.tasks`: the Demo tab classifies an
+    uploaded H.264 file; Builder -> Train -> a real worker trains -> Run page goes live; the
+    finished run's checkpoint then shows up in the demo's model list without a restart."""
     from playwright.sync_api import expect, sync_playwright
 
+    from backend.encode import write_video
+    from backend.synth import make_scene, render
+
     _need_chromium()
+    clip = write_video(tmp_path / "upload.mp4", render(make_scene("rotate-cw", (99,), size=64, frames=32)),
+                       fps=15, codec="h264")
     env = _env(tmp_path / "var")
     worker = subprocess.Popen([sys.executable, "-m", "huey.bin.huey_consumer", "jobs.tasks",
                                "-w", "1", "-k", "thread"], cwd=ROOT, env=env,
@@ -146,6 +187,13 @@ def test_train_and_watch_a_run_in_browser(tmp_path):
             browser = _browser(p)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                outer, demo = _demo_frame(page, url)
+                _analyze_upload(page, demo, clip)
+                height = page.locator('iframe[title="st.iframe"]').first.bounding_box()["height"]
+                assert height > 1100, height  # sized to the demo's content, not cut off
+                expect(demo.get_by_text("Held-out accuracy")).to_be_visible()   # the model card
+                _shot(page, "demo")
+
                 page.goto(url, wait_until="domcontentloaded")
                 flops = page.locator('[data-testid="stMetric"]', has_text="Multiply-adds").first
                 expect(flops).to_contain_text("10.6 G", timeout=60_000)
@@ -167,6 +215,7 @@ def test_train_and_watch_a_run_in_browser(tmp_path):
                 for label, v in (("Epochs", 1), ("Batch size", 4), ("Crop size", 32),
                                  ("Max steps/epoch", 2)):
                     setnum(label, v)
+                _shot(page, "train")
                 page.get_by_role("button", name="Enqueue run").click()
                 expect(page.get_by_text("Queued run #1")).to_be_visible(timeout=30_000)
                 page.get_by_role("link", name="Open run #1").click()
@@ -175,11 +224,25 @@ def test_train_and_watch_a_run_in_browser(tmp_path):
                 expect(progress).to_contain_text("succeeded", timeout=300_000)
                 expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
                 assert page.locator('[data-testid="stException"]').count() == 0
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "run.png"))
+                _shot(page, "run")
+                for name in ("runs", "compare"):
+                    page.goto(f"{url}/{name}", wait_until="domcontentloaded")
+                    expect(page.locator("h1").first).to_be_visible(timeout=60_000)
+                    page.wait_for_timeout(1500)
+                    assert page.locator('[data-testid="stException"]').count() == 0
+                    _shot(page, name)
+
+                # the same demo server (started on the first visit) now offers the run
+                outer, demo = _demo_frame(page, url)
+                demo.get_by_role("button", name="Refresh").click()
+                box = demo.get_by_label("Model")
+                box.click()
+                expect(demo.get_by_role("option", name="run 1:", exact=False)).to_be_visible(timeout=30_000)
+                _shot(page, "demo-models")
             finally:
                 browser.close()
     finally:
         app.close()
         _stop(worker)
-    assert (ARTIFACTS / "run.png").exists()
+    for name in ("demo", "train", "run", "runs", "compare", "demo-models"):
+        assert (ARTIFACTS / f"{name}.png").exists(), name

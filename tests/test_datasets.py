@@ -60,7 +60,7 @@ def test_csv_path_label_with_split_and_indices(data: Path, tmp_path: Path):
     assert sorted(it.label for it in s.train) == sorted(it.label for it in items)
     bad = tmp_path / "bad.csv"
     bad.write_text("path,label\nx.mp4,nosuchclass\n")
-    with pytest.raises(DatasetError, match="nosuchclass"):
+    with pytest.raises(DatasetError, match=r"bad.csv:2: the label is not one of the 3 known"):
         read_csv(bad, classes=list(CLASSES))
 
 
@@ -105,6 +105,21 @@ def test_clip_dataset_is_a_function_of_index_and_seed(data: Path):
     v = VideoDataset(s.val, frames=8, rate=2, size=24, num_clips=3)
     clips, y = v[0]
     assert clips.shape == (3, 3, 8, 24, 24) and y == s.val[0].label
+
+
+def test_datasets_normalise_as_the_spec_says(data: Path):
+    """An imported model's input_mean/std/order (backend.video.Norm) reach training and eval clips."""
+    from backend.video import MEAN, STD, Norm
+    s = load_splits(data)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.3, 0.4)
+    v = lambda t: torch.tensor(t).view(3, 1, 1, 1)  # noqa: E731
+    to_bgr = lambda x: ((x * v(STD) + v(MEAN)).flip(0) - v(mean)) / v(std)  # noqa: E731
+    a, _ = ClipDataset(s.train, frames=8, rate=2, size=24)[(0, 7)]
+    b, _ = ClipDataset(s.train, frames=8, rate=2, size=24, norm=Norm(mean, std, "BGR"))[(0, 7)]
+    torch.testing.assert_close(b, to_bgr(a), rtol=1e-5, atol=1e-5)
+    c, _ = VideoDataset(s.val, frames=8, rate=2, size=24, num_clips=1)[0]
+    d, _ = VideoDataset(s.val, frames=8, rate=2, size=24, num_clips=1, norm=Norm(mean, std, "BGR"))[0]
+    torch.testing.assert_close(d[0], to_bgr(c[0]), rtol=1e-5, atol=1e-5)
 
 
 def test_bad_videos_are_skipped_logged_and_counted(data: Path, tmp_path: Path, caplog):

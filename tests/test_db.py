@@ -17,6 +17,7 @@ import db
 from db import CRASHED, RUNNING, Metric, Run, read_session, utcnow, write
 from jobs.supervise import error_line, hparam_args
 from jobs.tail import metric_rows, read_events
+from backend.paths import PathRefused
 from tests.jobs_helpers import REPO, tiny_spec
 
 
@@ -94,6 +95,10 @@ def test_concurrent_writers_never_see_database_locked(store):
         assert s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == rid)) == 450
 
 
+def _set_out(s, run_id: int, out) -> None:
+    s.get(db.Run, run_id).output_dir = str(out)
+
+
 def test_api_queue_states_and_architectures(store):
     from jobs import api
     from backend.csn import SpecError, count, preset
@@ -107,9 +112,18 @@ def test_api_queue_states_and_architectures(store):
     rid = api.enqueue_run(tiny_spec(), str(store), {"epochs": 1}, name="r1")
     r = api.get_run(rid)
     assert r["status"] == "queued" and r["architecture_id"] == aid and r["task_id"] and r["checkpoints"] == []
-    assert api.enqueue_run(preset("ir-csn-26"), "/x", {}) > rid
+    with pytest.raises(PathRefused):  # outside the data roots: refused, no run row
+        api.enqueue_run(preset("ir-csn-26"), "/x", {})
+    assert api.enqueue_run(preset("ir-csn-26"), str(store / "x"), {}) > rid
+    assert "cannot be retried" in api.retry_outlook(rid)                 # still queued
     assert api.cancel_run(rid) and api.get_run(rid)["status"] == "cancelled"
     assert not api.cancel_run(rid)
+    assert "starts over from step 0" in api.retry_outlook(rid)          # no checkpoint yet
+    out = store / "runs" / "r1"
+    write(lambda s: _set_out(s, rid, out))
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "epoch_0002.pt").write_bytes(b"")
+    assert "resumes after epoch 2" in api.retry_outlook(rid)
     assert api.retry_run(rid) and api.get_run(rid)["status"] == "queued"
     assert not api.retry_run(rid)
     assert [x["id"] for x in api.list_runs("queued")] == [rid + 1, rid]

@@ -27,6 +27,7 @@ def test_run_store_round_trip_on_postgresql(pg_url, tmp_path, monkeypatch):
 
     monkeypatch.setenv("DATABASE_URL", pg_url)
     monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))   # the queue file stays local
+    monkeypatch.setenv("CSN_DATA_ROOTS", str(tmp_path))
     db.dispose_engines()
     try:
         assert db.get_engine().dialect.name == "postgresql"

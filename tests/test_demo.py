@@ -14,23 +14,27 @@ import numpy as np
 import pytest
 import torch
 
-from app.demo import discover_models, make_examples
-from backend.csn import build_model, preset
+from app.demo import Registry, discover_models, make_examples
+from app.state import fmt_count
+from backend.csn import build_model, count, preset
 from backend.encode import write_video
 from backend.synth import CLASSES, make_scene, render
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_checkpoint(path: Path) -> Path:
-    spec = preset("ir-csn-26", num_classes=len(CLASSES), frames=8, height=64, width=64)
+def tiny_checkpoint(path: Path, name: str = "ir-csn-26", frames: int = 8, size: int = 64) -> Path:
+    """Random weights (seeded) of a preset, as a csn-explorer/1 checkpoint."""
+    spec = preset(name, num_classes=len(CLASSES), frames=frames, height=size, width=size)
     torch.manual_seed(0)
     torch.save({"format": "csn-explorer/1", "model": build_model(spec).state_dict(), "spec": spec.to_dict(),
-                "classes": list(CLASSES), "config": {"frames": 8, "rate": 2, "size": 64}}, path)
+                "classes": list(CLASSES), "config": {"frames": frames, "rate": 2, "size": size}}, path)
     return path
 
 
-def test_examples_and_models(tmp_path: Path):
+def test_examples_and_models(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     paths = make_examples(tmp_path)
     assert {Path(p).suffix for p in paths} == {".mp4", ".webm", ".avi", ".mkv"}
     for p in paths:
@@ -38,7 +42,14 @@ def test_examples_and_models(tmp_path: Path):
             assert sum(1 for _ in c.decode(video=0)) == 32
     ck = tiny_checkpoint(tmp_path / "t.pt")
     models = discover_models([str(ck)])
-    assert models["checkpoint: t.pt"] == str(ck.resolve())
+    assert models["checkpoint: t.pt"].path == str(ck.resolve())
+    assert "imported: late.pt" not in models
+    (tmp_path / "var" / "models").mkdir(parents=True)
+    tiny_checkpoint(tmp_path / "var" / "models" / "late.pt")   # e.g. backend.convert --out
+    reg = Registry([str(ck)])
+    assert "imported: late.pt" in reg.refresh()                # found without a restart
+    assert reg.import_path("models/late.pt") == "imported: late.pt"
+    assert "loaded by path" in reg.models["imported: late.pt"].origin
 
 
 def _free_port() -> int:
@@ -51,11 +62,16 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("demo")
     ck = tiny_checkpoint(d / "tiny.pt")
+    # 5.3 G multiply-adds per clip: a "big" model for the demo (Stop, defaults) that still
+    # runs a forward pass in about a second
+    big = tiny_checkpoint(d / "big.pt", "ir-csn-50", frames=16, size=112)
     port = _free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(d / "uploads"), PYTHONPATH=str(ROOT))
+               GRADIO_TEMP_DIR=str(d / "uploads"), PYTHONPATH=str(ROOT), CSN_DATA_DIR=str(d / "var"))
+    env.pop("DATABASE_URL", None)
     log = open(d / "server.log", "wb")
     p = subprocess.Popen([sys.executable, "-m", "app.demo", "--port", str(port), "--checkpoint", str(ck),
+                          "--checkpoint", str(big),
                           "--cache-dir", str(d / "cache"), "--max-mb", "1", "--threads", "1"],
                          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -177,3 +193,66 @@ def test_shipped_model_classifies_generated_clips_and_overlays(server):
             assert c.streams.video[0].codec_context.name == "h264" and c.streams.video[0].frames != 1
         assert len(gallery) == 4
     assert right >= len(labels) - 1, right  # >= 90% test accuracy: at most one miss in four
+
+
+@pytest.mark.slow
+def test_big_model_defaults_progress_and_stop(server):
+    """A big model switches the form to one clip and Grad-CAM; Stop ends a long explanation at
+    its next pass (top-5 already shown), and the next request runs normally."""
+    from gradio_client import handle_file
+
+    client, d, _ = server
+    card, clips, method, note = client.predict("checkpoint: big.pt", api_name="/model_card")
+    assert (clips, method) == (1, "Grad-CAM (stage)") and "Big model" in note
+    spec = preset("ir-csn-50", num_classes=len(CLASSES), frames=16, height=112, width=112)
+    assert "What it cannot do" in card and f"{fmt_count(count(spec).totals.all_params)} parameters" in card
+    clip = _video(d, "big_in.mp4", frames=40)
+    job = client.submit(handle_file(str(clip)), "checkpoint: big.pt", 1, 1, "Integrated Gradients",
+                        "conv4", api_name="/analyze")
+    deadline = time.time() + 120
+    while len(job.outputs()) < 1 and time.time() < deadline:   # the top-5 came back first
+        time.sleep(0.2)
+    assert job.outputs(), job.status()
+    assert "explaining" in job.outputs()[0][1]
+    seen = ""
+    while "integrated gradients: pass" not in seen and time.time() < deadline:  # progress per pass
+        seen = " ".join(str(p.desc) for p in (job.status().progress_data or []))
+        time.sleep(0.1)
+    assert "integrated gradients: pass 1/8" in seen, seen
+    client.predict(api_name="/stop")
+    label, info, video, gallery, plot = job.result(timeout=120)
+    assert "Stopped" in info and video is None
+    label, info, *_ = _analyze(client, _video(d, "after.mp4"), "Saliency", clips=1)
+    assert label["label"] in CLASSES and "explanation" in info
+
+
+def test_model_cards_say_where_a_model_came_from(tmp_path: Path):
+    """Shipped (release facts), imported (conversion facts with sources), trained (its data and
+    validation accuracy): each card names classes, clip, normalisation, size and limits."""
+    from app.demo import ModelEntry
+    from app.modelcard import model_card_markdown
+    from backend.inference import Predictor
+
+    ck = tiny_checkpoint(tmp_path / "imp.pt")
+    raw = torch.load(ck, weights_only=True)
+    raw["config"].update(imported_from="/somewhere/ircsn_152.pkl", layout="caffe2", model="ir-csn-152",
+                         facts={"bn_eps": {"value": 1e-3, "source": "VMZ c2 spatial_bn default"}},
+                         warnings=["input normalisation guessed"])
+    torch.save(raw, ck)
+    card = model_card_markdown(Predictor(ck), ModelEntry(str(ck), "imported checkpoint imp.pt"))
+    assert "imported checkpoint imp.pt" in card and "caffe2 layout, model ir-csn-152" in card
+    assert "bn_eps = 0.001 (VMZ c2 spatial_bn default)" in card and "⚠️ input normalisation guessed" in card
+    assert "not measured in CSN Explorer" in card and f"Classes ({len(CLASSES)})" in card
+    assert "8×64×64" in card and "What it cannot do" in card
+    raw["config"] = {"frames": 8, "rate": 2, "size": 64, "data": "/data/synth-24", "epochs": 3}
+    raw["metrics"] = {"val_video_top1": 0.625}
+    torch.save(raw, ck)
+    card = model_card_markdown(Predictor(ck), ModelEntry(str(ck), "training run #4 r, epoch 3"))
+    assert "training run #4" in card and "/data/synth-24" in card and "62.5 % video@1" in card
+    if SHIPPED.is_file():
+        card = model_card_markdown(Predictor(SHIPPED), ModelEntry(str(SHIPPED), "shipped with CSN Explorer"))
+        import json
+
+        test = json.loads(SHIPPED.with_suffix(".json").read_text())["test"]
+        assert f"Held-out accuracy:** {test['video_top1'] * 100:.1f} %" in card
+        assert "generated clips of moving shapes" in card

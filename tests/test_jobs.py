@@ -37,7 +37,8 @@ def num_classes(data: Path) -> int:
 def env(tmp_path, monkeypatch) -> dict[str, str]:
     """A fresh data dir (SQLite DB + queue) for this process and the consumers it starts."""
     vals = {"CSN_DATA_DIR": str(tmp_path / "var"), "CSN_HEARTBEAT_S": "0.5", "CSN_STALE_S": "20",
-            "CSN_TRAIN_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+            "CSN_TRAIN_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+            "CSN_DATA_ROOTS": str(tmp_path.parent)}  # pytest base temp: these tests and the dataset
     for k, v in vals.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -42,6 +42,17 @@ def test_presets_agree(name):
 def test_conv_head_and_clip_variants_agree(name):
     assert_agrees(preset(name, frames=32, height=256, width=256, head="conv", head_pool=(4, 7, 7)))
     assert_agrees(preset(name, frames=16, height=96, width=128, pool1=False, temporal_stride=False))
+    assert_agrees(preset(name, frames=32, height=224, width=224, pool2=True))
+
+
+def test_pool2_halves_time_after_conv2():
+    spec = preset("ir-csn-50", frames=32, height=112, width=112, pool2=True)
+    rows = {l.name: l for l in count(spec).layers}
+    assert rows["pool2"].out_size == (16, 28, 28) and rows["conv3_1.conv_a"].out_size == (16, 28, 28)
+    assert count(spec).totals.flops < count(preset("ir-csn-50", frames=32, height=112, width=112)).totals.flops
+    with torch.device("meta"):
+        feats = build_model(spec).features(torch.empty(1, 3, 32, 112, 112))
+    assert feats.shape[2] == 2  # 32 -> pool2 16 -> 8 -> 4 -> 2
 
 
 def _stage(block, width, inner, groups, pw_groups, blocks):
@@ -65,9 +76,10 @@ def valid_specs(draw):
         if stages[1:]:  # conv3..conv5: follow the global flag, or their own
             stages[-1].temporal_stride = draw(st.sampled_from([None, True, False]))
     # widths must divide by the 1x1 groups of DG blocks (inner and width are multiples of 4)
+    pool2 = draw(st.booleans())  # halves T once more: needs 12+ frames for three 2x strides
     return ArchSpec(
-        stages=stages,
-        frames=draw(st.sampled_from([8, 12, 16])),
+        stages=stages, pool2=pool2,
+        frames=draw(st.sampled_from([12, 16] if pool2 else [8, 12, 16])),
         height=draw(st.integers(32, 80)), width=draw(st.integers(32, 80)),
         in_channels=draw(st.sampled_from([1, 3])), num_classes=draw(st.integers(2, 20)),
         stem_width=8 * draw(st.integers(1, 4)),

@@ -113,9 +113,9 @@ def test_exit_reason_names_the_signal_and_cause():
     assert exit_reason(-11, "").startswith("trainer killed by SIGSEGV (signal 11): a crash")
 
 
-def test_older_database_gets_the_new_columns(env):  # noqa: F811
+def test_older_database_gets_the_new_columns(env, tmp_path):  # noqa: F811
     from jobs import api
-    rid = api.enqueue_run(tiny_spec(), "/nowhere", {"epochs": 1})
+    rid = api.enqueue_run(tiny_spec(), str(tmp_path / "nowhere"), {"epochs": 1})
     db.dispose_engines()
     path = db.data_dir() / "csn.db"
     with sqlite3.connect(path) as c:          # the previous version's schema had none of these
@@ -138,18 +138,19 @@ def _damage(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_damaged_database_is_a_clear_error_everywhere(env, start):  # noqa: F811
+def test_damaged_database_is_a_clear_error_everywhere(env, start, tmp_path):  # noqa: F811
     from jobs import api
     from streamlit.testing.v1 import AppTest
+    nowhere = str(tmp_path / "nowhere")
     for i in range(150):
-        api.enqueue_run(tiny_spec(), "/nowhere", {"epochs": 1}, name=f"r{i}" * 20)
+        api.enqueue_run(tiny_spec(), nowhere, {"epochs": 1}, name=f"r{i}" * 20)
     db.dispose_engines()
     path = db.data_dir() / "csn.db"
     with sqlite3.connect(path) as c:
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     _damage(path)
     with pytest.raises(Exception, match="the run database .* is damaged") as e:
-        api.enqueue_run(tiny_spec(), "/nowhere", {"epochs": 1})
+        api.enqueue_run(tiny_spec(), nowhere, {"epochs": 1})
     assert isinstance(e.value, db.StoreError)
     problem = db.check_database()
     assert problem and "is damaged" in problem and "move the file aside" in problem

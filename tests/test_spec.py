@@ -90,6 +90,10 @@ def test_simple_d_adds_pointwise_only_when_channels_change():
     (dict(name="ir-csn-50", frames=4, stage_overrides={3: {"temporal_stride": True}}),
      "conv5_1.conv_b: temporal input size 1 is smaller than its stride 2"),
     (dict(name="nope"), "unknown preset 'nope'"),
+    (dict(name="ir-csn-50", input_order="YUV"), "input_order: must be one of"),
+    (dict(name="ir-csn-50", input_std=(0.2, 0.0, 0.2)), "input_std: must be positive numbers"),
+    (dict(name="ir-csn-50", input_mean=(0.4, 0.4)), "input_mean: must be numbers"),
+    (dict(name="ir-csn-50", frames=8, pool2=True), "conv5_1.conv_b: temporal input size 1 is smaller"),
 ])
 def test_validation_messages(spec_kw, message):
     kw = dict(spec_kw)
@@ -186,3 +190,17 @@ def test_per_stage_temporal_stride():
                                 stages=[replace(s, width=16, inner=4) for s in spec.stages])).eval()
         with torch.no_grad():
             assert m(x).shape == (1, 5)
+
+
+def test_old_spec_json_without_new_fields_loads_unchanged():
+    """Spec JSON written before pool2 / input_mean / input_std / input_order existed."""
+    d = preset("ir-csn-50").to_dict()
+    for k in ("pool2", "input_mean", "input_std", "input_order"):
+        d.pop(k)
+    old = ArchSpec.from_dict(d)
+    assert old.pool2 is False and old.input_order == "RGB"
+    assert old.input_mean == (0.43216, 0.394666, 0.37645) and old.input_std == (0.22803, 0.22145, 0.216989)
+    assert count(old).totals == count(preset("ir-csn-50")).totals
+    new = replace(old, input_mean=(0.45,) * 3, input_std=(0.225,) * 3, input_order="BGR", pool2=True)
+    again = ArchSpec.from_json(new.to_json())
+    assert again == new and isinstance(again.input_mean, tuple)

@@ -6,36 +6,96 @@ turns them into one ArchSpec (``dataclasses.replace`` on the loaded spec) and co
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import streamlit as st
 
 from app import charts
-from app.state import (BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, jobs_api,
-                       save_architecture)
+from app.state import (BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, jobs_api, load_design,
+                       remember_design, save_architecture)
 from backend import explore
 from backend.csn import BLOCK_TYPES, UNITS, ArchSpec, SpecError, count, list_presets, preset
 from backend.csn.presets import DEFAULT_GROUPS, DEFAULT_PW_GROUPS
-from backend.csn.spec import STAGE_NAMES, canonical_block
+from backend.csn.spec import HEADS, STAGE_NAMES, canonical_block
 
 G_BLOCKS = ("simple-G", "bottleneck-G")
-TSTRIDE_CHOICES = {None: "as T-stride", True: "2 (halve T)", False: "1 (keep T)"}
 BLOCK_LABELS = {"bottleneck-D": "bottleneck-D (ir-CSN)", "ip": "ip (ip-CSN)"}
+# a stage's temporal stride: form value <-> spec value (None follows the clip's T-stride)
+TSTRIDE = {"auto": None, "2": True, "1": False}
+TSTRIDE_LABELS = {"auto": "as T-stride", "2": "2 (halve T)", "1": "1 (keep T)"}
 ss = st.session_state
+LAST_VALID = "builder_last_valid"  # (spec, report) of the last valid design
+
+# The form, generated from these tables: widget key = K + spec field (stage fields: K + "s{i}_"
+# + field); label, widget kind and its arguments. Spec fields not listed keep the loaded value.
+CLIP_FORM: dict[str, tuple[str, str, dict]] = {
+    "name": ("Name", "text", {}),
+    "frames": ("Frames T", "int", dict(min_value=1, max_value=512)),
+    "height": ("Height H", "int", dict(min_value=8, max_value=1024, step=8)),
+    "width": ("Width W", "int", dict(min_value=8, max_value=1024, step=8)),
+    "num_classes": ("Classes", "int", dict(min_value=1, max_value=100000)),
+    "head": ("Head", "select", dict(options=HEADS, help="fc: global average pool + Linear; conv: "
+                                    "[avg-pool] + 1x1x1 conv classifier")),
+    "pool1": ("pool1", "toggle", dict(help="max-pool 1x3x3 stride 1x2x2 after conv1")),
+    "pool2": ("pool2", "toggle", dict(help="max-pool 2x1x1 stride 2x1x1 after conv2_x "
+                                      "(mmaction2's with_pool2)")),
+    "temporal_stride": ("T-stride", "toggle", dict(
+        help="Temporal striding: 2x2x2 strides at conv3_1, conv4_1, conv5_1 (off: 1x2x2)")),
+}
+STAGE_FORM: dict[str, tuple[str, str, dict]] = {
+    "block": ("Block type", "select", dict(options=BLOCK_TYPES,
+                                           format_func=lambda x: BLOCK_LABELS.get(x, x))),
+    "blocks": ("Blocks", "int", dict(min_value=1, max_value=64)),
+    "width": ("Width (output channels)", "int", dict(min_value=1, max_value=8192)),
+    "inner": ("Inner width (3x3x3 channels)", "int", dict(min_value=1, max_value=8192)),
+    "groups": ("Groups (3x3x3)", "int", dict(min_value=1, max_value=8192)),
+    "pw_groups": ("Pointwise groups (1x1x1)", "int", dict(min_value=1, max_value=8192)),
+    "temporal_stride": ("Temporal stride", "select", dict(
+        options=list(TSTRIDE), format_func=TSTRIDE_LABELS.get,
+        help="Stride in time of the stage's first block")),
+}
+HEAD_POOL = ("t", "h", "w")
 
 
-# --- spec <-> form ---------------------------------------------------------------------------
+def stage_field_shown(i: int, field: str, block: str) -> bool:
+    """Whether a stage field is on the form for this block type (hidden ones take the value
+    that leaves the design unchanged: inner = width, groups = 1, ...)."""
+    return {"inner": not block.startswith("simple"), "groups": block in G_BLOCKS,
+            "pw_groups": block == "bottleneck-DG", "temporal_stride": i > 0}.get(field, True)
+
+
+# --- spec <-> form: one conversion each way ---------------------------------------------------
+def spec_to_form(spec: ArchSpec) -> dict[str, Any]:
+    """The form's session-state values for ``spec``."""
+    vals: dict[str, Any] = {f: getattr(spec, f) for f in CLIP_FORM}
+    vals.update({f"head_pool_{a}": v for a, v in zip(HEAD_POOL, spec.head_pool)})
+    back = {v: k for k, v in TSTRIDE.items()}
+    for i, s in enumerate(spec.stages):
+        vals.update({f"s{i}_{f}": getattr(s, f) for f in STAGE_FORM})
+        vals[f"s{i}_block"] = canonical_block(s.block)
+        vals[f"s{i}_temporal_stride"] = back[s.temporal_stride]
+    return vals
+
+
+def form_to_spec(vals: dict[str, Any], base: ArchSpec) -> ArchSpec:
+    """The ArchSpec the form values describe, on top of ``base`` (hidden fields neutral)."""
+    stages = []
+    for i, s in enumerate(base.stages):
+        b = vals[f"s{i}_block"]
+        got = {f: vals[f"s{i}_{f}"] for f in STAGE_FORM if stage_field_shown(i, f, b)}
+        got.setdefault("inner", vals[f"s{i}_width"])
+        got["temporal_stride"] = TSTRIDE[got.get("temporal_stride", "auto")]
+        stages.append(replace(s, **{"groups": 1, "pw_groups": 1, **got}))
+    clip = {f: vals[f] for f in CLIP_FORM}
+    clip["name"] = clip["name"] or "custom"
+    hp = tuple(int(vals[f"head_pool_{a}"]) for a in HEAD_POOL) if clip["head"] == "conv" else (0, 0, 0)
+    return replace(base, stages=stages, head_pool=hp, **clip)
+
+
 def _seed(spec: ArchSpec, overwrite: bool) -> None:
     """Put ``spec``'s fields into the form's session-state keys."""
-    vals = {"name": spec.name, "frames": spec.frames, "height": spec.height, "clip_w": spec.width,
-            "classes": spec.num_classes, "pool1": spec.pool1, "tstride": spec.temporal_stride,
-            "head": spec.head, "hp_t": spec.head_pool[0], "hp_h": spec.head_pool[1],
-            "hp_w": spec.head_pool[2]}
-    for i, s in enumerate(spec.stages):
-        vals.update({f"s{i}_block": canonical_block(s.block), f"s{i}_blocks": s.blocks,
-                     f"s{i}_width": s.width, f"s{i}_inner": s.inner,
-                     f"s{i}_groups": s.groups, f"s{i}_pw_groups": s.pw_groups,
-                     f"s{i}_tstride": s.temporal_stride})
-    for k, v in vals.items():
+    spec = form_to_spec(spec_to_form(spec), spec)  # canonical: aliases, neutral hidden fields
+    for k, v in spec_to_form(spec).items():
         if overwrite or K + k not in ss:
             ss[K + k] = v
     if overwrite or K + "base" not in ss:
@@ -99,31 +159,22 @@ def _seed_hidden(base: ArchSpec) -> None:
 
 
 def form_spec() -> ArchSpec:
-    """The ArchSpec the form describes (hidden fields take their neutral values)."""
+    """The ArchSpec the form describes. An edited preset or loaded design gets a new name
+    (``ir-csn-26-edited``) unless the user named it."""
     base: ArchSpec = ss[K + "base"]
-    stages = []
-    for i, s in enumerate(base.stages):
-        b = ss[f"{K}s{i}_block"]
-        width = int(ss[f"{K}s{i}_width"])
-        stages.append(replace(
-            s, block=b, blocks=int(ss[f"{K}s{i}_blocks"]), width=width,
-            inner=width if b.startswith("simple") else int(ss[f"{K}s{i}_inner"]),
-            groups=int(ss[f"{K}s{i}_groups"]) if b in G_BLOCKS else 1,
-            pw_groups=int(ss[f"{K}s{i}_pw_groups"]) if b == "bottleneck-DG" else 1,
-            temporal_stride=ss.get(f"{K}s{i}_tstride") if i > 0 else None))
-    head = ss[K + "head"]
-    return replace(base, name=ss[K + "name"] or "custom", stages=stages,
-                   frames=int(ss[K + "frames"]), height=int(ss[K + "height"]),
-                   width=int(ss[K + "clip_w"]), num_classes=int(ss[K + "classes"]),
-                   pool1=bool(ss[K + "pool1"]), temporal_stride=bool(ss[K + "tstride"]), head=head,
-                   head_pool=(int(ss[K + "hp_t"]), int(ss[K + "hp_h"]), int(ss[K + "hp_w"]))
-                   if head == "conv" else (0, 0, 0))
+    vals = {k[len(K):]: v for k, v in ss.items() if isinstance(k, str) and k.startswith(K)}
+    spec = form_to_spec(vals, base)
+    if (spec.name == base.name and not base.name.endswith("-edited")
+            and replace(spec, name=base.name) != base):
+        spec = replace(spec, name=f"{base.name}-edited")
+        ss[K + "name"] = spec.name
+    return spec
 
 
 # --- state -----------------------------------------------------------------------------------
 presets = list_presets()
 ss.setdefault(K + "preset", "ir-csn-50")
-_seed(preset(ss[K + "preset"]), overwrite=False)
+_seed(load_design() or preset(ss[K + "preset"]), overwrite=False)  # a fresh session resumes
 _seed_hidden(ss[K + "base"])
 spec = form_spec()
 err: SpecError | None = None
@@ -131,15 +182,55 @@ err_at: tuple[int | None, str] = (None, "")
 report = None
 try:
     report = count(spec)
+    if ss.get(BUILDER_SPEC) != spec.to_dict():
+        remember_design(spec)
     ss[BUILDER_SPEC] = spec.to_dict()
+    ss[LAST_VALID] = (spec, report)
 except SpecError as e:
     err, err_at = e, explore.error_field(e, spec)
+# an invalid design keeps showing the last valid one's figures, marked stale
+shown_spec, shown_report = (spec, report) if report is not None else ss.get(LAST_VALID, (None, None))
+
+UI_WORDS = {"temporal_stride=false": "T-stride off", "temporal_stride": "temporal stride",
+            "pw_groups": "pointwise groups", "head_pool": "head pool", "num_classes": "classes",
+            "stem_width": "stem width", "_x.inner": "_x inner width", "true, false or null":
+            "2, 1 or 'as T-stride'"}
+
+
+def ui_message(e: SpecError, at: tuple[int | None, str]) -> str:
+    """The spec error in the form's words, with the values that would be valid."""
+    msg = str(e)
+    for api_word, ui_word in UI_WORDS.items():
+        msg = msg.replace(api_word, ui_word)
+    ok = explore.valid_values(spec, *at)
+    if at[1] in ("groups", "pw_groups", "width", "inner") and ok:
+        what = STAGE_FORM[at[1]][0]
+        msg += f". Valid {what.lower()} here: {', '.join(map(str, ok))}"
+    elif at[1] == "clip" and ok:
+        msg += ". Valid: " + " or ".join(f"at least {v} {'frames' if f == 'frames' else 'pixels high'}"
+                                         for f, v in ok)
+        if explore.valid_values(spec, None, "temporal_stride"):
+            msg += ", or turn T-stride off"
+    return msg
 
 
 def inline_error(stage: int | None, field: str) -> None:
     """Show the spec error under the field it belongs to."""
     if err is not None and err_at == (stage, field):
-        st.error(str(err), icon=":material/error:")
+        st.error(ui_message(err, err_at), icon=":material/error:")
+
+
+def widget(where, field: str, key: str, table: dict[str, tuple[str, str, dict]], **extra) -> Any:
+    """One form widget, from the field's row in CLIP_FORM / STAGE_FORM."""
+    label, kind, kw = table[field]
+    kw = {**kw, **extra}
+    if kind == "int":
+        return where.number_input(label, step=kw.pop("step", 1), key=key, **kw)
+    if kind == "toggle":
+        return where.toggle(label, key=key, **kw)
+    if kind == "select":
+        return where.selectbox(label, kw.pop("options"), key=key, **kw)
+    return where.text_input(label, key=key, **kw)
 
 
 # --- page ------------------------------------------------------------------------------------
@@ -164,95 +255,78 @@ if ss.get("bld_upload_error"):
 totals_box = st.container()
 
 st.subheader("Input clip and head")
-c = st.columns([2, 1, 1, 1, 1, 1, 1, 1.2])
-c[0].text_input("Name", key=K + "name")
-c[1].number_input("Frames T", min_value=1, max_value=512, step=1, key=K + "frames")
-c[2].number_input("Height H", min_value=8, max_value=1024, step=8, key=K + "height")
-c[3].number_input("Width W", min_value=8, max_value=1024, step=8, key=K + "clip_w")
-c[4].number_input("Classes", min_value=1, max_value=100000, step=1, key=K + "classes")
-c[5].selectbox("Head", ["fc", "conv"], key=K + "head",
-               help="fc: global average pool + Linear; conv: [avg-pool] + 1x1x1 conv classifier")
-c[6].toggle("pool1", key=K + "pool1", help="max-pool 1x3x3 stride 1x2x2 after conv1")
-c[7].toggle("T-stride", key=K + "tstride", help="Temporal striding: 2x2x2 strides at conv3_1, conv4_1, "
-            "conv5_1 (off: 1x2x2)")
+c = st.columns([2, 1, 1, 1, 1, 1, 1.1, 1.1, 1.3])
+for col, field in zip(c, CLIP_FORM):
+    widget(col, field, K + field, CLIP_FORM)
 if ss[K + "head"] == "conv":
     h = st.columns(6)
-    h[0].number_input("Head pool t (0 = none)", min_value=0, step=1, key=K + "hp_t")
-    h[1].number_input("Head pool h", min_value=0, step=1, key=K + "hp_h")
-    h[2].number_input("Head pool w", min_value=0, step=1, key=K + "hp_w")
+    for col, a in zip(h, HEAD_POOL):
+        col.number_input(f"Head pool {a}" + (" (0 = none)" if a == "t" else ""), min_value=0,
+                         step=1, key=f"{K}head_pool_{a}")
+_b = ss[K + "base"]
+st.caption(f"Input normalisation (from the loaded spec, 0-1 scale): mean {list(_b.input_mean)}, "
+           f"std {list(_b.input_std)}, {_b.input_order}")
 if err is not None and err_at[0] is None:
-    st.error(str(err), icon=":material/error:")
+    st.error(ui_message(err, err_at), icon=":material/error:")
 
 st.subheader("Stages")
 cols = st.columns(4)
 for i, (col, sname) in enumerate(zip(cols, STAGE_NAMES)):
     with col.container(border=True):
         st.markdown(f"**{sname}_x**")
-        b = st.selectbox("Block type", BLOCK_TYPES, key=f"{K}s{i}_block",
-                         format_func=lambda x: BLOCK_LABELS.get(x, x))
-        inline_error(i, "block")
-        st.number_input("Blocks", min_value=1, max_value=64, step=1, key=f"{K}s{i}_blocks")
-        inline_error(i, "blocks")
-        st.number_input("Width (output channels)", min_value=1, max_value=8192, step=1,
-                        key=f"{K}s{i}_width")
-        inline_error(i, "width")
-        if not b.startswith("simple"):
-            st.number_input("Inner width (3x3x3 channels)", min_value=1, max_value=8192, step=1,
-                            key=f"{K}s{i}_inner")
-            inline_error(i, "inner")
-        if b in G_BLOCKS:
-            st.number_input("Groups (3x3x3)", min_value=1, max_value=8192, step=1,
-                            key=f"{K}s{i}_groups")
-        inline_error(i, "groups")
-        if b == "bottleneck-DG":
-            st.number_input("Pointwise groups (1x1x1)", min_value=1, max_value=8192, step=1,
-                            key=f"{K}s{i}_pw_groups")
-        inline_error(i, "pw_groups")
-        if i > 0:
-            st.selectbox("Temporal stride", TSTRIDE_CHOICES, key=f"{K}s{i}_tstride",
-                         format_func=TSTRIDE_CHOICES.get,
-                         help=f"Stride in time of {sname}_1 (pytorchvideo's CSN: conv5 keeps T)")
-        inline_error(i, "temporal_stride")
+        b = ss[f"{K}s{i}_block"]
+        for field in STAGE_FORM:
+            if stage_field_shown(i, field, b):
+                got = widget(st, field, f"{K}s{i}_{field}", STAGE_FORM)
+                b = got if field == "block" else b
+            inline_error(i, field)
 
 # --- totals (drawn above the form) -----------------------------------------------------------
 with totals_box:
     if report is None:
-        st.warning("Totals need a valid architecture; fix the field marked below.",
+        st.warning("This design is invalid; fix the field marked below. "
+                   + ("The figures are the last valid design's (stale)." if shown_report else ""),
                    icon=":material/warning:")
-    else:
-        t = report.totals
+    if shown_report is not None:
+        t = shown_report.totals
         try:
-            b = count(explore.baseline_spec(baseline, spec)).totals
+            b = count(explore.baseline_spec(baseline, shown_spec)).totals
         except SpecError:
             b = None
         m = st.columns(5)
+        stale = " (stale)" if report is None else ""
 
         def delta(cur: int, ref: int | None, unit: str) -> str | None:
             if ref is None or cur == ref:
                 return None
             return fmt_delta(cur, ref, unit)
 
-        m[0].metric("Parameters", fmt_count(t.params, ""), delta(t.params, b and b.params, ""),
+        m[0].metric("Parameters" + stale, fmt_count(t.params, ""), delta(t.params, b and b.params, ""),
                     delta_color="inverse",
                     help=f"{UNITS['params']}. Plus {fmt_count(t.bn_params, '')} BN and "
                          f"{fmt_count(t.bias_params, '')} bias parameters.")
-        m[1].metric("Multiply-adds (paper FLOPs)", fmt_count(t.flops, ""),
-                    delta(t.flops, b and b.flops, ""), delta_color="inverse", help=UNITS["flops"])
-        m[2].metric("torch FLOPs (2 per MAdd)", fmt_count(t.torch_flops, ""),
+        m[1].metric("Multiply-adds" + stale, fmt_count(t.flops, ""),
+                    delta(t.flops, b and b.flops, ""), delta_color="inverse",
+                    help="The paper's FLOPs. " + UNITS["flops"])
+        m[2].metric("torch FLOPs" + stale, fmt_count(t.torch_flops, ""),
                     delta(t.torch_flops, b and b.torch_flops, ""), delta_color="inverse",
-                    help="What torch.utils.flop_counter.FlopCounterMode reports.")
-        m[3].metric("Channel interactions (pairs)", fmt_count(t.interactions, ""),
+                    help="2 per multiply-add: what torch.utils.flop_counter.FlopCounterMode reports.")
+        m[3].metric("Interactions" + stale, fmt_count(t.interactions, ""),
                     delta(t.interactions, b and b.interactions, ""), delta_color="off",
-                    help=UNITS["interactions"])
-        m[4].metric("Depth", f"{spec.depth} layers", help="conv1 + block convs + fc (paper naming)")
+                    help="Channel interactions (pairs). " + UNITS["interactions"])
+        m[4].metric("Depth" + stale, f"{shown_spec.depth} layers",
+                    help="conv1 + block convs + fc (paper naming)")
         st.caption(f"Deltas against {baseline} at the same clip and head. "
-                   f"Clip {spec.frames}×{spec.height}×{spec.width}, {spec.num_classes} classes, "
-                   f"{spec.head} head. BN adds {fmt_count(t.bn_params, '')} and biases "
-                   f"{fmt_count(t.bias_params, '')} parameters (all trainable: "
-                   f"{fmt_count(t.all_params, '')}).")
+                   f"Clip {shown_spec.frames}×{shown_spec.height}×{shown_spec.width}, "
+                   f"{shown_spec.num_classes} classes, {shown_spec.head} head. BN adds "
+                   f"{fmt_count(t.bn_params, '')} and biases {fmt_count(t.bias_params, '')} "
+                   f"parameters (all trainable: {fmt_count(t.all_params, '')}).")
 
-if report is None:
+if shown_report is None:
     st.stop()
+if report is None:
+    st.caption(f"Below: the last valid design, **{shown_spec.name}** (stale).")
+spec, report = shown_spec, shown_report
 
 # --- detail ----------------------------------------------------------------------------------
 tab_layers, tab_stages, tab_paper, tab_measure, tab_export = st.tabs(

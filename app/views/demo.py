@@ -1,18 +1,59 @@
-"""Demo: the Gradio demo (``python -m app.demo``) embedded, or how to start it."""
+"""Demo: the Gradio demo, served by this Streamlit process and embedded at its content's height.
+
+``CSN_DEMO_URL`` points the page at a demo started elsewhere (``python -m app.demo``) instead.
+"""
+import html
+import os
+
 import streamlit as st
 
-from app.state import demo_url, url_reachable
+from app.state import url_reachable
 
 st.title("Demo: classify your own video")
-url = demo_url()
-ok, why = url_reachable(url)
-if ok:
-    st.caption(f"The Gradio demo at {url} ([open in its own tab]({url})).")
-    st.iframe(url, height=1100)
+
+
+@st.cache_resource(show_spinner="Starting the demo (first visit only)…")
+def embedded_demo() -> str:
+    """Start the Gradio demo in this process once; its URL."""
+    from app.demo import start_in_background
+
+    return start_in_background()
+
+
+def frame(url: str) -> str:
+    """An iframe on ``url`` that takes the height the demo page posts (see app.demo.RESIZE_JS)."""
+    src = html.escape(url, quote=True)
+    return f"""<style>html, body {{ margin: 0; }}</style>
+<iframe id="demo" src="{src}" title="CSN Explorer demo" allow="autoplay; fullscreen"
+        style="width: 100%; height: 900px; border: 0; display: block;"></iframe>
+<script>
+const f = document.getElementById("demo");
+addEventListener("message", (e) => {{
+  if (e.source === f.contentWindow && e.data && e.data.csnDemoHeight > 0)
+    f.style.height = e.data.csnDemoHeight + "px";
+}});
+</script>"""
+
+
+external = (os.environ.get("CSN_DEMO_URL") or "").rstrip("/")
+if external:
+    url = external
+    ok, why = url_reachable(url)
+    if not ok:
+        st.warning(f"The demo is not running at {url} ({why}), where CSN_DEMO_URL points.",
+                   icon=":material/link_off:")
+        st.markdown("Start it there (`python -m app.demo`), or unset CSN_DEMO_URL so that this "
+                    "app serves the demo itself.")
+        st.button("Check again", icon=":material/refresh:")
+        st.stop()
 else:
-    st.warning(f"The demo is not running at {url} ({why}).", icon=":material/link_off:")
-    st.markdown("Start it in another terminal from the repository root (`make run` starts it "
-                "with the app when the Procfile has a `demo:` line):")
-    st.code("python -m app.demo", language="bash")
-    st.caption("Set CSN_DEMO_URL if it listens elsewhere, then reload this page.")
-    st.button("Check again", icon=":material/refresh:")
+    try:
+        url = embedded_demo()
+    except Exception as e:  # a taken CSN_DEMO_PORT, a missing package: tell, do not crash
+        st.error(f"Could not start the demo in this app: {e}", icon=":material/error:")
+        st.caption("Set CSN_DEMO_PORT to a free port, or run `python -m app.demo` and point "
+                   "CSN_DEMO_URL at it.")
+        st.stop()
+st.caption(f"The Gradio demo at {url} ([open in its own tab]({url})). New finished runs appear in "
+           "its model list when the page loads or with ↻ Refresh.")
+st.iframe(frame(url), height="content")

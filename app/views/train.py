@@ -5,9 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import (BUILDER_SPEC, fmt_count, generate_synth, require_jobs_api, spec_from_choice,
-                       synth_available, worker_rows)
+from app.state import (BUILDER_SPEC, fmt_count, generate_synth, load_design, require_jobs_api,
+                       spec_from_choice, synth_available, worker_rows)
 from backend.csn import SpecError, count, list_presets
+from backend.paths import PathRefused, check_dataset, data_roots
 
 ss = st.session_state
 st.title("Train")
@@ -33,6 +34,8 @@ else:
 
 # --- architecture ----------------------------------------------------------------------------
 st.subheader("1. Architecture")
+if not ss.get(BUILDER_SPEC) and (kept := load_design()) is not None:  # /train opened directly
+    ss[BUILDER_SPEC] = kept.to_dict()
 sources = (["Current builder design"] if ss.get(BUILDER_SPEC) else []) + ["Saved architecture",
                                                                           "Preset"]
 src = st.radio("Take it from", sources, horizontal=True, key="train_src")
@@ -90,12 +93,22 @@ if dsrc.startswith("Generate"):
         st.info(f"Not generated yet; it will be written to `{out}`.")
     dataset_ok = (Path(out) / "classes.txt").exists()
 else:
-    dataset = st.text_input("Path", key="train_path", placeholder="/data/my_videos or list.csv",
-                            help="a folder with train/ and val/ (each with one folder per class), "
-                                 "a folder per class, or a CSV of path,label")
-    dataset_ok = bool(dataset) and Path(dataset).expanduser().exists()
-    if dataset and not dataset_ok:
-        st.error(f"No such file or folder on the server: {dataset}")
+    roots = ", ".join(f"`{r}`" for r in data_roots())
+    typed = st.text_input("Path", key="train_path", placeholder="datasets/my_videos or list.csv",
+                          help="a folder with train/ and val/ (each with one folder per class), "
+                               "a folder per class, or a CSV of path,label; inside the data roots "
+                               "(CSN_DATA_ROOTS), relative paths start at the first one")
+    st.caption(f"Allowed data roots: {roots}")
+    dataset, dataset_ok = "", False
+    if typed:
+        try:
+            dataset = str(check_dataset(typed))
+        except PathRefused as e:
+            st.error(str(e), icon=":material/block:")
+        else:
+            dataset_ok = Path(dataset).exists()
+            if not dataset_ok:
+                st.error(f"No such file or folder in the data roots: {typed}")
 
 # --- hyper-parameters ------------------------------------------------------------------------
 st.subheader("3. Hyper-parameters")

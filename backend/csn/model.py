@@ -6,6 +6,7 @@ The module tree is built from the same ``plan(spec)`` walk the counter uses:
       conv1   ConvBN (3x7x7 stem)          (N, 3, T, H, W) -> (N, 64, T, H/2, W/2)
       pool1   MaxPool3d 1x3x3 / Identity   -> (N, 64, T, H/4, W/4)
       conv2 .. conv5  Sequential[ResBlock]  state-dict keys: conv3.0.conv_b.conv.weight
+      pool2   MaxPool3d 2x1x1 / Identity after conv2 (spec.pool2, mmaction2's with_pool2)
       head    ClassifierHead (fc or 1x1x1 conv)  -> (N, K) logits
 
 No in-place ops on activations (Captum hooks need out-of-place ReLU and sums).
@@ -90,6 +91,8 @@ class CSN(nn.Module):
         p1 = by_name.get("pool1")
         self.pool1 = (nn.MaxPool3d(p1.kernel, p1.stride, p1.padding) if p1 is not None
                       else nn.Identity())
+        p2 = by_name.get("pool2")
+        self.pool2 = nn.MaxPool3d(p2.kernel, p2.stride, p2.padding) if p2 is not None else nn.Identity()
         blocks = [p for p in layers if p.block]
         for stage, stage_layers in groupby(blocks, key=lambda p: p.stage):
             seq = [ResBlock(list(bl)) for _, bl in groupby(stage_layers, key=lambda p: p.block)]
@@ -116,8 +119,9 @@ class CSN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, H, W) -> final feature map (N, C5, T/8, H/32, W/32)."""
-        x = self.pool1(self.conv1(x))
-        for s in self.stages:
+        x = self.conv2(self.pool1(self.conv1(x)))
+        x = self.pool2(x)
+        for s in self.stages[1:]:
             x = s(x)
         return x
 

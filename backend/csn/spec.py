@@ -33,6 +33,11 @@ BLOCK_TYPES: tuple[str, ...] = (
 BLOCK_ALIASES: dict[str, str] = {"ir": "bottleneck-D", "ir-csn": "bottleneck-D", "ip-csn": "ip"}
 HEADS: tuple[str, ...] = ("fc", "conv")
 STAGE_NAMES: tuple[str, ...] = ("conv2", "conv3", "conv4", "conv5")
+INPUT_ORDERS: tuple[str, ...] = ("RGB", "BGR")
+#: Default input normalisation: Kinetics statistics as VMZ uses them, per channel on the 0-1
+#: scale (pixel / 255), RGB order. backend.video normalises with a spec's own values.
+KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
+KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
 
 
 class SpecError(ValueError):
@@ -65,7 +70,7 @@ class StageSpec:
     groups: int = 1            # groups of the 3x3x3 conv(s): simple-G, bottleneck-G only
     pw_groups: int = 1         # groups of the two 1x1x1 convs: bottleneck-DG only
     # temporal stride 2 in the stage's first block (conv3..conv5 only); None follows
-    # ArchSpec.temporal_stride. pytorchvideo's CSN: conv3 yes, conv4 yes, conv5 no
+    # ArchSpec.temporal_stride (VMZ, mmaction2 and pytorchvideo's create_csn stride all three)
     temporal_stride: bool | None = None
 
     @classmethod
@@ -94,6 +99,8 @@ class ArchSpec:
     stem_kernel_t: int = 3
     stem_stride_t: int = 1
     pool1: bool = True
+    # pool2: temporal max-pool 2x1x1 stride 2x1x1 after conv2_x (mmaction2 ResNet3d with_pool2)
+    pool2: bool = False
     # 2x2x2 striding at conv3_1, conv4_1, conv5_1; False gives 1x2x2 (a stage's own
     # temporal_stride, when set, overrides this for that stage)
     temporal_stride: bool = True
@@ -106,11 +113,18 @@ class ArchSpec:
     # ReLU between ip-CSN's extra 1x1x1 conv and its depthwise conv (paper Fig. 2: yes;
     # VMZ's '0.3d' block: no). Does not change any count.
     ip_relu: bool = True
+    # input normalisation the weights expect: x = (pixel / 255 - input_mean) / input_std, one
+    # value per input channel on the 0-1 scale, listed in the model's channel order
+    # (input_order: "RGB" = decoded frames as they are, "BGR" = channels reversed first)
+    input_mean: tuple[float, ...] = KINETICS_MEAN
+    input_std: tuple[float, ...] = KINETICS_STD
+    input_order: str = "RGB"
 
     # --- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["head_pool"] = list(self.head_pool)
+        for k in ("head_pool", "input_mean", "input_std"):
+            d[k] = list(getattr(self, k))
         return d
 
     def to_json(self, **kw: Any) -> str:
@@ -129,8 +143,9 @@ class ArchSpec:
             if not isinstance(d["stages"], list):
                 raise SpecError("", "'stages' must be a list of 4 stage objects")
             d["stages"] = [s if isinstance(s, StageSpec) else StageSpec.from_dict(s) for s in d["stages"]]
-        if "head_pool" in d:
-            d["head_pool"] = tuple(d["head_pool"])
+        for k in ("head_pool", "input_mean", "input_std"):
+            if k in d and isinstance(d[k], (list, tuple)):
+                d[k] = tuple(d[k])
         return cls(**d)
 
     @classmethod
@@ -186,7 +201,7 @@ class LayerPlan(NamedTuple):
 
     @property
     def stage(self) -> str:
-        """conv1, pool1, conv2 .. conv5, head."""
+        """conv1, pool1, conv2, pool2, conv3 .. conv5, head."""
         if self.block:
             return self.block.split("_")[0]
         return "head" if self.name in ("fc", "head.pool") else self.name
@@ -226,6 +241,7 @@ def _check_positive(spec: ArchSpec) -> None:
         raise SpecError("dropout", f"must be in [0, 1), got {spec.dropout!r}")
     if len(spec.head_pool) != 3 or any((not isinstance(v, int)) or v < 0 for v in spec.head_pool):
         raise SpecError("head_pool", f"must be three non-negative integers, got {spec.head_pool!r}")
+    _check_input(spec)
     if len(spec.stages) != 4:
         raise SpecError("stages", f"must have exactly 4 stages (conv2_x..conv5_x), got {len(spec.stages)}")
     for sname, st in zip(STAGE_NAMES, spec.stages):
@@ -249,6 +265,21 @@ def _check_positive(spec: ArchSpec) -> None:
         if is_simple(b) and st.inner != st.width:
             raise SpecError(f"{where}.inner", f"simple blocks have no bottleneck: inner ({st.inner}) "
                             f"must equal width ({st.width})")
+
+
+def _check_input(spec: ArchSpec) -> None:
+    if spec.input_order not in INPUT_ORDERS:
+        raise SpecError("input_order", f"must be one of {INPUT_ORDERS}, got {spec.input_order!r}")
+    if spec.input_order == "BGR" and spec.in_channels != 3:
+        raise SpecError("input_order", "BGR needs 3 input channels")
+    for f, low in (("input_mean", None), ("input_std", 0.0)):
+        v = getattr(spec, f)
+        ok = isinstance(v, (tuple, list)) and len(v) in (1, 3, spec.in_channels) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and (low is None or x > low) for x in v)
+        if not ok:
+            what = "positive numbers" if low is not None else "numbers"
+            raise SpecError(f, f"must be {what}, one per input channel or one for all (0-1 "
+                            f"scale), got {v!r}")
 
 
 def _block_convs(b: str, c_in: int, c_out: int, inner: int, groups: int, pw_groups: int,
@@ -290,12 +321,12 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
     yield LayerPlan("conv1", "conv", spec.in_channels, spec.stem_width, 1, k, st, pad, size, out)
     size, c = out, spec.stem_width                                         # T x H/2 x W/2
     if spec.pool1:
-        k, st, pad = (1, 3, 3), (1, 2, 2), (0, 1, 1)
-        out = _out3(size, k, st, pad)
-        _check_size("pool1", size, k, st, pad, out, spec)
-        yield LayerPlan("pool1", "maxpool", c, c, 1, k, st, pad, size, out, relu=False, bn=False)
-        size = out                                                         # T x H/4 x W/4
+        yield (p := _maxpool("pool1", spec, c, size, (1, 3, 3), (1, 2, 2), (0, 1, 1)))
+        size = p.out_size                                                  # T x H/4 x W/4
     for si, (sname, stage) in enumerate(zip(STAGE_NAMES, spec.stages)):
+        if si == 1 and spec.pool2:
+            yield (p := _maxpool("pool2", spec, c, size, (2, 1, 1), (2, 1, 1), (0, 0, 0)))
+            size = p.out_size                                              # T/2 after conv2_x
         b = canonical_block(stage.block)
         repeat: list[LayerPlan] = []   # blocks 3.. of a stage have exactly block 2's shapes
         for bi in range(stage.blocks):
@@ -335,6 +366,12 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
     else:
         yield LayerPlan("fc", "fc", c, spec.num_classes, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0),
                         size, size, relu=False, bn=False, bias=True)
+
+
+def _maxpool(name: str, spec: ArchSpec, c: int, size, k, st, pad) -> LayerPlan:
+    out = _out3(size, k, st, pad)
+    _check_size(name, size, k, st, pad, out, spec)
+    return LayerPlan(name, "maxpool", c, c, 1, k, st, pad, size, out, relu=False, bn=False)
 
 
 def _check_groups(name: str, c_in: int, c_out: int, g: int) -> None:
