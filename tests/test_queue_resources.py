@@ -329,8 +329,8 @@ def test_new_worker_stops_an_orphaned_trainer(dataset, start):  # noqa: F811
     db.write(lambda s: setattr(s.get(db.Run, rid), "status", "crashed"))
     assert pid_alive(trainer)
     w2 = start()
-    wait_for(lambda: not pid_alive(trainer), 20, "the new worker to stop the orphaned trainer", w2.text)
-    assert api.get_run(rid)["pid"] is None
+    wait_for(lambda: not pid_alive(trainer) and api.get_run(rid)["pid"] is None, 20,
+             "the new worker to stop the orphaned trainer", w2.text)
     ws = api.worker_status()
     assert ws["alive"] and w1_id not in [x["id"] for x in ws["workers"] if x["alive"]]
     w2.kill(signal.SIGKILL)
