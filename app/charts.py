@@ -56,17 +56,47 @@ def paper_scatter(points: Iterable[dict[str, Any]], report, name: str) -> go.Fig
     return fig
 
 
+RUN_COLORS = ("#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#ff9da6",
+              "#9d755d", "#bab0ac", "#eeca3b")
+
+
+def run_color(i: int) -> str:
+    """The colour of the ``i``-th run on a page (one colour per run across all its series)."""
+    return RUN_COLORS[i % len(RUN_COLORS)]
+
+
+def dash_of(label: str) -> str:
+    """Line style by split: train solid, validation dashed, epoch means dotted."""
+    return "dot" if "(epoch)" in label and "val" not in label else "dash" if "val" in label \
+        else "solid"
+
+
 def curves(series: dict[str, list[tuple[float, float]]], title: str, x_title: str,
-           y_title: str) -> go.Figure:
-    """Line chart of several named (x, y) series."""
-    fig = go.Figure()
+           y_title: str, styles: dict[str, dict[str, str]] | None = None) -> go.Figure:
+    """Line chart of several named (x, y) series; ``styles[label]`` may set ``color``,
+    ``dash`` and ``group`` (legend group) of a series. Built unvalidated: a refresh redraws
+    thousands of points, and plotly's per-point validation would cost more than the query."""
+    data = []
     for label, pts in series.items():
         if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts],
-                                     mode="lines+markers" if len(pts) < 30 else "lines", name=label))
-    fig.update_layout(title=title, height=320, margin=dict(t=40, b=10, l=10, r=10),
-                      xaxis_title=x_title, yaxis_title=y_title)
-    return fig
+            st = (styles or {}).get(label, {})
+            data.append(dict(
+                type="scatter", x=[p[0] for p in pts], y=[p[1] for p in pts], name=label,
+                mode="lines+markers" if len(pts) < 30 else "lines",
+                line={k: v for k, v in (("color", st.get("color")),
+                                        ("dash", st.get("dash", dash_of(label)))) if v},
+                **({"legendgroup": st["group"]} if st.get("group") else {}),
+                hovertemplate=f"{label}<br>%{{x:.4g}}: %{{y:.4g}}<extra></extra>"))
+    layout = dict(title=dict(text=title, font=dict(size=14)), height=340,
+                  margin=dict(t=36, b=10, l=10, r=10), xaxis=dict(title=dict(text=x_title)),
+                  yaxis=dict(title=dict(text=y_title)),
+                  legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)))
+    ys = {y for t in data for y in t["y"]}
+    if len(ys) == 1:   # a constant (e.g. the lr between steps of a schedule): a readable range
+        v = ys.pop()
+        pad = abs(v) * 0.5 or 1.0
+        layout["yaxis"]["range"] = [v - pad, v + pad]
+    return go.Figure(data=data, layout=layout, _validate=False)
 
 
 def accuracy_vs(rows: list[dict[str, Any]], x: str, x_title: str) -> go.Figure:
@@ -75,9 +105,14 @@ def accuracy_vs(rows: list[dict[str, Any]], x: str, x_title: str) -> go.Figure:
     for block in dict.fromkeys(r["block"] for r in rows):
         rs = [r for r in rows if r["block"] == block]
         fig.add_trace(go.Scatter(x=[r[x] for r in rs], y=[r["video@1"] for r in rs],
-                                 mode="markers+text", name=block, text=[r["name"] for r in rs],
+                                 mode="markers+text", name=block,
+                                 text=[_short(r["name"]) for r in rs], hovertext=[r["name"] for r in rs],
                                  textposition="top center", marker=dict(size=11)))
     fig.update_xaxes(type="log", title=x_title)
     fig.update_yaxes(title="val video@1 (%)")
     fig.update_layout(height=400, margin=dict(t=20, b=10, l=10, r=10), legend_title_text="block")
     return fig
+
+
+def _short(s: str, width: int = 18) -> str:
+    return s if len(s) <= width else s[:width - 1] + "…"

@@ -71,6 +71,8 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     metrics_offset: Mapped[int] = mapped_column(default=0)  # bytes of metrics.jsonl ingested
     best_val_video_top1: Mapped[float | None] = mapped_column(Float)
+    notes: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)
     # resources: what the run asked for (gpus None = 1 if the worker has GPUs, else 0) and got
     gpus: Mapped[int | None]
     threads: Mapped[int | None]
@@ -91,7 +93,8 @@ class Metric(Base):
     __tablename__ = "metrics"
     __table_args__ = (
         UniqueConstraint("run_id", "split", "epoch", "step", "name", "event", name="uq_metric_point"),
-        Index("ix_metrics_run_name", "run_id", "name"),
+        Index("ix_metrics_run_id", "run_id", "id"),          # polling: run_id = ? AND id > ?
+        Index("ix_metrics_series", "run_id", "name", "split", "event", "step", "value"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -102,6 +105,28 @@ class Metric(Base):
     name: Mapped[str] = mapped_column(String(100))
     value: Mapped[float] = mapped_column(Float)
     time: Mapped[float | None] = mapped_column(Float)             # unix seconds
+
+
+class MetricBucket(Base):
+    """``BUCKET_STEPS`` consecutive steps of one step series, kept by ``db.add_metrics``: the
+    ids of the bucket's first min, first max and last point (what ``db.query`` draws)."""
+    __tablename__ = "metric_buckets"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    split: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket: Mapped[int] = mapped_column(primary_key=True)          # step // BUCKET_STEPS
+    lo_id: Mapped[int]
+    lo_step: Mapped[int]
+    lo_value: Mapped[float] = mapped_column(Float)
+    hi_id: Mapped[int]
+    hi_step: Mapped[int]
+    hi_value: Mapped[float] = mapped_column(Float)
+    last_id: Mapped[int]
+    last_step: Mapped[int]
+
+
+BUCKET_STEPS = 64
 
 
 class Checkpoint(Base):

@@ -18,6 +18,7 @@ from typing import TypeVar
 from sqlalchemy import Engine, create_engine, event, inspect, literal, make_url, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateIndex
 
 from .config import database_url
 from .models import Base
@@ -90,8 +91,10 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def add_missing_columns(eng: Engine) -> list[str]:
-    """Add the model columns an existing table lacks (nullable, with a scalar default when the
-    model has one), so a database from an earlier version keeps working; ``table.column`` added."""
+    """Bring a store made by an older version up to date, additively: add the model columns an
+    existing table lacks (nullable in SQL, with the model's scalar default when it has one)
+    and its missing indexes. Safe when several processes start at once. Returns the
+    ``table.column`` names added."""
     insp, added = inspect(eng), []
     for table in Base.metadata.sorted_tables:
         if not insp.has_table(table.name):
@@ -111,6 +114,9 @@ def add_missing_columns(eng: Engine) -> list[str]:
                 if "duplicate" not in str(e).lower() and "already exists" not in str(e).lower():
                     raise
             added.append(f"{table.name}.{col.name}")
+        with eng.begin() as conn:
+            for ix in table.indexes:
+                conn.execute(CreateIndex(ix, if_not_exists=True))
     return added
 
 

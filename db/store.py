@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
+from .buckets import update_buckets
 from .models import Metric
 
 KEY = ("run_id", "split", "epoch", "step", "name", "event")
@@ -16,7 +17,8 @@ def add_metrics(s: Session, run_id: int, rows: Iterable[Mapping[str, Any]]) -> N
     """Insert metric points for ``run_id``, skipping any whose unique key is already stored.
 
     Each row: ``event, split, epoch, step, name, value[, time]``. Uses the dialect's
-    ``ON CONFLICT DO NOTHING`` on SQLite/PostgreSQL, select-then-insert elsewhere.
+    ``ON CONFLICT DO NOTHING`` on SQLite/PostgreSQL, select-then-insert elsewhere; there the
+    step-series buckets (:mod:`db.buckets`) are updated with the points really inserted.
     """
     uniq: dict[tuple, dict[str, Any]] = {}
     for r in rows:
@@ -30,8 +32,12 @@ def add_metrics(s: Session, run_id: int, rows: Iterable[Mapping[str, Any]]) -> N
     dialect = s.get_bind().dialect.name
     if dialect in ("sqlite", "postgresql"):
         mod = __import__(f"sqlalchemy.dialects.{dialect}", fromlist=["insert"])
+        stmt = mod.insert(Metric).on_conflict_do_nothing().returning(
+            Metric.id, Metric.name, Metric.split, Metric.event, Metric.step, Metric.value)
+        inserted: list = []
         for i in range(0, len(values), 500):
-            s.execute(mod.insert(Metric).on_conflict_do_nothing(), values[i:i + 500])
+            inserted += s.execute(stmt, values[i:i + 500]).all()
+        update_buckets(s, mod.insert, run_id, inserted)
         return
     cols = [getattr(Metric, k) for k in KEY]
     existing = {tuple(r) for r in s.execute(select(*cols).where(

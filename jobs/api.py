@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from backend.csn import ArchSpec, count
 from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
-                Metric, Run, Worker, as_utc, check_database, read_session, utcnow, write)
+                Run, Worker, as_utc, check_database, read_session, utcnow, write)
+from db.query import metric_points
 
 from .hparams import validate_hparams
 from .liveness import reap_stale, reconcile_s, worker_dead
@@ -188,19 +189,16 @@ def get_run(run_id: int) -> dict[str, Any] | None:
 
 
 def get_metrics(run_id: int, name: str | None = None, split: str | None = None,
-                event: str | None = None, since_id: int = 0) -> list[dict[str, Any]]:
+                event: str | None = None, since_id: int = 0,
+                max_points: int | None = None) -> list[dict[str, Any]]:
     """Metric points ``{id, event, split, epoch, step, name, value, time}`` in training order.
 
-    ``since_id``: only points with a larger id (incremental polling).
+    ``since_id``: only points with a larger id (incremental polling). ``max_points``: step
+    series longer than this come back as per-bucket min/max/last points for display
+    (``db.query.metric_points``); without it, every stored point.
     """
-    q = select(Metric).where(Metric.run_id == run_id, Metric.id > since_id)
-    for col, v in ((Metric.name, name), (Metric.split, split), (Metric.event, event)):
-        if v is not None:
-            q = q.where(col == v)
-    q = q.order_by(Metric.epoch, Metric.step, Metric.id)
     with read_session() as s:
-        return [{"id": m.id, "event": m.event, "split": m.split, "epoch": m.epoch, "step": m.step,
-                 "name": m.name, "value": m.value, "time": m.time} for m in s.scalars(q)]
+        return metric_points(s, run_id, name, split, event, since_id, max_points)
 
 
 def worker_status() -> dict[str, Any]:

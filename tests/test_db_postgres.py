@@ -50,3 +50,45 @@ def test_run_store_round_trip_on_postgresql(pg_url, tmp_path, monkeypatch):
             assert s.scalar(select(func.count()).select_from(Metric)) == 0
     finally:
         db.dispose_engines()
+
+
+def test_metric_reads_and_query_plans_on_postgresql(pg_url, tmp_path, monkeypatch):
+    """Downsampled reads pick the same points as on SQLite; polling and the series scan use
+    their indexes (seq scans disabled so the plan shows whether an index applies)."""
+    import db
+    from db import Run, write
+    from db.downsample import reduce
+    from jobs import api
+    from sqlalchemy import select
+    from db.models import Metric
+    from tests.jobs_helpers import tiny_spec
+
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
+    db.dispose_engines()
+    try:
+        rid = write(lambda s: (lambda r: (s.add(r), s.flush(), r.id)[2])(
+            Run(spec=tiny_spec(), dataset="/x", hparams={})))
+        pts = [{"event": "step", "split": "train", "epoch": s // 500, "step": s, "name": "loss",
+                "value": float((s * 7919) % 1000)} for s in range(5_000)]
+        write(lambda s: db.add_metrics(s, rid, pts))
+        full = api.get_metrics(rid)
+        shown = api.get_metrics(rid, max_points=300)
+        assert [p["id"] for p in shown] == [p["id"] for p in reduce(full, 300)]
+        assert [p["id"] for p in api.get_metrics(rid, since_id=full[-3]["id"])] == \
+            [p["id"] for p in full[-2:]]
+        eng = db.get_engine()
+        with eng.connect() as c:
+            c.exec_driver_sql("ANALYZE metrics")
+            c.exec_driver_sql("SET enable_seqscan = off")
+            for q, ix in ((select(Metric.id).where(Metric.run_id == rid, Metric.id > full[-3]["id"]),
+                           "metrics_pkey|ix_metrics_run_id"),
+                          (select(Metric.step, Metric.value, Metric.id).where(
+                              Metric.run_id == rid, Metric.name == "loss", Metric.split == "train",
+                              Metric.event == "step").order_by(Metric.step, Metric.value),
+                           "ix_metrics_series")):
+                sql = str(q.compile(eng, compile_kwargs={"literal_binds": True}))
+                plan = " ".join(r[0] for r in c.exec_driver_sql("EXPLAIN " + sql))
+                assert any(i in plan for i in ix.split("|")) and "Seq Scan" not in plan, plan
+    finally:
+        db.dispose_engines()

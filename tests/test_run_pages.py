@@ -1,0 +1,150 @@
+"""Runs, Run detail and Compare driven headless (AppTest) on a real SQLite store and real run
+files: live table, pace, streamed log, downloads, rename/tags/delete, colours, x-axis, diff."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import db
+from backend.csn import preset
+from db import Run, utcnow, write
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+VIEWS = Path(MAIN).parent / "views"
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db.dispose_engines()
+    yield tmp_path / "var"
+    db.dispose_engines()
+
+
+def _run(store: Path, name: str, arch: str = "ir-csn-26", lr: float = 0.01, steps: int = 40,
+         **kw) -> int:
+    now = utcnow()
+    out = store / "runs" / name
+    out.mkdir(parents=True)
+
+    def mk(s):
+        r = Run(name=name, spec=preset(arch).to_dict(), dataset="/data/x",
+                hparams={"epochs": 4, "lr": lr, "frames": 8, "size": 64}, output_dir=str(out),
+                created_at=now - timedelta(minutes=10), started_at=now - timedelta(seconds=130),
+                total_steps=4 * steps, total_epochs=4, **kw)
+        s.add(r)
+        s.flush()
+        return r.id
+    rid = write(mk)
+    t0 = time.time() - 120
+    pts = [{"event": "step", "split": "train", "epoch": 1 + s // steps, "step": s, "name": n,
+            "value": v, "time": t0 + s} for s in range(1, steps + 1)
+           for n, v in (("loss", 2.0 / s), ("lr", lr), ("clips_per_s", 12.5))]
+    pts.append({"event": "epoch", "split": "val", "epoch": 1, "step": steps, "name": "video_top1",
+                "value": 0.4, "time": t0 + steps})
+    write(lambda s: db.add_metrics(s, rid, pts))
+    return rid
+
+
+def _page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(str(VIEWS / f"{name}.py")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _app(rid: int | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    if rid is not None:
+        at.query_params["run"] = str(rid)
+    at.run()
+    return at
+
+
+def test_runs_table_rereads_runs_and_filters_by_tag(store):
+    from jobs import records
+
+    rid = _run(store, "a", status="running", step=0)
+    other = _run(store, "b", status="succeeded", step=160)
+    records.update_run(other, tags="baseline")
+    at = _page(_app(), "runs")
+    df = at.dataframe[0].value
+    assert list(df["progress"]) == [1.0, 0.0]
+    write(lambda s: setattr(s.get(Run, rid), "step", 120))
+    at.run()                           # what the 2 s fragment does
+    assert list(at.dataframe[0].value["progress"]) == [1.0, 0.75]
+    at.multiselect(key="runs_tags").set_value(["baseline"]).run()
+    assert list(at.dataframe[0].value["name"]) == ["b"]
+
+
+def test_run_detail_pace_log_downloads_dates(store):
+    rid = _run(store, "live", status="running", step=40)
+    out = store / "runs" / "live"
+    log = "".join(f"line {i}\n" for i in range(300)) + "epoch 1 50%\repoch 1 100%\n"
+    (out / "train.log").write_text(log)
+    (out / "metrics.jsonl").write_text('{"event": "start"}\n')
+    at = _page(_app(rid), "run")
+    m = {x.label: x.value for x in at.metric}
+    assert m["clips/s"] == "12.5"
+    assert m["elapsed"].startswith("2 min")
+    # 40 steps in 39 s -> ~1 step/s, 120 steps left
+    assert m["ETA"].startswith(("1 min", "2 min"))
+    log = [c.value for c in at.code if "line 0" in c.value]
+    assert log and "line 299" in log[0] and "epoch 1 100%" in log[0] and "50%" not in log[0]
+    downloads = {d.proto.label for d in at.get("download_button")}
+    assert {"metrics.jsonl", "metrics.csv", "spec.json", "train.log"} <= downloads
+    assert not any("datetime.datetime" in str(t.value) for t in at.table)
+    # the log grows: the next refresh appends only what is new
+    with (out / "train.log").open("a") as f:
+        f.write("line 300\n")
+    at.run()
+    assert any("line 300" in c.value and "line 0" in c.value for c in at.code)
+
+
+def test_run_detail_rename_tags_notes_and_delete(store):
+    from jobs import api
+
+    rid = _run(store, "old", status="failed", error="boom")
+    at = _page(_app(rid), "run")
+    form = [t for t in at.text_input if t.label == "Name"][0]
+    form.set_value("renamed")
+    [t for t in at.text_input if t.label.startswith("Tags")][0].set_value("ir, small")
+    at.text_area[0].set_value("tried lr 0.01")
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert not at.exception
+    r = api.get_run(rid)
+    assert (r["name"], r["tags"], r["notes"]) == ("renamed", ["ir", "small"], "tried lr 0.01")
+    at.checkbox(key="del_files").check()
+    [b for b in at.button if b.label == "Delete run"][0].click().run()
+    assert not at.exception
+    assert api.get_run(rid) is None and not (store / "runs" / "old").exists()
+
+
+def test_compare_one_colour_per_run_x_axis_and_diff(store):
+    a = _run(store, "small-lr", lr=0.01, status="succeeded")
+    b = _run(store, "big-lr", arch="ip-csn-26", lr=0.1, status="succeeded")
+    at = _page(_app(), "compare")
+    at.multiselect(key="cmp_runs").set_value([a, b]).run()
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curves = [f for f in figs if any("·" in (t.get("name") or "") for t in f["data"])]
+    assert len(curves) == 3                            # loss, accuracy, learning rate
+    colour: dict[str, set] = {}
+    for f in curves:
+        for t in f["data"]:
+            colour.setdefault(t["name"].split(" · ")[0], set()).add(t["line"]["color"])
+    assert len(colour) == 2 and all(len(c) == 1 for c in colour.values())
+    assert len(set.union(*colour.values())) == 2
+    assert all(f["layout"]["xaxis"]["title"]["text"] == "step" for f in curves)
+    at.radio(key="cmp_x").set_value("epoch").run()
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    loss = [f for f in figs if f["layout"]["title"]["text"] == "loss"][0]
+    assert loss["layout"]["xaxis"]["title"]["text"] == "epoch"
+    assert max(max(t["x"]) for t in loss["data"]) == pytest.approx(1.0)   # step 40 of 40/epoch
+    diff = at.dataframe[0].value
+    fields = set(diff["field"])
+    assert {"hparams.lr", "arch.name"} <= fields and "hparams.epochs" not in fields
