@@ -48,9 +48,16 @@ def pct(v: float | None) -> float | None:
     return v * 100 if v <= 1.0 else v
 
 
+@lru_cache(maxsize=1)
+def _trainer_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults: what a run used for each hyper-parameter it did not set."""
+    from jobs.hparams import train_fields
+    return {k: default for k, (_, default) in train_fields().items() if default is not None}
+
+
 def run_row(r: dict[str, Any]) -> dict[str, Any]:
     """One table row: status, progress, architecture, key hparams, best val video@1, costs."""
-    hp = r.get("hparams") or {}
+    hp = {**_trainer_defaults(), **{k: v for k, v in (r.get("hparams") or {}).items() if v is not None}}
     flops, inter, block = _cost(json.dumps(r.get("spec") or {}, sort_keys=True),
                                 _int(hp.get("frames")), _int(hp.get("size")))
     return {

@@ -26,7 +26,7 @@ elif ws["alive"]:
     st.success(f"A worker is running ({len(ws['workers'])} alive; {ws['queued']} queued, "
                f"{ws['running']} running, {ws['waiting']} waiting for resources).",
                icon=":material/check_circle:")
-    st.dataframe(worker_rows(ws), hide_index=True, key="train_workers")
+    st.dataframe(worker_rows(ws), hide_index=True, placeholder="—", key="train_workers")
 else:
     st.warning("No worker is running: runs will wait in the queue until one starts. Start one "
                "from the repository root (`make run` starts one too):", icon=":material/warning:")
