@@ -48,9 +48,16 @@ def pct(v: float | None) -> float | None:
     return v * 100 if v <= 1.0 else v
 
 
+@lru_cache(maxsize=1)
+def _trainer_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults: what a run used for each hyper-parameter it did not set."""
+    from jobs.hparams import train_fields
+    return {k: default for k, (_, default) in train_fields().items() if default is not None}
+
+
 def run_row(r: dict[str, Any]) -> dict[str, Any]:
     """One table row: status, progress, architecture, key hparams, best val video@1, costs."""
-    hp = r.get("hparams") or {}
+    hp = {**_trainer_defaults(), **{k: v for k, v in (r.get("hparams") or {}).items() if v is not None}}
     flops, inter, block = _cost(json.dumps(r.get("spec") or {}, sort_keys=True),
                                 _int(hp.get("frames")), _int(hp.get("size")))
     return {
@@ -62,9 +69,18 @@ def run_row(r: dict[str, Any]) -> dict[str, Any]:
         "frames×size": f"{hp.get('frames', '?')}×{hp.get('size', '?')}",
         "best val video@1 (%)": pct(r.get("best_val_video_top1")),
         "MAdds (G)": flops, "interactions (G)": inter,
+        "devices": devices_label(r),
         "tags": list(r.get("tags") or []),
         "created": r.get("created_at"),
     }
+
+
+def devices_label(r: dict[str, Any]) -> str:
+    """What the run ran on (``GPU 0,1`` / ``CPU``), or why a queued run is still waiting."""
+    if r.get("status") == "queued":
+        return r.get("wait_reason") or ""
+    d = r.get("devices")
+    return "" if d is None else f"GPU {d}" if d else "CPU"
 
 
 MAX_POINTS = 1500    # per step series on screen; every point stays in the store and downloads

@@ -63,23 +63,54 @@ def load_design():
         return None
 
 
+_HEALTH: dict[tuple, tuple[float, str]] = {}
+HEALTH_TTL_S = (300.0, 10.0)   # re-check a healthy / a broken configuration after this long
+
+
+def _jobs_env() -> tuple:
+    import os
+    return tuple(os.environ.get(k) for k in ("CSN_DATA_DIR", "DATABASE_URL", "HUEY_REDIS_URL"))
+
+
 def jobs_api():
-    """The jobs API module, or None (with the reason) when it is not installed."""
+    """(the jobs API module, "") when the job queue and the run database answer; otherwise
+    (None, why) - a missing package, an unreachable Redis/PostgreSQL, a damaged database.
+    The answer is cached per configuration (``HEALTH_TTL_S``)."""
+    import time
     try:
         from jobs import api
-    except ImportError as e:  # jobs/ and db/ are optional for the builder
-        return None, f"the jobs package is not available ({e})"
-    return api, ""
+    except Exception as e:  # noqa: BLE001 - jobs/ and db/ are optional for the builder
+        return None, f"the job queue is not available ({type(e).__name__}: {e})"
+    key, now = _jobs_env(), time.monotonic()
+    hit = _HEALTH.get(key)
+    if hit is None or now - hit[0] > HEALTH_TTL_S[bool(hit[1])]:
+        try:
+            why = api.health() or ""
+        except Exception as e:  # noqa: BLE001 - whatever it is, it is the reason
+            why = f"{type(e).__name__}: {e}"
+        hit = _HEALTH[key] = (now, why)
+    return (None, hit[1]) if hit[1] else (api, "")
 
 
 def require_jobs_api(purpose: str = "This page"):
-    """The jobs API module; otherwise a warning and ``st.stop()``."""
+    """The jobs API module; otherwise one error banner (the reason; the Builder still works)
+    and ``st.stop()``."""
     import streamlit as st
     api, why = jobs_api()
     if api is None:
-        st.warning(f"{purpose} needs the job queue: {why}.", icon=":material/warning:")
+        st.error(f"{purpose} needs the job queue and the run database, but {why.rstrip('.')}. Fix the "
+                 "configuration (HUEY_REDIS_URL, DATABASE_URL, CSN_DATA_DIR) and reload; the "
+                 "Builder works without them.", icon=":material/error:")
         st.stop()
     return api
+
+
+def worker_rows(status: dict) -> list[dict]:
+    """The Train page's resource inventory: one row per worker of ``worker_status()``."""
+    return [{"worker": w["id"], "alive": w["alive"], "GPUs": ",".join(w["gpus"]) or "none",
+             "GPUs busy": ",".join(w["busy_gpus"]) or "-",
+             "threads busy": f"{w['busy_threads']} of {w['threads'] or '?'}",
+             "runs": ", ".join(f"#{i}" for i in w["runs"]) or "-"} for w in status["workers"]]
 
 
 def list_runs_or_stop(api, limit: int = 500) -> list:

@@ -73,6 +73,12 @@ class Run(Base):
     best_val_video_top1: Mapped[float | None] = mapped_column(Float)
     notes: Mapped[str | None] = mapped_column(Text)
     tags: Mapped[list[str] | None] = mapped_column(JSON)
+    # resources: what the run asked for (gpus None = 1 if the worker has GPUs, else 0) and got
+    gpus: Mapped[int | None]
+    threads: Mapped[int | None]
+    devices: Mapped[str | None] = mapped_column(String(200))   # CUDA_VISIBLE_DEVICES it ran with
+    wait_reason: Mapped[str | None] = mapped_column(Text)      # why a queued run is not running
+    queued_at: Mapped[datetime | None]                         # last (re-)enqueue
     architecture: Mapped[Architecture | None] = relationship(back_populates="runs")
 
     @property
@@ -143,6 +149,8 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    gpus: Mapped[str | None] = mapped_column(String(200))      # its GPU ids, comma-separated
+    threads: Mapped[int | None]                                # its CPU thread budget
 
 
 class Study(Base):

@@ -13,11 +13,13 @@ from sqlalchemy import func, select
 from backend.csn import ArchSpec, count
 from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
-                Run, Study, StudyRun, Worker, as_utc, read_session, utcnow, write)
+                Run, Study, StudyRun, Worker, as_utc, check_database, read_session, utcnow, write)
 from db.query import metric_points
 
-from .liveness import reap_stale, stale_s
-from .queue import huey, sync_storage
+from .hparams import validate_hparams
+from .liveness import reap_stale, reconcile_s, worker_dead
+from .queue import huey, queue_problem, sync_storage
+from .supervise import train_threads
 from .worker import run_training
 
 RETRYABLE = (FAILED, CANCELLED, CRASHED)
@@ -34,7 +36,7 @@ def _enqueue_task(run_id: int) -> None:
     except Exception as e:
         write(lambda s: _set(s, run_id, status=FAILED, error=f"could not enqueue: {e}", finished_at=utcnow()))
         raise
-    write(lambda s: _set(s, run_id, task_id=task_id))
+    write(lambda s: _set(s, run_id, task_id=task_id, queued_at=utcnow()))
 
 
 def _set(s, run_id: int, **kw: Any) -> None:
@@ -44,20 +46,27 @@ def _set(s, run_id: int, **kw: Any) -> None:
 
 
 def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str, Any],
-                name: str | None = None) -> int:
+                name: str | None = None, gpus: int | None = None) -> int:
     """Create a queued run and put its task on the queue; returns the run id.
 
-    ``hparams`` become trainer flags (``{"batch_size": 4}`` -> ``--batch-size 4``; ``threads``
-    sets ``--threads``). A dataset outside the data roots raises ``PathRefused``
-    (backend.paths); a bad spec or a missing dataset inside them is not rejected here: the
-    worker fails the run with a clear error.
+    ``hparams`` are ``TrainConfig`` fields and become trainer flags (``{"batch_size": 4}`` ->
+    ``--batch-size 4``); unknown keys, wrong types and the worker's paths (``out``, ``data``,
+    ``arch``, ``resume``) raise ``ValueError``. The run asks for ``gpus`` (also accepted as
+    ``hparams["gpus"]``; None: 1 when the worker has GPUs, else 0) and ``hparams["threads"]``
+    CPU threads (default ``CSN_TRAIN_THREADS`` or 1). A dataset outside the data roots raises
+    ``PathRefused`` (backend.paths); a bad spec or a missing dataset inside them is not
+    rejected here: the worker fails the run with a clear error.
     """
+    hp = validate_hparams(hparams)
+    gpus = hp.pop("gpus", gpus)
+    validate_hparams({"gpus": gpus})
     sd = _spec_dict(spec)
     ds = str(check_dataset(dataset))
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
-        r = Run(name=name, spec=sd, dataset=ds, hparams=dict(hparams or {}), status=QUEUED,
+        r = Run(name=name, spec=sd, dataset=ds, hparams=hp, status=QUEUED, gpus=gpus,
+                threads=train_threads(hp), queued_at=utcnow(),
                 architecture_id=arch.id if arch is not None and arch.spec == sd else None)
         s.add(r)
         s.flush()
@@ -89,18 +98,50 @@ def cancel_run(run_id: int) -> bool:
 
 
 def retry_run(run_id: int) -> bool:
-    """Re-queue a failed, cancelled or crashed run; the trainer resumes from its last
-    checkpoint when there is one. Returns False when the run is not retryable."""
+    """Re-queue a failed, cancelled or crashed run (the trainer resumes from its last
+    checkpoint when there is one), or a queued run whose queue message was lost. Returns
+    False when the run is not retryable (unknown, running, finished well, or still queued)."""
     def reset(s):
         r = s.get(Run, run_id)
-        if r is None or r.status not in RETRYABLE:
-            return False
+        if r is None or r.status not in RETRYABLE + (QUEUED,):
+            return None
+        if r.status == QUEUED:
+            return r.task_id or ""
         r.status, r.cancel_requested, r.error, r.finished_at, r.pid = QUEUED, False, None, None, None
-        return True
-    if not write(reset):
+        r.devices, r.wait_reason = None, None
+        return ""
+    got = write(reset)
+    if got is None or (got and got in _queued_task_ids()):
         return False
     _enqueue_task(run_id)
     return True
+
+
+def _queued_task_ids() -> set[str]:
+    h = sync_storage()
+    return {t.id for t in h.pending()} | {t.id for t in h.scheduled()}
+
+
+def reconcile_queued(grace_s: float | None = None) -> list[int]:
+    """Re-enqueue queued runs (queued longer than ``grace_s``, default ``reconcile_s()``)
+    whose message is neither pending nor scheduled in the queue; a run that cannot be
+    re-enqueued is failed with the reason. Returns the ids of the runs it touched."""
+    grace = timedelta(seconds=reconcile_s() if grace_s is None else grace_s)
+    now = utcnow()
+    with read_session() as s:
+        rows = s.execute(select(Run.id, Run.task_id, Run.queued_at, Run.created_at).where(
+            Run.status == QUEUED)).all()
+    old = [(rid, tid) for rid, tid, qa, ca in rows if now - as_utc(qa or ca) >= grace]
+    if not old:
+        return []
+    known = _queued_task_ids()
+    lost = [rid for rid, tid in old if not tid or tid not in known]
+    for rid in lost:
+        try:
+            _enqueue_task(rid)   # a failure marks the run failed ("could not enqueue: ...")
+        except Exception as e:  # noqa: BLE001 - reported on the run row
+            print(f"reconcile: run {rid}: {e!r}", flush=True)
+    return lost
 
 
 def retry_outlook(run_id: int) -> str:
@@ -161,22 +202,42 @@ def get_metrics(run_id: int, name: str | None = None, split: str | None = None,
 
 
 def worker_status() -> dict[str, Any]:
-    """``{alive, last_seen, workers: [{id, last_seen, alive}], queued, running, reaped}``.
+    """``{alive, last_seen, workers, queued, waiting, running, reaped, gpus}``.
 
-    Also marks runs of dead workers ``crashed``.
+    ``workers``: the live ones (else the last three), each ``{id, alive, last_seen,
+    started_at, gpus, threads, busy_gpus, busy_threads, runs}``. A worker is alive by the
+    reaper's rule (fresh heartbeat and, on this host, a live pid). Also marks runs of dead
+    workers ``crashed``.
     """
     reaped = reap_stale()
     now = utcnow()
     with read_session() as s:
         ws = list(s.scalars(select(Worker).order_by(Worker.last_seen.desc())))
         n = dict(s.execute(select(Run.status, func.count()).group_by(Run.status)).all())
-    workers = [{"id": w.id, "last_seen": as_utc(w.last_seen), "started_at": as_utc(w.started_at),
-                "alive": not w.stopped and now - as_utc(w.last_seen) <= timedelta(seconds=stale_s())}
-               for w in ws]
-    return {"alive": any(w["alive"] for w in workers),
-            "last_seen": workers[0]["last_seen"] if workers else None,
-            "workers": [w for w in workers if w["alive"]] or workers[:3],
-            "queued": n.get(QUEUED, 0), "running": n.get(RUNNING, 0), "reaped": reaped}
+        running = s.execute(select(Run.id, Run.worker_id, Run.devices, Run.threads).where(
+            Run.status == RUNNING)).all()
+        waiting = s.scalar(select(func.count()).select_from(Run).where(
+            Run.status == QUEUED, Run.wait_reason.is_not(None)))
+    workers = []
+    for w in ws:
+        mine = [r for r in running if r.worker_id == w.id]
+        workers.append({
+            "id": w.id, "last_seen": as_utc(w.last_seen), "started_at": as_utc(w.started_at),
+            "alive": not w.stopped and not worker_dead(w.id, w.last_seen, now),
+            "gpus": [g for g in (w.gpus or "").split(",") if g], "threads": w.threads,
+            "busy_gpus": [g for r in mine for g in (r.devices or "").split(",") if g],
+            "busy_threads": sum(r.threads or 0 for r in mine), "runs": [r.id for r in mine]})
+    live = [w for w in workers if w["alive"]]
+    return {"alive": bool(live), "last_seen": workers[0]["last_seen"] if workers else None,
+            "workers": live or workers[:3], "queued": n.get(QUEUED, 0), "waiting": waiting,
+            "running": n.get(RUNNING, 0), "reaped": reaped,
+            "gpus": max((len(w["gpus"]) for w in live), default=0)}
+
+
+def health() -> str | None:
+    """None when the queue and the run database both answer; else one sentence saying what is
+    wrong and how to fix it (for the app's banner)."""
+    return queue_problem() or check_database()
 
 
 def save_architecture(name: str, spec: ArchSpec | dict[str, Any]) -> int:
@@ -266,6 +327,7 @@ def cancel_study(study_id: int) -> int:
     return sum(cancel_run(rid) for rid in write(mark))
 
 
-__all__ = ["enqueue_run", "cancel_run", "retry_run", "retry_outlook", "list_runs", "get_run", "get_metrics",
-           "worker_status", "save_architecture", "list_architectures", "enqueue_study",
-           "list_studies", "get_study", "cancel_study", "huey"]
+__all__ = ["enqueue_run", "cancel_run", "retry_run", "retry_outlook", "reconcile_queued", "list_runs",
+           "get_run", "get_metrics", "worker_status", "health", "save_architecture",
+           "list_architectures", "enqueue_study", "list_studies",
+           "get_study", "cancel_study", "huey"]

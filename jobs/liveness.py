@@ -2,7 +2,10 @@
 
 A run is ``crashed`` when its worker is a dead process on this host, or when its heartbeat is
 older than ``CSN_STALE_S`` seconds (workers on other hosts). The reaper also kills the orphaned
-trainer process group if it is still alive here. ``retry_run`` then resumes it.
+trainer process group if it is still alive here. ``retry_run`` then resumes it. Trainers of
+this host whose run is no longer ``running`` (marked crashed from another host, say) are
+orphans and are stopped too. A worker checks the database before it starts, and every
+``CSN_RECONCILE_S`` seconds re-enqueues queued runs whose queue message was lost.
 """
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from db import CRASHED, RUNNING, Run, Worker, as_utc, read_session, utcnow, write
+from db import (CRASHED, RUNNING, Run, StoreError, Worker, as_utc, check_database, read_session,
+                utcnow, write)
+
+from .resources import worker_gpus, worker_threads
 
 HOST = socket.gethostname()
 
@@ -29,6 +35,11 @@ def heartbeat_s() -> float:
 def stale_s() -> float:
     """A heartbeat older than this means the worker is gone."""
     return float(os.environ.get("CSN_STALE_S", "30"))
+
+
+def reconcile_s() -> float:
+    """How often (and after how long) queued runs are checked against the queue."""
+    return float(os.environ.get("CSN_RECONCILE_S", "30"))
 
 
 def worker_id() -> str:
@@ -53,10 +64,12 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def _is_trainer(pid: int) -> bool:
+def _is_trainer(pid: int, out: str | None = None) -> bool:
+    """Whether ``pid`` runs ``backend.train`` (for run directory ``out`` when given)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"backend.train" in f.read()
+            cmd = f.read()
+        return b"backend.train" in cmd and (not out or out.encode() in cmd)
     except OSError:
         return os.name == "posix" and not os.path.isdir("/proc")  # no /proc: trust the pid
 
@@ -78,7 +91,8 @@ def kill_group(pid: int | None, grace: float = 5.0) -> None:
         pass
 
 
-def _worker_dead(wid: str | None, heartbeat: datetime | None, now: datetime) -> bool:
+def worker_dead(wid: str | None, heartbeat: datetime | None, now: datetime) -> bool:
+    """The liveness rule: no heartbeat for ``stale_s()``, or a dead pid on this host."""
     hb = as_utc(heartbeat)
     if hb is None or now - hb > timedelta(seconds=stale_s()):
         return True
@@ -96,12 +110,12 @@ def reap_stale() -> list[int]:
     with read_session() as s:
         cands = s.execute(select(Run.id, Run.worker_id, Run.heartbeat_at).where(
             Run.status == RUNNING)).all()
-    dead = [rid for rid, wid, hb in cands if _worker_dead(wid, hb, now)]
+    dead = [rid for rid, wid, hb in cands if worker_dead(wid, hb, now)]
     reaped = []
     for rid in dead:
         def mark(s, rid=rid):
             r = s.get(Run, rid)
-            if r is None or r.status != RUNNING or not _worker_dead(r.worker_id, r.heartbeat_at, utcnow()):
+            if r is None or r.status != RUNNING or not worker_dead(r.worker_id, r.heartbeat_at, utcnow()):
                 return None
             pid, wid = r.pid, r.worker_id
             hb = as_utc(r.heartbeat_at)
@@ -117,7 +131,27 @@ def reap_stale() -> list[int]:
         if pid and wid and wid.rsplit(":", 1)[0] == HOST and pid_alive(pid) and _is_trainer(pid):
             kill_group(pid, grace=2.0)
         reaped.append(rid)
+    reap_orphans()
     return reaped
+
+
+def reap_orphans() -> list[int]:
+    """Stop live trainers on this host whose run is not ``running`` any more; their run ids."""
+    with read_session() as s:
+        rows = s.execute(select(Run.id, Run.pid, Run.output_dir).where(
+            Run.status != RUNNING, Run.pid.is_not(None), Run.worker_id.like(f"{HOST}:%"))).all()
+    done = []
+    for rid, pid, out in rows:
+        if pid_alive(pid) and _is_trainer(pid, out):
+            kill_group(pid, grace=2.0)
+            done.append(rid)
+
+        def clear(s, rid=rid):
+            r = s.get(Run, rid)
+            if r is not None and r.status != RUNNING:
+                r.pid = None
+        write(clear)
+    return done
 
 
 def beat(stopped: bool = False) -> None:
@@ -128,32 +162,45 @@ def beat(stopped: bool = False) -> None:
         w = s.get(Worker, wid)  # holds the write lock from here: a late beat cannot undo "stopped"
         gone = stopped or _stopping.is_set()
         if w is None:
-            s.add(Worker(id=wid, hostname=HOST, pid=os.getpid(), stopped=gone))
+            s.add(Worker(id=wid, hostname=HOST, pid=os.getpid(), stopped=gone,
+                         gpus=",".join(_inventory[0]), threads=_inventory[1]))
         else:
             w.last_seen, w.stopped = utcnow(), gone
     write(up)
 
 
+_inventory: tuple[list[str], int] = ([], 0)
 _started = threading.Lock()
 _stopping = threading.Event()
 _thread: threading.Thread | None = None
 
 
 def start_heartbeat() -> None:
-    """Start (once per process) the thread that beats and reaps every ``heartbeat_s()``."""
-    global _thread
+    """Start (once per process) the thread that beats and reaps every ``heartbeat_s()`` and
+    reconciles queued runs every ``reconcile_s()``. First the database is checked
+    (``StoreError`` when it is damaged or unreachable) and dead workers' runs are reaped."""
+    global _thread, _inventory
     with _started:
         if _thread is not None:
             return
+        problem = check_database()
+        if problem:
+            raise StoreError(problem)
+        _inventory = (worker_gpus(), worker_threads())
         beat()
         reap_stale()
 
         def loop() -> None:
+            from .api import reconcile_queued
+            next_reconcile = time.monotonic()
             while True:
                 time.sleep(heartbeat_s())
                 try:
                     beat()
                     reap_stale()
+                    if time.monotonic() >= next_reconcile:
+                        next_reconcile = time.monotonic() + reconcile_s()
+                        reconcile_queued()
                 except Exception as e:  # keep beating through transient DB errors
                     print(f"heartbeat: {e!r}", flush=True)
 

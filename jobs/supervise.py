@@ -4,12 +4,18 @@ The trainer runs in its own process group with its thread count pinned; its stdo
 to ``RUN_DIR/train.log``. Every second the supervisor ingests new ``metrics.jsonl`` lines
 (byte offset kept in the run row, points de-duplicated on their unique key), records
 checkpoints, progress and the heartbeat, and checks the run's cancel flag.
+
+A run starts only when its resource request fits what this worker has free
+(:mod:`jobs.resources`); it gets exactly its GPUs through ``CUDA_VISIBLE_DEVICES`` and its
+thread budget, and ``gpus > 1`` runs under ``torchrun --standalone --nproc_per_node=N``.
 """
 from __future__ import annotations
 
 import atexit
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -17,11 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from db import (CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, SUCCEEDED, Checkpoint, Run,
                 add_metrics, read_session, runs_dir, utcnow, write)
 from db.config import REPO
 
-from .liveness import heartbeat_s, kill_group, worker_id
+from .hparams import hparam_args, validate_hparams
+from .liveness import HOST, heartbeat_s, kill_group, worker_id
+from .resources import fit, host_lock, parse_ids, resolve, worker_gpus, worker_threads
 from .tail import is_video_top1, metric_rows, read_events
 
 LOG_TAIL_CHARS = 4000
@@ -31,38 +41,46 @@ _shutting_down = threading.Event()
 SHUTDOWN_ERROR = "worker shut down during the run; retry resumes from the last checkpoint"
 
 
-def hparam_args(hparams: dict[str, Any]) -> list[str]:
-    """``{"batch_size": 2, "amp": True}`` -> ``["--batch-size", "2", "--amp"]``."""
-    out: list[str] = []
-    for k, v in hparams.items():
-        if k in ("threads", "resume") or v is None or v is False:
-            continue
-        flag = "--" + str(k).replace("_", "-")
-        out += [flag] if v is True else [flag, str(v)]
-    return out
-
-
 def train_threads(hparams: dict[str, Any]) -> int:
     """Torch threads for the trainer: ``hparams["threads"]``, else ``CSN_TRAIN_THREADS``, else 1."""
     return max(1, int(hparams.get("threads") or os.environ.get("CSN_TRAIN_THREADS") or 1))
 
 
-def _claim(run_id: int) -> dict[str, Any] | None:
-    def claim(s):
-        r = s.get(Run, run_id)
-        if r is None or r.status != QUEUED:
-            return None
-        if r.cancel_requested:
-            r.status, r.finished_at = CANCELLED, utcnow()
-            return None
-        now = utcnow()
-        r.status, r.worker_id, r.heartbeat_at, r.started_at = RUNNING, worker_id(), now, now
-        r.finished_at, r.error, r.pid = None, None, None
-        r.attempts += 1
-        r.output_dir = r.output_dir or str(runs_dir() / f"run_{r.id:05d}")
-        return {"spec": r.spec, "dataset": r.dataset, "hparams": dict(r.hparams or {}),
-                "out": r.output_dir, "offset": r.metrics_offset}
-    return write(claim)
+WAIT = "waiting"   # supervise()'s answer when the run does not fit yet (the task retries later)
+
+
+def _claim_in(s, run_id: int, have: list[str], budget: int) -> dict[str, Any] | str | None:
+    r = s.get(Run, run_id)
+    if r is None or r.status != QUEUED:
+        return None
+    if r.cancel_requested:
+        r.status, r.finished_at = CANCELLED, utcnow()
+        return None
+    hp = dict(r.hparams or {})
+    req = resolve(r.gpus, r.threads or train_threads(hp), have)
+    busy = s.execute(select(Run.devices, Run.threads, Run.worker_id).where(
+        Run.status == RUNNING, Run.worker_id.like(f"{HOST}:%"))).all()
+    devices, why = fit(req, have, budget, {d for devs, _, _ in busy for d in parse_ids(devs or "")},
+                       sum(t or 0 for _, t, w in busy if w == worker_id()))
+    if devices is None:
+        r.wait_reason = f"{why} on worker {worker_id()}"
+        return WAIT
+    now = utcnow()
+    r.status, r.worker_id, r.heartbeat_at, r.started_at = RUNNING, worker_id(), now, now
+    r.finished_at, r.error, r.pid, r.wait_reason = None, None, None, None
+    r.devices, r.threads = ",".join(devices), req.threads
+    r.attempts += 1
+    r.output_dir = r.output_dir or str(runs_dir() / f"run_{r.id:05d}")
+    return {"spec": r.spec, "dataset": r.dataset, "hparams": hp, "out": r.output_dir,
+            "offset": r.metrics_offset, "devices": devices, "nproc": max(1, req.gpus),
+            "threads": req.threads}
+
+
+def _claim(run_id: int) -> dict[str, Any] | str | None:
+    """The job to run (status now ``running``), :data:`WAIT`, or None (nothing to do)."""
+    have, budget = worker_gpus(), worker_threads()
+    with host_lock():
+        return write(lambda s: _claim_in(s, run_id, have, budget))
 
 
 def _finish(run_id: int, status: str, error: str | None, log_tail: str | None = None) -> None:
@@ -76,12 +94,16 @@ def _finish(run_id: int, status: str, error: str | None, log_tail: str | None = 
     write(fin)
 
 
-def _validate(spec: dict[str, Any], dataset: str) -> str | None:
+def _validate(spec: dict[str, Any], dataset: str, hparams: dict[str, Any]) -> str | None:
     from backend.csn import ArchSpec, count  # torch-free
     try:
         count(ArchSpec.from_dict(spec))
     except (ValueError, TypeError, KeyError) as e:
         return f"invalid architecture: {e}"
+    try:
+        validate_hparams(hparams)
+    except ValueError as e:
+        return str(e)
     if not dataset or not Path(dataset).exists():
         return f"dataset not found: {dataset!r}"
     return None
@@ -106,6 +128,46 @@ def error_line(text: str) -> str | None:
         if ": error: " in line:
             return line.split(": error: ", 1)[1].strip()
     return None
+
+
+CAUSES = {signal.SIGKILL: "most likely the kernel's out-of-memory killer (see `dmesg`); try a "
+                          "smaller batch size, clip or fewer data-loader workers",
+          signal.SIGSEGV: "a crash in native code", signal.SIGBUS: "often a full /dev/shm "
+          "(data-loader workers' shared memory)", signal.SIGTERM: "stopped from outside the worker",
+          signal.SIGINT: "interrupted from outside the worker"}
+
+
+def exit_reason(rc: int, tail: str) -> str:
+    """Why the trainer exited with ``rc``: the signal that killed it (or one of its torchrun
+    ranks) with the likely cause, else its last ``error:`` line, else the status."""
+    m = re.findall(r"exitcode\s*:\s*-(\d+)", tail)
+    signum = -rc if rc < 0 else int(m[-1]) if m else None
+    if signum:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        cause = CAUSES.get(signum)
+        return f"trainer killed by {name} (signal {signum})" + (f": {cause}" if cause else "")
+    return error_line(tail) or f"trainer exited with status {rc}"
+
+
+def command(job: dict[str, Any], run_dir: Path, resume: bool) -> tuple[list[str], dict[str, str]]:
+    """The trainer's argv (under torchrun when it has more than one process) and environment:
+    exactly its devices in ``CUDA_VISIBLE_DEVICES`` and its threads split over the processes."""
+    nproc, threads = job["nproc"], job["threads"]
+    per = max(1, threads // nproc)
+    launcher = job.get("launcher") or [sys.executable, *(
+        ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [])]
+    argv = [*launcher, "-m", "backend.train", "--arch", str(run_dir / "spec.json"),
+            "--data", job["dataset"], "--out", str(run_dir), "--threads", str(per),
+            *hparam_args(job["hparams"]), *(["--resume"] if resume else [])]
+    env = dict(os.environ, OMP_NUM_THREADS=str(per), MKL_NUM_THREADS=str(per),
+               NUMBA_NUM_THREADS=str(per), PYTHONUNBUFFERED="1")
+    if job["devices"] is not None:          # None: a tracked run keeps its node's devices
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(job["devices"])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return argv, env
 
 
 def _sync(run_id: int, events: list[dict[str, Any]], offset: int, run_dir: Path,
@@ -142,32 +204,39 @@ def _sync(run_id: int, events: list[dict[str, Any]], offset: int, run_dir: Path,
 def supervise(run_id: int) -> str | None:
     """Run ``run_id`` to completion (or cancellation); returns its final status."""
     job = _claim(run_id)
-    if job is None:
-        return None
-    run_dir = Path(job["out"])
+    if job is None or job == WAIT:
+        return job
+    return execute(run_id, job)
+
+
+def _launch(job: dict[str, Any], run_dir: Path) -> tuple[subprocess.Popen, Path, int]:
+    """Write the spec, start the trainer with its output appended to ``train.log``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "train.log"
-    problem = _validate(job["spec"], job["dataset"])
-    if problem:
-        _finish(run_id, FAILED, problem)
-        return FAILED
     (run_dir / "spec.json").write_text(json.dumps(job["spec"], indent=1))
-    hp, threads = job["hparams"], train_threads(job["hparams"])
     ckpts = run_dir / "checkpoints"
-    resume = ckpts.is_dir() and any(ckpts.glob("*.pt"))
-    argv = [sys.executable, "-m", "backend.train", "--arch", str(run_dir / "spec.json"),
-            "--data", job["dataset"], "--out", str(run_dir), "--threads", str(threads),
-            *hparam_args(hp), *(["--resume"] if resume else [])]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               NUMBA_NUM_THREADS=str(threads),
-               PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    argv, env = command(job, run_dir, ckpts.is_dir() and any(ckpts.glob("*.pt")))
     log_start = log.stat().st_size if log.exists() else 0
     with log.open("ab") as lf:
         lf.write(f"$ {' '.join(argv)}\n".encode())
         lf.flush()
         proc = subprocess.Popen(argv, stdout=lf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
                                 start_new_session=True)
+    return proc, log, log_start
+
+
+def execute(run_id: int, job: dict[str, Any]) -> str:
+    """Run a claimed (``running``) run's trainer to the end, mirroring it into the store."""
+    run_dir = Path(job["out"])
+    try:                       # whatever goes wrong before the trainer runs ends the run here
+        problem = _validate(job["spec"], job["dataset"], job["hparams"])
+        if problem:
+            _finish(run_id, FAILED, problem)
+            return FAILED
+        proc, log, log_start = _launch(job, run_dir)
+    except Exception as e:  # noqa: BLE001 - recorded on the run (disk full, say)
+        _finish(run_id, FAILED, f"could not start the trainer: {type(e).__name__}: {e}")
+        return FAILED
     with _active_lock:
         _active[run_id] = proc
     offset, cancelled, last = job["offset"], False, 0.0
@@ -202,7 +271,7 @@ def supervise(run_id: int) -> str | None:
     elif rc == 0:
         status, err = SUCCEEDED, None
     else:
-        status, err = FAILED, error_line(tail) or f"trainer exited with status {rc}"
+        status, err = FAILED, exit_reason(rc, tail)
     _finish(run_id, status, err, tail)
     return status
 

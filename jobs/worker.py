@@ -1,18 +1,38 @@
 """Huey tasks and hooks (see :mod:`jobs` for why this module is not called ``tasks``)."""
 from __future__ import annotations
 
+import os
+import sys
+
+from huey.exceptions import RetryTask
+
 from .liveness import start_heartbeat
 from .queue import huey
-from .supervise import supervise
+from .supervise import WAIT, supervise
+
+
+def wait_s() -> float:
+    """Seconds before a run that does not fit yet is tried again."""
+    return float(os.environ.get("CSN_WAIT_S", "1"))
 
 
 @huey.task()
 def run_training(run_id: int) -> str | None:
-    """Train run ``run_id`` in a supervised subprocess; returns its final status."""
+    """Train run ``run_id`` in a supervised subprocess; returns its final status. A run whose
+    resource request does not fit yet goes back to the queue's schedule (same task id)."""
     start_heartbeat()
-    return supervise(run_id)
+    status = supervise(run_id)
+    if status == WAIT:
+        raise RetryTask(delay=wait_s())
+    return status
 
 
 @huey.on_startup()
 def _startup() -> None:
-    start_heartbeat()  # once per process; beats and reaps runs of dead workers
+    """Once per process: check the database, reap dead workers' runs and orphaned trainers,
+    start beating. A worker that cannot use the database says why and exits (status 3)."""
+    try:
+        start_heartbeat()
+    except Exception as e:  # noqa: BLE001 - a worker without a usable store must not idle
+        print(f"error: worker cannot start: {e}", file=sys.stderr, flush=True)
+        os._exit(3)

@@ -1,6 +1,7 @@
 """Shared fixtures' helpers for the db/jobs tests: data-dir env, consumer processes, waiting."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,3 +66,86 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, logs: Callable[
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- logs ---\n{logs()[-6000:]}")
         time.sleep(every)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_bin(name: str) -> str | None:
+    import glob
+    import shutil
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None)
+
+
+@contextlib.contextmanager
+def postgres_server():
+    """A throw-away PostgreSQL server (``initdb``/``pg_ctl``, the Debian ``postgresql`` package);
+    yields its SQLAlchemy URL. Skips the test when it cannot start."""
+    import shutil
+    import tempfile
+
+    import pytest
+    initdb, pg_ctl = _server_bin("initdb"), _server_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("initdb/pg_ctl not found (Debian package postgresql)")
+    as_pg = (lambda cmd: cmd) if os.geteuid() != 0 else (lambda cmd: ["runuser", "-u", "postgres", "--", *cmd])
+    d = Path(tempfile.mkdtemp(prefix="csn-pg-"))
+    if os.geteuid() == 0:
+        try:
+            shutil.chown(d, "postgres")
+        except (LookupError, PermissionError):
+            pytest.skip("no postgres account to run the server as")
+    port, data = free_port(), d / "data"
+    try:
+        subprocess.run(as_pg([initdb, "-D", str(data), "-U", "csn", "--auth=trust", "-E", "UTF8"]),
+                       check=True, capture_output=True, timeout=120)
+        subprocess.run(as_pg([pg_ctl, "-D", str(data), "-l", str(d / "log"), "-w", "-t", "60", "-o",
+                              f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]),
+                       check=True, capture_output=True, timeout=90)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.skip(f"PostgreSQL did not start: {getattr(e, 'stderr', b'') or e}")
+    try:
+        yield f"postgresql+psycopg://csn@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_pg([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_server():
+    """A throw-away ``redis-server`` (Debian package redis-server) on a free port, no
+    persistence; yields its URL. Skips the test when it is not installed."""
+    import shutil
+    import tempfile
+
+    import pytest
+    exe = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    if not exe:
+        pytest.skip("redis-server not found (Debian package redis-server)")
+    port, d = free_port(), tempfile.mkdtemp(prefix="csn-redis-")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", d], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        import redis
+        client = redis.Redis(port=port)
+        wait_for(lambda: proc.poll() is not None or _pings(client), 20, "redis-server to answer")
+        if proc.poll() is not None:
+            pytest.skip("redis-server exited at start-up")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - not up yet
+        return False

@@ -4,57 +4,18 @@ Skipped when no PostgreSQL binaries or psycopg are available, or the server cann
 """
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pytest
+
+from tests.jobs_helpers import postgres_server
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.slow
 
 
-def _as_pg_user(cmd: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root: use the postgres account then
-    if os.geteuid() == 0:
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser")
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
-
-
 @pytest.fixture(scope="module")
 def pg_url():
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("initdb/pg_ctl not found")
-    d = Path(tempfile.mkdtemp(prefix="csn-pg-"))
-    if os.geteuid() == 0:
-        try:
-            shutil.chown(d, "postgres")
-        except (LookupError, PermissionError):
-            pytest.skip("no postgres account to run the server as")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = d / "data"
-    try:
-        subprocess.run(_as_pg_user([initdb, "-D", str(data), "-U", "csn", "--auth=trust", "-E", "UTF8"]),
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run(_as_pg_user([pg_ctl, "-D", str(data), "-l", str(d / "log"), "-w", "-t", "60", "-o",
-                                    f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]),
-                       check=True, capture_output=True, timeout=90)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        shutil.rmtree(d, ignore_errors=True)
-        pytest.skip(f"PostgreSQL did not start: {getattr(e, 'stderr', b'') or e}")
-    try:
-        yield f"postgresql+psycopg://csn@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(_as_pg_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+    with postgres_server() as url:
+        yield url
 
 
 def test_run_store_round_trip_on_postgresql(pg_url, tmp_path, monkeypatch):

@@ -148,3 +148,17 @@ def test_compare_one_colour_per_run_x_axis_and_diff(store):
     diff = at.dataframe[0].value
     fields = set(diff["field"])
     assert {"hparams.lr", "arch.name"} <= fields and "hparams.epochs" not in fields
+
+
+def test_runs_table_shows_the_trainers_defaults_not_none():
+    """A run that left a hyper-parameter unset trained with TrainConfig's default: the Runs row
+    says so (the table's placeholder covers only what is really unknown)."""
+    from app.runs_data import run_row
+    from backend.train import TrainConfig
+
+    row = run_row({"id": 7, "status": "queued", "hparams": {"epochs": 2, "batch_size": None},
+                   "spec": {"name": "ir-csn-26"}})
+    c = TrainConfig()
+    assert (row["epochs"], row["batch"]) == (2, c.batch_size)
+    assert row["frames×size"] == f"{c.frames}×{c.size}"
+    assert row["best val video@1 (%)"] is None                 # not measured yet

@@ -59,7 +59,7 @@ if len(pick) > 1:
     st.subheader("What differs")
     diff = config_diff([by_id[i] for i in pick if i in by_id])
     if diff:
-        st.dataframe(diff, hide_index=True, width="stretch", key="cmp_diff")
+        st.dataframe(diff, hide_index=True, placeholder="—", width="stretch", key="cmp_diff")
     else:
         st.caption("The selected runs have the same data, hyper-parameters and architecture.")
 

@@ -29,10 +29,12 @@ def table() -> None:
              and (not want_block or r["block"] in want_block)
              and (not want_tag or set(want_tag) & set(r["tags"]))]
     st.caption(f"{len(shown)} of {len(rows)} runs. Select a row to open it. Costs are per clip at "
-               "each run's training frames and crop size.")
+               "each run's training frames and crop size; hyper-parameters a run did not set show "
+               "the trainer's default, and — marks what is not known yet (no validation so far) "
+               "or, for lr, the optimizer's default scaled by the batch.")
     ids = hash(tuple(r["id"] for r in shown))   # new rows: a new key drops a stale selection
     event = st.dataframe(
-        shown, hide_index=True, width="stretch", key=f"runs_table_{ids}", on_select="rerun",
+        shown, hide_index=True, width="stretch", placeholder="—", key=f"runs_table_{ids}", on_select="rerun",
         selection_mode="single-row",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.state import (BUILDER_SPEC, fmt_count, generate_synth, load_design, require_jobs_api,
-                       spec_from_choice, synth_available)
+                       spec_from_choice, synth_available, worker_rows)
 from backend.csn import SpecError, count, list_presets
 from backend.paths import PathRefused, check_dataset, data_roots
 
@@ -24,7 +24,9 @@ if ws.get("error"):
     st.error(f"Cannot read the workers' status: {ws['error']}")
 elif ws["alive"]:
     st.success(f"A worker is running ({len(ws['workers'])} alive; {ws['queued']} queued, "
-               f"{ws['running']} running).", icon=":material/check_circle:")
+               f"{ws['running']} running, {ws['waiting']} waiting for resources).",
+               icon=":material/check_circle:")
+    st.dataframe(worker_rows(ws), hide_index=True, placeholder="—", key="train_workers")
 else:
     st.warning("No worker is running: runs will wait in the queue until one starts. Start one "
                "from the repository root (`make run` starts one too):", icon=":material/warning:")
@@ -122,7 +124,10 @@ hp = {
                             format="%.4f", key=f"hp_lr_{opt}"),
     "threads": h[4].number_input("CPU threads", 1, 64, 1, key="hp_threads"),
 }
-h = st.columns(4)
+h = st.columns(5)
+gpus = h[4].selectbox("GPUs", ["auto", *range(ws.get("gpus", 0) + 1)], key="hp_gpus",
+                      help="auto: 1 when the worker has a GPU, else CPU; N > 1 runs N processes "
+                           "(torchrun). A run waits until that many GPUs are free.")
 hp["frames"] = h[0].number_input("Clip frames T", 1, 128, 8, key="hp_frames")
 hp["size"] = h[1].number_input("Crop size", 16, 320, 64, step=16, key="hp_size")
 hp["max_steps_per_epoch"] = h[2].number_input("Max steps/epoch (0 = all)", 0, 100000, 0,
@@ -135,7 +140,7 @@ ready = spec is not None and dataset_ok
 if st.button("Enqueue run", type="primary", icon=":material/play_arrow:", disabled=not ready):
     try:
         run_id = api.enqueue_run(spec, dataset, {k: v for k, v in hp.items() if v is not None},
-                                 name=name.strip() or None)
+                                 name=name.strip() or None, gpus=None if gpus == "auto" else gpus)
     except Exception as e:  # queue or database trouble: say so inline
         st.error(f"Could not enqueue: {e}")
     else:
