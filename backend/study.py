@@ -31,7 +31,7 @@ from backend.csn import ArchSpec, SpecError, count, preset
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"optimizer": "sgd", "epochs": 45, "batch_size": 8, "frames": 8, "rate": 2,
               "size": 112, "eval_clips": 10, "pool1": True},
-    "quick": {"optimizer": "adamw", "lr": 1e-3, "epochs": 36, "warmup_epochs": 1,
+    "quick": {"optimizer": "adamw", "lr": 1e-3, "epochs": 72, "warmup_epochs": 1,
               "batch_size": 8, "frames": 8, "rate": 2, "size": 32, "eval_clips": 2,
               "weight_decay": 1e-4, "pool1": False, "workers": 1},
     "tiny": {"optimizer": "adamw", "lr": 1e-3, "epochs": 1, "batch_size": 4, "frames": 8,
