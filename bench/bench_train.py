@@ -32,6 +32,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from backend.csn import ArchSpec, build_model  # noqa: E402
+from backend.csn.perf import set_threads  # noqa: E402
 from backend.datasets import ClipDataset, SeededSampler, collate_skip, load_splits  # noqa: E402
 from backend.synth import generate  # noqa: E402
 from backend.train import TrainConfig, train  # noqa: E402
@@ -56,6 +57,7 @@ def loader_rate(items, args, workers: int) -> float:
 
 def step_rate(args) -> float:
     model = build_model(ArchSpec.from_dict(SPEC)).to(memory_format=torch.channels_last_3d)
+    set_threads(args.threads)  # as the trainer does: numba's kernels too
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(args.batch, 3, 8, args.size, args.size).contiguous(
         memory_format=torch.channels_last_3d)
