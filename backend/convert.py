@@ -149,16 +149,22 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
 
 
+_FRAMEWORKS = ("mmengine.", "mmcv.", "mmaction.")
+
+
 def _unsafe_globals(path: Path) -> list[str]:
+    """The globals that keep ``path`` from loading with weights_only, framework classes first
+    (torch returns them in no fixed order; the first few are named in the error)."""
     try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        found = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # noqa: BLE001 - not a zip checkpoint
         return []
+    return sorted(found, key=lambda g: (not g.startswith(_FRAMEWORKS), g))
 
 
 def _refuse(path: Path, e: Exception) -> ConvertError:
     blocked = _unsafe_globals(path)
-    if any(g.startswith(("mmengine.", "mmcv.", "mmaction.")) for g in blocked):
+    if blocked and blocked[0].startswith(_FRAMEWORKS):
         return ConvertError(
             f"{path}: an mmengine training checkpoint: it pickles {', '.join(blocked[:4])}, which "
             "torch.load(weights_only=True) refuses to build. Strip the training state with "
