@@ -457,6 +457,8 @@ def _train_epoch(r: _Run) -> tuple[dict[str, float], float]:
         if i >= r.steps:
             break
         sums[3] += bad
+        if x is not None and y.numel() == 1 and cfg.batch_size > 1 and not d.on:
+            x = None  # one clip left (a short last batch, or unreadable videos): BatchNorm needs 2
         if x is not None:
             loss, correct = _train_step(r, x, y)
             sums += torch.tensor([loss * y.numel(), correct, y.numel(), 0], dtype=torch.float64)

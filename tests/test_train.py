@@ -400,3 +400,14 @@ def test_thread_count_also_caps_the_numba_depthwise_kernels():
         assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
     finally:
         set_threads(before)
+
+
+def test_a_one_clip_last_batch_is_skipped_not_a_crash(spec_file, tmp_path):
+    """9 videos in batches of 8 leave one clip; at 8x32x32 the tiny net's conv5 map is 1x1x1,
+    where BatchNorm cannot train on one sample. The clip is skipped, the epoch counts 8."""
+    data = make_dataset(tmp_path / "nine", per_class=3, val_per_class=1)
+    seen: list[dict] = []
+    train(cfg_for(data, spec_file, tmp_path / "run", epochs=1, cache_mb=0), callback=seen.append)
+    (train_m,) = epoch_metrics(seen, "train").values()
+    assert train_m["bad_videos"] == 0 and math.isfinite(train_m["loss"])
+    assert train_m["clips_per_s"] > 0 and [e["step"] for e in seen if e["event"] == "step"] == [1, 2]
