@@ -364,22 +364,12 @@ def test_tracked_torchrun_reports_into_the_store(dataset, env, tmp_path):  # noq
         == jsonl_keys(Path(r["output_dir"]))
 
 
-def _trainer_checks_readability() -> bool:
-    from jobs.hparams import train_fields
-    return "max_bad_fraction" in train_fields()
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(not _trainer_checks_readability(), strict=True,
-                   reason="the trainer's unreadable-video check (issue 14) is not merged yet")
 def test_dataset_deleted_mid_run_fails_the_run(dataset, start, tmp_path):  # noqa: F811
     from jobs import api
     data = Path(shutil.copytree(dataset, tmp_path / "data"))
-    from jobs.hparams import train_fields
-    # 64 px: a batch left with one readable clip still has more than one value per channel
-    hp = {**TINY_HP, "epochs": 30, "max_steps_per_epoch": 2, "size": 64}
-    if "cache_mb" in train_fields():   # a frame cache would keep the deleted videos in memory
-        hp["cache_mb"] = 0
+    # no frame cache: it would keep the deleted videos in memory (and rightly succeed)
+    hp = {**TINY_HP, "epochs": 30, "max_steps_per_epoch": 2, "size": 64, "cache_mb": 0}
     w = start()
     rid = api.enqueue_run(tiny_spec(num_classes(data)), str(data), hp)
     wait_for(lambda: len(api.get_run(rid)["checkpoints"]) >= 1, 120, "a first epoch", w.text, every=0.05)
