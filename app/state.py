@@ -185,3 +185,27 @@ def spec_from_choice(kind: str, value: Any):
     if kind == "preset":
         return preset(value)
     return ArchSpec.from_dict(value)
+
+
+def checked_dataset(typed: str, require: str | None = None) -> tuple[str, bool]:
+    """``(resolved path, usable)`` for a dataset path typed on a page: inside the data roots
+    (``backend.paths.check_dataset``) and existing, with ``require`` (e.g. ``classes.txt``)
+    inside it when given. Shows the refusal or what is missing; never the file's contents."""
+    from pathlib import Path
+
+    import streamlit as st
+
+    from backend.paths import PathRefused, check_dataset
+
+    if not typed:
+        return "", False
+    try:
+        dataset = str(check_dataset(typed))
+    except PathRefused as e:
+        st.error(str(e), icon=":material/block:")
+        return "", False
+    if not (Path(dataset) / (require or "")).exists():
+        st.error(f"No dataset with a {require} at {typed}" if require
+                 else f"No such file or folder in the data roots: {typed}")
+        return dataset, False
+    return dataset, True

@@ -21,15 +21,6 @@ from backend.paths import PathRefused
 from tests.jobs_helpers import REPO, tiny_spec
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    db.dispose_engines()
-    yield tmp_path / "var"
-    db.dispose_engines()
-
-
 def _run(**kw) -> int:
     def mk(s):
         r = Run(spec=tiny_spec(), dataset="/nowhere", hparams={}, **kw)

@@ -18,15 +18,6 @@ MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 VIEWS = Path(MAIN).parent / "views"
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    db.dispose_engines()
-    yield tmp_path / "var"
-    db.dispose_engines()
-
-
 def _run(store: Path, name: str, arch: str = "ir-csn-26", lr: float = 0.01, steps: int = 40,
          **kw) -> int:
     now = utcnow()

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import fmt_count, require_jobs_api
+from app.state import checked_dataset, fmt_count, require_jobs_api
 from backend.csn import SpecError, list_presets
-from backend.paths import PathRefused, check_dataset
 from backend.study import RECIPES, TEMPLATES, plan
 from backend.study_report import (COLUMNS, PAPER_NOTE, doc_from_runs, figure_bytes, figures, table_csv,
                                   table_markdown, table_rows)
@@ -67,16 +66,7 @@ with st.expander("New study", expanded=not api.list_studies()):
                        "interactions": fmt_count(r.costs["interactions"])} for r in study.runs],
                      hide_index=True, width="stretch")
         st.caption(f"{len(study.runs)} runs; recipe {study.recipe_name}: {study.recipe}")
-    dataset, ok = "", False
-    if typed:
-        try:
-            dataset = str(check_dataset(typed))
-        except PathRefused as e:
-            st.error(str(e), icon=":material/block:")
-        else:
-            ok = (Path(dataset) / "classes.txt").exists()
-            if not ok:
-                st.error(f"No dataset with a classes.txt at {typed}")
+    dataset, ok = checked_dataset(typed, require="classes.txt")
     if st.button("Launch study", type="primary", icon=":material/rocket_launch:",
                  disabled=study is None or not ok):
         try:

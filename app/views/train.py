@@ -5,10 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import (BUILDER_SPEC, fmt_count, generate_synth, load_design, require_jobs_api,
+from app.state import (BUILDER_SPEC, checked_dataset, fmt_count, generate_synth, load_design, require_jobs_api,
                        spec_from_choice, synth_available, worker_rows)
 from backend.csn import SpecError, count, list_presets
-from backend.paths import PathRefused, check_dataset, data_roots
+from backend.paths import data_roots
 
 ss = st.session_state
 st.title("Train")
@@ -99,16 +99,7 @@ else:
                                "a folder per class, or a CSV of path,label; inside the data roots "
                                "(CSN_DATA_ROOTS), relative paths start at the first one")
     st.caption(f"Allowed data roots: {roots}")
-    dataset, dataset_ok = "", False
-    if typed:
-        try:
-            dataset = str(check_dataset(typed))
-        except PathRefused as e:
-            st.error(str(e), icon=":material/block:")
-        else:
-            dataset_ok = Path(dataset).exists()
-            if not dataset_ok:
-                st.error(f"No such file or folder in the data roots: {typed}")
+    dataset, dataset_ok = checked_dataset(typed)
 
 # --- hyper-parameters ------------------------------------------------------------------------
 st.subheader("3. Hyper-parameters")
