@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,30 @@ def _stop(proc: subprocess.Popen) -> None:
 def _browser(p):
     return p.chromium.launch(executable_path=CHROMIUM,
                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+
+
+@contextmanager
+def _app_page(env: dict[str, str], width: int, height: int, worker: bool = False):
+    """Start the app (and a Huey consumer when ``worker``), open a Chromium page at that
+    viewport; yield ``(url, page)``; stop everything afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    consumer = subprocess.Popen([sys.executable, "-m", "huey.bin.huey_consumer", "jobs.tasks",
+                                 "-w", "1", "-k", "thread"], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if worker else None
+    app = _streamlit(env)
+    try:
+        url = next(app)
+        with sync_playwright() as p:
+            browser = _browser(p)
+            try:
+                yield url, browser.new_page(viewport={"width": width, "height": height})
+            finally:
+                browser.close()
+    finally:
+        app.close()
+        if consumer is not None:
+            _stop(consumer)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +193,7 @@ def test_train_watch_and_demo_in_browser(tmp_path):
     """Only `streamlit run app/main.py` + `huey_consumer jobs.tasks`: the Demo tab classifies an
     uploaded H.264 file; Builder -> Train -> a real worker trains -> Run page goes live; the
     finished run's checkpoint then shows up in the demo's model list without a restart."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from backend.encode import write_video
     from backend.synth import make_scene, render
@@ -177,73 +202,59 @@ def test_train_watch_and_demo_in_browser(tmp_path):
     clip = write_video(tmp_path / "upload.mp4", render(make_scene("rotate-cw", (99,), size=64, frames=32)),
                        fps=15, codec="h264")
     env = _env(tmp_path / "var")
-    worker = subprocess.Popen([sys.executable, "-m", "huey.bin.huey_consumer", "jobs.tasks",
-                               "-w", "1", "-k", "thread"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    app = _streamlit(env)
-    try:
-        url = next(app)
-        with sync_playwright() as p:
-            browser = _browser(p)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                outer, demo = _demo_frame(page, url)
-                _analyze_upload(page, demo, clip)
-                height = page.locator('iframe[title="st.iframe"]').first.bounding_box()["height"]
-                assert height > 1100, height  # sized to the demo's content, not cut off
-                expect(demo.get_by_text("Held-out accuracy")).to_be_visible()   # the model card
-                _shot(page, "demo")
+    with _app_page(env, 1400, 1000, worker=True) as (url, page):
+        outer, demo = _demo_frame(page, url)
+        _analyze_upload(page, demo, clip)
+        height = page.locator('iframe[title="st.iframe"]').first.bounding_box()["height"]
+        assert height > 1100, height  # sized to the demo's content, not cut off
+        expect(demo.get_by_text("Held-out accuracy")).to_be_visible()   # the model card
+        _shot(page, "demo")
 
-                page.goto(url, wait_until="domcontentloaded")
-                flops = page.locator('[data-testid="stMetric"]', has_text="Multiply-adds").first
-                expect(flops).to_contain_text("10.6 G", timeout=60_000)
-                _choose(page, _selectbox(page, "Start from preset").first, "ir-csn-26")
-                expect(flops).to_contain_text("4.03 G", timeout=30_000)
-                page.get_by_role("link", name="Train").first.click()
-                expect(page.get_by_text("A worker is running")).to_be_visible(timeout=60_000)
+        page.goto(url, wait_until="domcontentloaded")
+        flops = page.locator('[data-testid="stMetric"]', has_text="Multiply-adds").first
+        expect(flops).to_contain_text("10.6 G", timeout=60_000)
+        _choose(page, _selectbox(page, "Start from preset").first, "ir-csn-26")
+        expect(flops).to_contain_text("4.03 G", timeout=30_000)
+        page.get_by_role("link", name="Train").first.click()
+        expect(page.get_by_text("A worker is running")).to_be_visible(timeout=60_000)
 
-                def setnum(label: str, v: int) -> None:
-                    box = page.locator('[data-testid="stNumberInput"]', has_text=label)
-                    box.locator("input").first.fill(str(v))
-                    box.locator("input").first.press("Enter")
-                    page.wait_for_timeout(700)
+        def setnum(label: str, v: int) -> None:
+            box = page.locator('[data-testid="stNumberInput"]', has_text=label)
+            box.locator("input").first.fill(str(v))
+            box.locator("input").first.press("Enter")
+            page.wait_for_timeout(700)
 
-                setnum("Videos per class", 4)
-                setnum("Frames per video", 16)
-                page.get_by_role("button", name="Generate").click()
-                expect(page.get_by_text("Ready:")).to_be_visible(timeout=120_000)
-                for label, v in (("Epochs", 1), ("Batch size", 4), ("Crop size", 32),
-                                 ("Max steps/epoch", 2)):
-                    setnum(label, v)
-                _shot(page, "train")
-                page.get_by_role("button", name="Enqueue run").click()
-                expect(page.get_by_text("Queued run #1")).to_be_visible(timeout=30_000)
-                page.get_by_role("link", name="Open run #1").click()
-                progress = page.locator('[data-testid="stProgress"]').first
-                # the fragment refreshes the page's run state without a reload
-                expect(progress).to_contain_text("succeeded", timeout=300_000)
-                expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
-                assert page.locator('[data-testid="stException"]').count() == 0
-                _shot(page, "run")
-                for name in ("runs", "compare"):
-                    page.goto(f"{url}/{name}", wait_until="domcontentloaded")
-                    expect(page.locator("h1").first).to_be_visible(timeout=60_000)
-                    page.wait_for_timeout(1500)
-                    assert page.locator('[data-testid="stException"]').count() == 0
-                    _shot(page, name)
+        setnum("Videos per class", 4)
+        setnum("Frames per video", 16)
+        page.get_by_role("button", name="Generate").click()
+        expect(page.get_by_text("Ready:")).to_be_visible(timeout=120_000)
+        for label, v in (("Epochs", 1), ("Batch size", 4), ("Crop size", 32),
+                         ("Max steps/epoch", 2)):
+            setnum(label, v)
+        _shot(page, "train")
+        page.get_by_role("button", name="Enqueue run").click()
+        expect(page.get_by_text("Queued run #1")).to_be_visible(timeout=30_000)
+        page.get_by_role("link", name="Open run #1").click()
+        progress = page.locator('[data-testid="stProgress"]').first
+        # the fragment refreshes the page's run state without a reload
+        expect(progress).to_contain_text("succeeded", timeout=300_000)
+        expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        _shot(page, "run")
+        for name in ("runs", "compare"):
+            page.goto(f"{url}/{name}", wait_until="domcontentloaded")
+            expect(page.locator("h1").first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1500)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            _shot(page, name)
 
-                # the same demo server (started on the first visit) now offers the run
-                outer, demo = _demo_frame(page, url)
-                demo.get_by_role("button", name="Refresh").click()
-                box = demo.get_by_label("Model")
-                box.click()
-                expect(demo.get_by_role("option", name="run 1:", exact=False)).to_be_visible(timeout=30_000)
-                _shot(page, "demo-models")
-            finally:
-                browser.close()
-    finally:
-        app.close()
-        _stop(worker)
+        # the same demo server (started on the first visit) now offers the run
+        outer, demo = _demo_frame(page, url)
+        demo.get_by_role("button", name="Refresh").click()
+        box = demo.get_by_label("Model")
+        box.click()
+        expect(demo.get_by_role("option", name="run 1:", exact=False)).to_be_visible(timeout=30_000)
+        _shot(page, "demo-models")
     for name in ("demo", "train", "run", "runs", "compare", "demo-models"):
         assert (ARTIFACTS / f"{name}.png").exists(), name
 
@@ -251,48 +262,34 @@ def test_train_watch_and_demo_in_browser(tmp_path):
 def test_launch_a_tiny_study_and_see_its_table_and_figures(tmp_path):
     """Study page: plan a Table 2 study (tiny recipe), launch it on a real worker, watch the
     table and the four figures fill in."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from motion_data import make_dataset
 
     _need_chromium()
     data = make_dataset(tmp_path / "var" / "datasets" / "motion", per_class=3, val_per_class=1)
     env = _env(tmp_path / "var")
-    worker = subprocess.Popen([sys.executable, "-m", "huey.bin.huey_consumer", "jobs.tasks",
-                               "-w", "1", "-k", "thread"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    app = _streamlit(env)
-    try:
-        url = next(app)
-        with sync_playwright() as p:
-            browser = _browser(p)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1400})
-                page.goto(f"{url}/study", wait_until="domcontentloaded")
-                expect(page.get_by_text("No studies yet.")).to_be_visible(timeout=60_000)
-                _choose(page, _selectbox(page, "Template"), "table2")
-                _choose(page, _selectbox(page, "Recipe"), "tiny")
-                width = page.locator('[data-testid="stNumberInput"]', has_text="conv2 width")
-                width.locator("input").fill("4")
-                width.locator("input").press("Enter")
-                path = page.locator('[data-testid="stTextInput"]', has_text="Dataset folder")
-                path.locator("input").fill(str(data))
-                path.locator("input").press("Enter")
-                expect(page.get_by_text("3 runs; recipe tiny")).to_be_visible(timeout=30_000)  # the plan
-                page.get_by_role("button", name="Launch study").click()
-                expect(page.get_by_text("Launched study #1")).to_be_visible(timeout=30_000)
-                progress = page.locator('[data-testid="stProgress"]').first
-                expect(progress).to_contain_text("3 succeeded", timeout=300_000)
-                table = page.locator('[data-testid="stTable"]').first
-                expect(table).to_contain_text("ir-CSN-26")
-                expect(table).to_contain_text("62.4")                 # the paper's, labelled
-                expect(page.locator('[data-testid="stImage"]')).to_have_count(4, timeout=60_000)
-                expect(page.get_by_text("not comparable").first).to_be_visible()
-                assert page.locator('[data-testid="stException"]').count() == 0
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "study.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        app.close()
-        _stop(worker)
+    with _app_page(env, 1400, 1400, worker=True) as (url, page):
+        page.goto(f"{url}/study", wait_until="domcontentloaded")
+        expect(page.get_by_text("No studies yet.")).to_be_visible(timeout=60_000)
+        _choose(page, _selectbox(page, "Template"), "table2")
+        _choose(page, _selectbox(page, "Recipe"), "tiny")
+        width = page.locator('[data-testid="stNumberInput"]', has_text="conv2 width")
+        width.locator("input").fill("4")
+        width.locator("input").press("Enter")
+        path = page.locator('[data-testid="stTextInput"]', has_text="Dataset folder")
+        path.locator("input").fill(str(data))
+        path.locator("input").press("Enter")
+        expect(page.get_by_text("3 runs; recipe tiny")).to_be_visible(timeout=30_000)  # the plan
+        page.get_by_role("button", name="Launch study").click()
+        expect(page.get_by_text("Launched study #1")).to_be_visible(timeout=30_000)
+        progress = page.locator('[data-testid="stProgress"]').first
+        expect(progress).to_contain_text("3 succeeded", timeout=300_000)
+        table = page.locator('[data-testid="stTable"]').first
+        expect(table).to_contain_text("ir-CSN-26")
+        expect(table).to_contain_text("62.4")                 # the paper's, labelled
+        expect(page.locator('[data-testid="stImage"]')).to_have_count(4, timeout=60_000)
+        expect(page.get_by_text("not comparable").first).to_be_visible()
+        assert page.locator('[data-testid="stException"]').count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "study.png"), full_page=True)

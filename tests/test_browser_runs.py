@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.test_browser import ARTIFACTS, _browser, _env, _need_chromium, _streamlit
+from tests.test_browser import ARTIFACTS, _app_page, _env, _need_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -39,7 +39,7 @@ def _seed(data, name: str, arch: str, lr: float, steps: int = 400) -> int:
 
 
 def test_run_pages_live_in_browser(tmp_path, monkeypatch):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     import db
 
@@ -52,42 +52,32 @@ def test_run_pages_live_in_browser(tmp_path, monkeypatch):
     a = _seed(data, "ir-lr0.01", "ir-csn-26", 0.01)
     _seed(data, "ip-lr0.1", "ip-csn-26", 0.1)
     ARTIFACTS.mkdir(exist_ok=True)
-    app = _streamlit(env)
-    try:
-        url = next(app)
-        with sync_playwright() as p:
-            browser = _browser(p)
-            try:
-                page = browser.new_page(viewport={"width": 1500, "height": 1400})
-                page.goto(f"{url}/runs", wait_until="domcontentloaded")
-                expect(page.get_by_text("2 of 2 runs")).to_be_visible(timeout=60_000)
-                _seed(data, "late", "ir-csn-26", 0.05)              # enqueued elsewhere
-                expect(page.get_by_text("3 of 3 runs")).to_be_visible(timeout=15_000)
+    with _app_page(env, 1500, 1400, worker=False) as (url, page):
+        page.goto(f"{url}/runs", wait_until="domcontentloaded")
+        expect(page.get_by_text("2 of 2 runs")).to_be_visible(timeout=60_000)
+        _seed(data, "late", "ir-csn-26", 0.05)              # enqueued elsewhere
+        expect(page.get_by_text("3 of 3 runs")).to_be_visible(timeout=15_000)
 
-                page.goto(f"{url}/run?run={a}", wait_until="domcontentloaded")
-                charts = page.locator('[data-testid="stPlotlyChart"]')
-                expect(charts.first).to_be_visible(timeout=60_000)
-                expect(page.locator('[data-testid="stMetric"]', has_text="clips/s")).to_contain_text(
-                    "20.0")
-                with (data / "runs" / "ir-lr0.01" / "train.log").open("a") as f:
-                    f.write("epoch 1 done: val video@1 0.41\n")
-                expect(page.get_by_text("epoch 1 done: val video@1 0.41")).to_be_visible(
-                    timeout=15_000)
-                assert page.locator('[data-testid="stException"]').count() == 0
-                page.wait_for_timeout(800)
-                page.screenshot(path=str(ARTIFACTS / "run_detail.png"), full_page=True)
+        page.goto(f"{url}/run?run={a}", wait_until="domcontentloaded")
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        expect(charts.first).to_be_visible(timeout=60_000)
+        expect(page.locator('[data-testid="stMetric"]', has_text="clips/s")).to_contain_text(
+            "20.0")
+        with (data / "runs" / "ir-lr0.01" / "train.log").open("a") as f:
+            f.write("epoch 1 done: val video@1 0.41\n")
+        expect(page.get_by_text("epoch 1 done: val video@1 0.41")).to_be_visible(
+            timeout=15_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(ARTIFACTS / "run_detail.png"), full_page=True)
 
-                page.goto(f"{url}/compare", wait_until="domcontentloaded")
-                expect(page.get_by_text("What differs")).to_be_visible(timeout=60_000)
-                expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(
-                    timeout=30_000)
-                assert page.locator('[data-testid="stException"]').count() == 0
-                page.wait_for_timeout(1500)
-                page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        app.close()
+        page.goto(f"{url}/compare", wait_until="domcontentloaded")
+        expect(page.get_by_text("What differs")).to_be_visible(timeout=60_000)
+        expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(
+            timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
         db.dispose_engines()
     for shot in ("run_detail.png", "compare.png"):
         assert (ARTIFACTS / shot).stat().st_size > 20_000
