@@ -50,11 +50,12 @@ def env(tmp_path, monkeypatch) -> dict[str, str]:
 
 @pytest.fixture()
 def consumers(env, tmp_path):
-    """Factory starting ``huey_consumer jobs.tasks`` processes; stops them all afterwards."""
+    """Factory ``start(workers, **extra_env)`` starting ``huey_consumer jobs.tasks`` processes;
+    stops them all afterwards."""
     started: list[Consumer] = []
 
-    def start(workers: int = 1) -> Consumer:
-        c = Consumer(env, tmp_path / f"consumer{len(started)}.log", workers)
+    def start(workers: int = 1, **extra: str) -> Consumer:
+        c = Consumer({**env, **extra}, tmp_path / f"consumer{len(started)}.log", workers)
         started.append(c)
         return c
     start.logs = lambda: "\n".join(f"--- {c.log.name}\n{c.text()}" for c in started)  # type: ignore[attr-defined]

@@ -15,30 +15,17 @@ import pytest
 
 import db
 from tests.jobs_helpers import TINY_HP, Consumer, postgres_server, redis_server, tiny_spec, wait_for
-from tests.test_jobs import dataset, env, jsonl_keys, num_classes  # noqa: F401  (fixtures)
+from tests.test_jobs import consumers, dataset, env, jsonl_keys, num_classes  # noqa: F401  (fixtures)
+from tests.test_jobs import status as _status
 
 LONG = {**TINY_HP, "epochs": 50, "max_steps_per_epoch": 20}
 FOREVER = {**LONG, "epochs": 5000}          # runs until stopped
 
 
 @pytest.fixture()
-def start(env, tmp_path):  # noqa: F811
-    """Factory: ``start(workers, **env)`` runs a consumer with extra environment variables."""
-    started: list[Consumer] = []
-
-    def go(workers: int = 1, **extra: str) -> Consumer:
-        c = Consumer({**env, **extra}, tmp_path / f"consumer{len(started)}.log", workers)
-        started.append(c)
-        return c
-    go.logs = lambda: "\n".join(f"--- {c.log.name}\n{c.text()}" for c in started)  # type: ignore[attr-defined]
-    yield go
-    for c in started:
-        c.stop()
-
-
-def _status(rid: int) -> str:
-    from jobs.api import get_run
-    return get_run(rid)["status"]
+def start(consumers):
+    """``start(workers, **env)``: test_jobs' consumer factory under this module's name."""
+    return consumers
 
 
 def _cuda_env(pid: int | None) -> str | None:
