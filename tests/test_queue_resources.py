@@ -383,18 +383,22 @@ def test_redis_and_postgresql_two_workers_cancel_crash_retry(dataset, env, monke
             assert api.health() is None and db.get_engine().dialect.name == "postgresql"
             spec = tiny_spec(num_classes(dataset))
             a = api.enqueue_run(spec, str(dataset), FOREVER, name="cancel-me", gpus=0)
-            b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 6, "max_steps_per_epoch": 3,
+            b = api.enqueue_run(spec, str(dataset), {**LONG, "epochs": 15, "max_steps_per_epoch": 3,
                                                      "threads": 2}, gpus=2)      # torchrun, 2 ranks
-            wait_for(lambda: all(len(api.get_run(i)["checkpoints"]) >= 1 for i in (a, b)), 120,
-                     "both runs to checkpoint", logs, every=0.1)
-            assert api.get_run(a)["worker_id"] != api.get_run(b)["worker_id"]   # one each
-            assert api.cancel_run(a)
-            wait_for(lambda: _status(a) == "cancelled", 20, "cancellation", logs)
+            # kill b's worker as soon as b has a checkpoint: waiting for a as well let a fast CPU
+            # finish b first (CI: b succeeded before the kill and no crash ever came)
+            wait_for(lambda: len(api.get_run(b)["checkpoints"]) >= 1, 120, "the torchrun run to checkpoint",
+                     logs, every=0.05)
+            assert _status(b) == "running", api.get_run(b)["status"]
             victim = next(w for w in ws if f":{w.proc.pid}" in api.get_run(b)["worker_id"])
             launcher = api.get_run(b)["pid"]
             victim.kill(signal.SIGKILL)
             wait_for(lambda: _status(b) == "crashed", 30, "crash detection", logs)
             wait_for(lambda: not pid_alive(launcher), 10, "the orphaned torchrun group to stop")
+            wait_for(lambda: len(api.get_run(a)["checkpoints"]) >= 1, 120, "the CPU run to checkpoint", logs)
+            assert api.get_run(a)["worker_id"] != api.get_run(b)["worker_id"]   # one each
+            assert api.cancel_run(a)     # frees the surviving worker for the retry
+            wait_for(lambda: _status(a) == "cancelled", 20, "cancellation", logs)
             assert api.retry_run(b)
             wait_for(lambda: _status(b) in db.FINISHED, 120, "the retried run", logs)
             r = api.get_run(b)
