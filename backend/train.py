@@ -87,6 +87,7 @@ class TrainConfig:
                                     # validation's) videos cannot be read; none readable fails
     # --- evaluation --------------------------------------------------------------------------
     eval_clips: int = 10            # clips per validation video (paper: 10)
+    eval_every: int = 1             # validate every N epochs (and always after the last)
     # --- run -----------------------------------------------------------------------------------
     threads: int | None = None      # torch.set_num_threads; None: cpu_count / processes
     workers: int = 2                # DataLoader worker processes (0: decode in the main process)
@@ -109,7 +110,8 @@ class TrainConfig:
             raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("frames", "rate", "size", "epochs", "batch_size", "eval_clips", "log_every"):
+        for name in ("frames", "rate", "size", "epochs", "batch_size", "eval_clips", "eval_every",
+                     "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0:
@@ -512,7 +514,7 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
                            cfg.max_bad_fraction)
             metrics = {f"train_{k}": v for k, v in train_m.items()}
             # validate: N centre clips per video, softmax averaged (video@1, video@5)
-            if r.val_loader is not None:
+            if r.val_loader is not None and (r.epoch % cfg.eval_every == 0 or r.epoch == cfg.epochs):
                 val_m = evaluate(r.model, r.val_loader, torch.device(r.perf.device),
                                  settings=r.perf, distributed=d.on)
                 r.events.emit("epoch", epoch=r.epoch, step=r.step, split="val", metrics=val_m)
@@ -591,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--cache-mb", type=float, default=c.cache_mb,
       help="decode each video once into memory up to this many MB (0: decode every clip)")
     a("--eval-clips", type=int, default=c.eval_clips)
+    a("--eval-every", type=int, default=c.eval_every, help="validate every N epochs (and after the last)")
     a("--keep-last", type=int, default=c.keep_last)
     a("--resume", action="store_true")
     a("--finetune-from", default=None, metavar="CKPT")

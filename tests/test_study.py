@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.csn import ArchSpec, count
-from backend.study import main, plan, run_study
+from backend.study import default_jobs, main, plan, run_study
 from backend.study_report import table_markdown, table_rows
 from motion_data import make_dataset
 
@@ -66,9 +66,16 @@ def tiny_study(tmp_path_factory):
     return run_study(st, str(data), out, threads=1, log=lambda _: None), out
 
 
+def test_runs_train_in_parallel_processes_up_to_one_more_than_the_cores():
+    assert [default_jobs(n, cpus=2) for n in (0, 1, 3, 13)] == [1, 1, 3, 3]
+    assert default_jobs(3, cpus=16) == 3
+
+
 def test_a_tiny_study_runs_and_writes_the_paper_report(tiny_study):
     doc, out = tiny_study
+    assert doc["jobs"] == default_jobs(6) > 1 and doc["threads_per_run"] == 1   # worker processes
     assert [r["status"] for r in doc["results"]] == ["succeeded"] * 6
+    assert [r["key"] for r in doc["results"]] == [r["key"] for r in doc["study"]["runs"]]  # plan order
     assert all(0 <= r["video_top1"] <= 1 and r["cpu_s"] > 0 for r in doc["results"])
     assert json.loads((out / "study.json").read_text())["results"] == doc["results"]
     rows = list(csv.DictReader((out / "table.csv").open()))

@@ -411,3 +411,13 @@ def test_a_one_clip_last_batch_is_skipped_not_a_crash(spec_file, tmp_path):
     (train_m,) = epoch_metrics(seen, "train").values()
     assert train_m["bad_videos"] == 0 and math.isfinite(train_m["loss"])
     assert train_m["clips_per_s"] > 0 and [e["step"] for e in seen if e["event"] == "step"] == [1, 2]
+
+
+def test_eval_every_validates_every_nth_epoch_and_the_last(data, spec_file, tmp_path):
+    seen: list[dict] = []
+    train(cfg_for(data, spec_file, tmp_path / "run", epochs=5, eval_every=2, max_steps_per_epoch=1),
+          callback=seen.append)
+    assert sorted(epoch_metrics(seen, "val")) == [2, 4, 5]
+    assert sorted(epoch_metrics(seen, "train")) == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+        cfg_for(data, spec_file, tmp_path / "x", eval_every=0)
