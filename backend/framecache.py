@@ -75,7 +75,7 @@ class FrameCache:
             self.skipped += len(todo) if self.budget <= 0 else 0
             return self
         loader = DataLoader(_Decode(todo), batch_size=None, num_workers=workers,
-                            worker_init_fn=lambda _: torch.set_num_threads(1))
+                            worker_init_fn=_one_thread)
         for done, (path, video) in enumerate(loader, start=1):
             if video is None:
                 continue
@@ -92,6 +92,11 @@ class FrameCache:
     def stats(self) -> dict[str, float]:
         return {"videos": len(self.videos), "decoded_per_clip": self.skipped,
                 "mb": round(self.bytes / 2**20, 1), "budget_mb": self.budget >> 20}
+
+
+def _one_thread(_: int) -> None:
+    """DataLoader worker init (a module function: spawned workers must pickle it)."""
+    torch.set_num_threads(1)
 
 
 def cached_train_clip(v: CachedVideo, transform, *, frames: int, rate: int,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.csn import ArchSpec, count
-from backend.study import default_jobs, main, plan, run_study
+from backend.study import RECIPES, default_jobs, main, plan, run_study
 from backend.study_report import table_markdown, table_rows
 from motion_data import make_dataset
 
@@ -91,6 +91,18 @@ def test_a_tiny_study_runs_and_writes_the_paper_report(tiny_study):
     again = run_study(plan("table2", depth=26, width=4, recipe="tiny", seeds=[0, 1],
                            num_classes=3, name="tiny"), doc["data"], out, log=lambda _: None)
     assert again["results"] == doc["results"]
+
+
+def test_a_spawned_study_worker_trains_with_dataloader_workers(tiny_study, tmp_path):
+    """A pool worker is a spawned process, so its DataLoader workers are spawned too: the
+    dataset, frame cache and worker init must pickle (a lambda there failed every run)."""
+    doc, _ = tiny_study
+    st = plan("table2", depth=26, width=4, recipe={**RECIPES["tiny"], "workers": 1}, num_classes=3,
+              name="spawned")
+    got = run_study(st, doc["data"], tmp_path / "s", threads=1, jobs=2, only=["ir-CSN-26"],
+                    log=lambda _: None)
+    (r,) = got["results"]
+    assert r["status"] == "succeeded" and 0 <= r["video_top1"] <= 1, r.get("error")
 
 
 def test_table_pools_seeds_and_leaves_missing_results_empty(tiny_study):
