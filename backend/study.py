@@ -2,7 +2,7 @@
 the paper's table and figures from their results (:mod:`backend.study_report`).
 
     python -m backend.study plan TEMPLATE [--depth 26 --width 16 --seeds 0 --recipe quick]
-    python -m backend.study run TEMPLATE --data DIR --out DIR [same options] [--threads N]
+    python -m backend.study run TEMPLATE --data DIR --out DIR [same options] [--jobs N --threads N]
     python -m backend.study report DIR          # table.csv/.md, fig5-7.png/.svg from DIR/study.json
 
 Templates: ``table2`` (ResNet3D / ir-CSN / ip-CSN at ``--depth``), ``table2-quick`` (the
@@ -27,13 +27,14 @@ from typing import Any, Callable
 from backend.csn import ArchSpec, SpecError, count, preset
 
 #: Shared recipes: TrainConfig fields, plus ``pool1`` applied to every spec. ``quick`` was
-#: chosen by measurement (README "Studies"); ``tiny`` is a seconds-long smoke test.
+#: chosen by measurement on ``backend.synth --difficulty easy`` data (README "The quick Table 2
+#: study: measured"); ``tiny`` is a seconds-long smoke test.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"optimizer": "sgd", "epochs": 45, "batch_size": 8, "frames": 8, "rate": 2,
               "size": 112, "eval_clips": 10, "pool1": True},
-    "quick": {"optimizer": "adamw", "lr": 1e-3, "epochs": 72, "warmup_epochs": 1,
+    "quick": {"optimizer": "adamw", "lr": 1.5e-3, "epochs": 120, "warmup_epochs": 1,
               "batch_size": 8, "frames": 8, "rate": 2, "size": 32, "eval_clips": 2,
-              "weight_decay": 1e-4, "pool1": False, "workers": 1},
+              "eval_every": 4, "weight_decay": 1e-4, "pool1": False, "workers": 1},
     "tiny": {"optimizer": "adamw", "lr": 1e-3, "epochs": 1, "batch_size": 4, "frames": 8,
              "rate": 2, "size": 32, "eval_clips": 1, "max_steps_per_epoch": 2, "pool1": False,
              "workers": 0, "log_every": 1},

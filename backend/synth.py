@@ -47,12 +47,19 @@ class Difficulty:
     noise: tuple[float, float]     # per-frame pixel noise std range
     radius: tuple[float, float]    # target radius range (fraction of the frame)
     motion: float                  # multiplies speed, spin and zoom
+    # the target's stripe cycles across its width: a stripe period near twice the step between
+    # sampled frames makes interior stripes look as if they moved backwards (only the outline
+    # gives the direction away), so wide stripes are easier
+    stripes: tuple[float, float] = (1.5, 3.0)
+    spin: float = 1.0              # multiplies the rotation speed once more
 
 
 DIFFICULTIES = {
     "hard": Difficulty((1, 4), 25.0, (2.0, 8.0), (0.12, 0.28), 1.0),   # the original data
     "medium": Difficulty((0, 2), 12.0, (1.0, 4.0), (0.16, 0.30), 1.25),
-    "easy": Difficulty((0, 1), 4.0, (0.0, 2.0), (0.20, 0.32), 1.5),
+    # wide stripes (measured: with hard's, small nets told the motion's axis, not its
+    # direction) and faster spin (rotation was confused with zoom)
+    "easy": Difficulty((0, 1), 4.0, (0.0, 2.0), (0.20, 0.32), 1.5, (0.6, 1.2), 1.6),
 }
 
 
@@ -122,7 +129,8 @@ def _draw(img: np.ndarray, s: Shape, x: float, y: float, radius: float, angle: f
     img[mask & ~stripe] = s.colours[1]
 
 
-def _random_shape(rng: np.random.Generator, size: int, rmin: float, rmax: float) -> Shape:
+def _random_shape(rng: np.random.Generator, size: int, rmin: float, rmax: float,
+                  stripes: tuple[float, float] = (1.5, 3.0)) -> Shape:
     return Shape(
         kind=str(rng.choice(SHAPES)),
         x=float(rng.uniform(0, size)),
@@ -130,7 +138,7 @@ def _random_shape(rng: np.random.Generator, size: int, rmin: float, rmax: float)
         radius=float(size * math.exp(rng.uniform(math.log(rmin), math.log(rmax)))),
         angle=float(rng.uniform(0, 2 * math.pi)),
         colours=(rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)),
-        stripes=float(rng.uniform(1.5, 3.0)),
+        stripes=float(rng.uniform(*stripes)),
     )
 
 
@@ -162,7 +170,7 @@ def make_scene(label: str, seed: tuple[int, ...], *, size: int = 64, frames: int
     background = _background(look, size, d.texture)
     distractors = tuple(_random_shape(look, size, 0.08, 0.18)
                         for _ in range(int(look.integers(*d.distractors))))
-    target = _random_shape(look, size, *d.radius)
+    target = _random_shape(look, size, *d.radius, stripes=d.stripes)
     noise, noise_seed = float(look.uniform(*d.noise)), int(look.integers(2**31))
 
     velocity, spin, zoom = (0.0, 0.0), 0.0, 1.0
@@ -173,7 +181,7 @@ def make_scene(label: str, seed: tuple[int, ...], *, size: int = 64, frames: int
         a = math.radians(heading + move.uniform(-20, 20))
         velocity = (speed * math.cos(a), -speed * math.sin(a))
     elif kind == "rotate":
-        spin = math.radians(move.uniform(4, 10) * d.motion) * (1 if direction == "ccw" else -1)
+        spin = math.radians(move.uniform(4, 10) * d.motion * d.spin) * (1 if direction == "ccw" else -1)
     else:
         total = move.uniform(1.8, 3.0) ** d.motion  # size ratio between first and last frame
         if direction == "in":  # keep the grown shape within about the frame

@@ -38,11 +38,13 @@ def test_deterministic_bytes(tmp_path):
     assert any((tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes() for f in files)
 
 
-def test_first_frame_does_not_reveal_class():
+@pytest.mark.parametrize("difficulty", list(synth.DIFFICULTIES))
+def test_first_frame_does_not_reveal_class(difficulty):
     """The i-th video of every class shares its appearance: the first frames are identical,
     so no statistic of a first frame can separate the classes; later frames differ by motion."""
     for i in range(3):
-        clips = [synth.render(synth.make_scene(c, (0, 0, i), size=32, frames=8)) for c in synth.CLASSES]
+        clips = [synth.render(synth.make_scene(c, (0, 0, i), size=32, frames=8, difficulty=difficulty))
+                 for c in synth.CLASSES]
         assert all(np.array_equal(clips[0][0], c[0]) for c in clips)
         last = {c[-1].tobytes() for c in clips}
         assert len(last) == len(synth.CLASSES)
@@ -90,6 +92,17 @@ def test_class_semantics():
             assert (a1 / a0 - 1) * (1 if d == "in" else -1) > 0.05, label
         if kind != "rotate":
             assert abs(math.degrees(turn)) < 1, label
+
+
+def test_easy_has_wide_stripes_and_faster_spin_hard_is_unchanged():
+    easy = synth.DIFFICULTIES["easy"]
+    for i in range(10):
+        h = synth.make_scene("rotate-cw", (0, 0, i), size=32, difficulty="hard")
+        e = synth.make_scene("rotate-cw", (0, 0, i), size=32, difficulty="easy")
+        assert 1.5 <= h.target.stripes <= 3.0 and 0.6 <= e.target.stripes <= 1.2
+        assert e.spin == pytest.approx(h.spin * easy.motion * easy.spin) and h.spin < 0
+    # hard is the original data: its recorded video (the shipped model's) still comes out
+    assert synth.make_scene("move-up", (1, 0, 5)).target.stripes == pytest.approx(1.97395, abs=1e-5)
 
 
 def test_zoom_in_stays_about_frame_sized():
