@@ -3,13 +3,14 @@
     python -m backend.convert SRC --out OUT.pt [--model NAME] [--pool1 yes|no] ...
 
 A conversion produces a model that computes the source model's function, or fails with an
-error naming what it could not map. Every source tensor must land somewhere (``--ignore REGEX``
-drops named keys on purpose). The architecture comes from the tensors' shapes; what tensors
-cannot show (pools, temporal strides, head window, BN eps, input normalisation) comes from,
-in order: a flag, what the file says about itself (mmaction2 ``meta['cfg']``, a published
-model's file name), or the peer's code. A fact the peers' own published configurations set
-differently (pytorchvideo's stem pool and head window, VMZ's ``use_pool1``, mmaction2's
-``with_pool2``) is never guessed: without a source the conversion stops and names the flag.
+error naming what it could not map. Every source tensor must land somewhere, and only one in
+each place (``--ignore REGEX`` drops the keys it matches on purpose, mapped or not). The
+architecture comes from the tensors' shapes; what tensors cannot show (pools, temporal strides,
+head window, BN eps, input normalisation) comes from, in order: a flag, what the file says about
+itself (mmaction2 ``meta['cfg']``, a published model's file name), or the peer's code. A fact
+the peers' own published configurations set differently (pytorchvideo's stem pool and head
+window, VMZ's ``use_pool1``, mmaction2's ``with_pool2``) is never guessed: without a source the
+conversion stops and names the flag.
 Every fact and where it came from is printed and stored in the checkpoint's ``config``.
 
 Layouts (``--layout``; ``auto`` detects from the key names):
@@ -152,26 +153,28 @@ class _ArrayUnpickler(pickle.Unpickler):
 _FRAMEWORKS = ("mmengine.", "mmcv.", "mmaction.")
 
 
-def _unsafe_globals(path: Path) -> list[str]:
+def _unsafe_globals(path: Path, e: Exception) -> list[str]:
     """The globals that keep ``path`` from loading with weights_only, framework classes first
-    (torch returns them in no fixed order; the first few are named in the error)."""
+    (torch returns them in no fixed order; the first few are named in the error). Of an
+    old-format (pre-zip) file only the one torch's error ``e`` names is known."""
     try:
         found = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # noqa: BLE001 - not a zip checkpoint
-        return []
+        found = set(re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(e)))
     return sorted(found, key=lambda g: (not g.startswith(_FRAMEWORKS), g))
 
 
 def _refuse(path: Path, e: Exception) -> ConvertError:
-    blocked = _unsafe_globals(path)
+    blocked = _unsafe_globals(path, e)
     if blocked and blocked[0].startswith(_FRAMEWORKS):
         return ConvertError(
             f"{path}: an mmengine training checkpoint: it pickles {', '.join(blocked[:4])}, which "
             "torch.load(weights_only=True) refuses to build. Strip the training state with "
             "mmaction2's own tool, then convert its output: python tools/deployment/"
             f"publish_model.py {path.name} {path.stem}_published.pth")
-    why = (f"it pickles {', '.join(blocked[:4])}" if blocked
-           else f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    m = re.search(r"WeightsUnpickler error: (.+)", str(e))  # torch's reason, after its advice
+    first = m[1] if m else (str(e).splitlines() or [""])[0]
+    why = f"it pickles {', '.join(blocked[:4])}" if blocked else f"{type(e).__name__}: {first[:160]}"
     return ConvertError(f"{path}: cannot be read safely with torch.load(weights_only=True) ({why}); "
                         "only plain tensor / numpy-array checkpoints are accepted")
 
@@ -184,11 +187,15 @@ def _read(path: Path):
     except Exception as e:  # noqa: BLE001 - torch raises many types here
         if head[:2] == b"PK" or head[:1] != b"\x80":
             raise _refuse(path, e) from None
+        refused = e
     try:  # a raw pickle that torch cannot read: a Caffe2 dict of numpy arrays?
         with open(path, "rb") as f:
-            return _ArrayUnpickler(f, encoding="latin1").load()
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
     except Exception as e:  # noqa: BLE001
         raise _refuse(path, e) from None
+    if not isinstance(obj, dict):  # an old-format torch file: its leading magic number
+        raise _refuse(path, refused)
+    return obj
 
 
 @dataclass
@@ -215,13 +222,20 @@ def load_source(path: str | Path) -> Source:
     if not isinstance(obj, dict):
         raise ConvertError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     out: dict[str, torch.Tensor] = {}
-    for k, v in obj.items():
-        k = str(k)
+    named: dict[str, str] = {}  # our key -> the file's key
+    for key, v in obj.items():
+        k = str(key)
         k = k[len("module."):] if k.startswith("module.") else k
-        if isinstance(v, torch.Tensor):
-            out[k] = v
-        elif type(v).__module__ == "numpy" and hasattr(v, "shape"):
-            out[k] = torch.as_tensor(v)
+        if type(v).__module__ == "numpy" and hasattr(v, "shape"):
+            try:
+                v = torch.as_tensor(v)
+            except (TypeError, RuntimeError, ValueError):
+                raise ConvertError(f"{path}: array {k!r} has dtype {v.dtype}, not a tensor type") from None
+        if not isinstance(v, torch.Tensor):
+            continue
+        if k in out:
+            raise ConvertError(f"{path}: keys {named[k]!r} and {str(key)!r} both name tensor {k!r}")
+        out[k], named[k] = v, str(key)
     if not out:
         raise ConvertError(f"{path}: no tensors found")
     return Source(out, meta, path.name)
@@ -370,20 +384,31 @@ class Parsed:
     ignored: list[str]
 
 
+def _ignored(k: str, ignore: tuple[str, ...]) -> bool:
+    return any(re.search(p, k) for p in ignore)
+
+
 def parse(sd: dict[str, torch.Tensor], layout: str, ignore: tuple[str, ...] = ()) -> Parsed:
-    """Every tensor of ``sd`` in its unit; an unmapped key is an error unless ``ignore`` (regular
-    expressions) names it."""
+    """Every tensor of ``sd`` in its unit, except those ``ignore`` (regular expressions) names,
+    mapped or not; an unmapped key, or two keys for one tensor, is an error."""
     if layout not in PARSERS:
         raise ConvertError(f"unknown layout {layout!r}; choose one of {', '.join(PARSERS)}")
-    stem, fc, ignored, unmapped = Unit(), {}, [], []
+    stem, fc, ignored, unmapped, seen = Unit(), {}, [], [], {}
     blocks: dict[tuple, dict[str, Unit]] = defaultdict(dict)
     for k, v in sd.items():
+        if _ignored(k, ignore):
+            ignored.append(k)
+            continue
         key = PARSERS[layout](k)
         if key == SKIP:
             continue
         if key is None:
-            (ignored if any(re.search(p, k) for p in ignore) else unmapped).append(k)
+            unmapped.append(k)
             continue
+        if key in seen:
+            raise ConvertError(f"source keys {seen[key]} and {k} both map to one tensor of the model; "
+                               "pass --ignore REGEX to drop one")
+        seen[key] = k
         if key.part == "fc":
             fc[key.param] = v
             continue
@@ -476,6 +501,19 @@ def _expect(cfg: dict, key: str, want: Any, default: Any, where: str) -> None:
         raise ConvertError(f"{where}.{key}={got!r} is not expressible in an ArchSpec (supported: {want!r})")
 
 
+def _num(v: Any, field: str, kind: type = float) -> Any:
+    """A config number as ``kind`` (int or float), or an error naming ``field``, not its value."""
+    if isinstance(v, bool) or not isinstance(v, int if kind is int else (int, float)):
+        raise ConvertError(f"{field}: missing or not {'an integer' if kind is int else 'a number'}")
+    return kind(v)
+
+
+def _nums(v: Any, field: str) -> tuple[float, ...]:
+    if not isinstance(v, list) or not v:
+        raise ConvertError(f"{field}: missing or not a list of numbers")
+    return tuple(_num(x, field) for x in v)
+
+
 def mmaction2_facts(src: Source) -> dict[str, Fact]:
     """Facts from an mmaction2 checkpoint's ``meta['cfg']`` (mmengine) or ``meta['config']``."""
     key = "cfg" if isinstance(src.meta.get("cfg"), str) else "config"
@@ -487,6 +525,8 @@ def mmaction2_facts(src: Source) -> dict[str, Fact]:
     if not isinstance(model, dict) or not isinstance(model.get("backbone"), dict):
         raise ConvertError(f"{at} has no model.backbone dict")
     bb, head = model["backbone"], model.get("cls_head") or {}
+    if not isinstance(head, dict):
+        raise ConvertError(f"{at}: model.cls_head is not a dict")
     if bb.get("type") != "ResNet3dCSN":
         raise ConvertError(f"{at}: backbone type {bb.get('type')!r}; only ResNet3dCSN converts")
     for k, want, default in (("spatial_strides", [1, 2, 2, 2], [1, 2, 2, 2]),
@@ -497,16 +537,21 @@ def mmaction2_facts(src: Source) -> dict[str, Fact]:
         _expect(bb, k, want, default, "model.backbone")
     _expect(head, "type", "I3DHead", "I3DHead", "model.cls_head")
     _expect(head, "spatial_type", "avg", "avg", "model.cls_head")
-    ts = list(bb.get("temporal_strides", [1, 2, 2, 2]))
+    ts = bb.get("temporal_strides", [1, 2, 2, 2])
+    ts = list(ts) if isinstance(ts, list) else [ts]
     if len(ts) != 4 or ts[0] != 1 or any(t not in (1, 2) for t in ts):
         raise ConvertError(f"{at}: model.backbone.temporal_strides={ts} is not expressible")
     norm = bb.get("norm_cfg")
-    eps = 1e-3 if norm is None else float(norm.get("eps", 1e-5))  # BN3d's own default: 1e-5
+    if norm is not None and not isinstance(norm, dict):
+        raise ConvertError(f"{at}: model.backbone.norm_cfg is not a dict")
+    eps = 1e-3 if norm is None else _num(norm.get("eps", 1e-5),  # BN3d's own default: 1e-5
+                                         f"{at} model.backbone.norm_cfg.eps")
     facts = {"pool1": Fact(bool(bb.get("with_pool1", True)), f"{at} backbone.with_pool1"),
              "pool2": Fact(bool(bb.get("with_pool2", True)), f"{at} backbone.with_pool2"
                            + ("" if "with_pool2" in bb else " (unset: ResNet3d default True)")),
              "temporal_stride": Fact(tuple(t == 2 for t in ts[1:]), f"{at} backbone.temporal_strides"),
-             "stem_stride_t": Fact(int(bb.get("conv1_stride_t", 1)), f"{at} backbone.conv1_stride_t"),
+             "stem_stride_t": Fact(_num(bb.get("conv1_stride_t", 1), f"{at} model.backbone.conv1_stride_t", int),
+                                   f"{at} backbone.conv1_stride_t"),
              "bn_eps": Fact(eps, f"{at} backbone.norm_cfg")}
     facts.update(_mm_norm(cfg, model, at))
     facts.update(_mm_clip(cfg, at))
@@ -526,10 +571,11 @@ def _mm_norm(cfg: dict, model: dict, at: str) -> dict[str, Fact]:
     else:
         return {}
     mean, std = pre.get("mean"), pre.get("std")
-    if mean is None:  # no normalisation: the model sees 0-255 pixels
+    if mean is None and std is None:  # no normalisation: the model sees 0-255 pixels
         mean, std = [0.0] * 3, [1.0] * 3
-    return {"input_mean": Fact(tuple(float(m) / 255 for m in mean), where + " mean / 255"),
-            "input_std": Fact(tuple(float(s) / 255 for s in std), where + " std / 255"),
+    mean, std = _nums(mean, f"{where} mean"), _nums(std, f"{where} std")  # mmengine: both or neither
+    return {"input_mean": Fact(tuple(m / 255 for m in mean), where + " mean / 255"),
+            "input_std": Fact(tuple(s / 255 for s in std), where + " std / 255"),
             "input_order": Fact("BGR" if flip else "RGB", where + (" (channels flipped)" if flip
                                                                     else " (decoders give RGB)"))}
 
@@ -537,12 +583,16 @@ def _mm_norm(cfg: dict, model: dict, at: str) -> dict[str, Fact]:
 def _mm_clip(cfg: dict, at: str) -> dict[str, Fact]:
     out: dict[str, Fact] = {}
     for name in ("val_pipeline", "test_pipeline"):
-        for step in cfg.get(name) or []:
+        steps = cfg.get(name)
+        for step in steps if isinstance(steps, list) else []:
             if isinstance(step, dict) and step.get("type") == "SampleFrames" and "frames" not in out:
-                out["frames"] = Fact(int(step["clip_len"]), f"{at} {name} SampleFrames.clip_len")
-                out["rate"] = Fact(int(step.get("frame_interval", 1)), f"{at} {name} SampleFrames.frame_interval")
+                w = f"{at} {name} SampleFrames."
+                out["frames"] = Fact(_num(step.get("clip_len"), w + "clip_len", int), w + "clip_len")
+                out["rate"] = Fact(_num(step.get("frame_interval", 1), w + "frame_interval", int),
+                                   w + "frame_interval")
             if isinstance(step, dict) and step.get("type") == "CenterCrop" and "size" not in out:
-                out["size"] = Fact(int(step["crop_size"]), f"{at} {name} CenterCrop.crop_size")
+                w = f"{at} {name} CenterCrop.crop_size"
+                out["size"] = Fact(_num(step.get("crop_size"), w, int), w)
     return out
 
 
@@ -758,12 +808,27 @@ def convert_state_dict(src: Source | dict[str, torch.Tensor], layout: str = "aut
     bad = set(flags) - set(FLAG_FACTS)
     if bad:
         raise ConvertError(f"unknown option(s) {sorted(bad)}")
-    layout = detect_layout(src.tensors) if layout == "auto" else layout
-    p = parse(src.tensors, layout, tuple(ignore))
-    model = find_model(layout, model, src.name)
-    facts, warnings = resolve_facts(layout, src, model, flags)
-    spec = infer_spec(p, facts, name or model or f"imported-{layout}", model)
-    ours = map_state_dict(p, spec, float(facts["bn_eps"].value))
+    ignore = tuple(ignore)
+    for pattern in ignore:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConvertError(f"--ignore {pattern!r} is not a regular expression: {e}") from None
+    if layout == "auto":
+        layout = detect_layout({k: v for k, v in src.tensors.items() if not _ignored(k, ignore)})
+    try:
+        p = parse(src.tensors, layout, ignore)
+        model = find_model(layout, model, src.name)
+        facts, warnings = resolve_facts(layout, src, model, flags)
+        spec = infer_spec(p, facts, name or model or f"imported-{layout}", model)
+        ours = map_state_dict(p, spec, float(facts["bn_eps"].value))
+    except ConvertError as e:  # name the keys --ignore took from the model: the likely cause
+        to = PARSERS.get(layout)
+        used = sorted(k for k in src.tensors if _ignored(k, ignore) and to and to(k) not in (None, SKIP))
+        if not used:
+            raise
+        raise ConvertError(f"{e} (--ignore dropped {len(used)} key(s) that map into the model: "
+                           f"{', '.join(used[:8])}{' ...' if len(used) > 8 else ''})") from None
     return spec, ours, ConversionReport(layout, model, spec, facts, warnings, p.ignored)
 
 
@@ -819,7 +884,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", choices=tuple(MODELS), help="a published model (default: from the file name)")
     ap.add_argument("--labels", help="text file, one class name per line (default: Kinetics-400 for 400 classes)")
     ap.add_argument("--ignore", action="append", default=[], metavar="REGEX",
-                    help="drop source keys matching REGEX (otherwise an unmapped key is an error)")
+                    help="drop source keys matching REGEX, mapped or not; they are listed in the summary "
+                         "(otherwise an unmapped key, or two keys for one tensor, is an error)")
     yn = ("yes", "no")
     ap.add_argument("--pool1", choices=yn)
     ap.add_argument("--pool2", choices=yn)

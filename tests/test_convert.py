@@ -4,6 +4,8 @@ with their own packages in tests/test_convert_peers.py.
 """
 from __future__ import annotations
 
+import argparse
+import copy
 import pickle
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import torch
 
 import _reference_nets as ref
 from backend.checkpoint import load_checkpoint
-from backend.convert import ConvertError, Source, convert_checkpoint, convert_state_dict, detect_layout, load_source, main
+from backend.convert import (ConvertError, Source, convert_checkpoint, convert_state_dict, detect_layout, load_source,
+                             main, mmaction2_facts)
 from backend.csn import build_model
 
 X = torch.randn(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -212,3 +215,77 @@ def test_convert_checkpoint_rejects_wrong_label_count(tmp_path: Path):
     torch.save(ref.randomize(ref.VmzNet()).state_dict(), src)
     with pytest.raises(ConvertError, match="3 class names for 10 outputs"):
         convert_checkpoint(src, tmp_path / "o.pt", classes=["a", "b", "c"], pool1=True, frames=8, size=32)
+
+
+def test_two_keys_for_one_tensor_are_an_error(tmp_path: Path):
+    """Neither copy may win silently; --ignore picks one."""
+    blobs = {k: torch.as_tensor(v) for k, v in ref.caffe2_blobs(ref.randomize(ref.VmzNet())).items()}
+    blobs["last_out_L487_w"], blobs["last_out_L487_b"] = blobs["last_out_L10_w"] * 2, blobs["last_out_L10_b"]
+    with pytest.raises(ConvertError, match=r"last_out_L10_w and last_out_L487_w both map .*--ignore"):
+        ours_from(blobs, pool1=True)
+    _, _, rep = ours_from(blobs, pool1=True, ignore=("^last_out_L487_",))
+    assert rep.ignored == ["last_out_L487_b", "last_out_L487_w"]
+    sd = dict(ref.randomize(ref.VmzNet()).state_dict())
+    p = tmp_path / "dp.pth"
+    torch.save({**sd, "module.fc.weight": sd["fc.weight"] * 2}, p)  # a DataParallel copy next to the plain one
+    with pytest.raises(ConvertError, match=r"'fc.weight' and 'module.fc.weight' both name tensor 'fc.weight'"):
+        load_source(p)
+
+
+def test_ignore_drops_mapped_keys_too():
+    """--ignore drops what it names, even keys with a place; the model then lacks them."""
+    sd = ref.randomize(ref.VmzNet()).state_dict()
+    with pytest.raises(ConvertError, match=r"classifier weight/bias not found \(--ignore dropped 2 key\(s\) "
+                                           r"that map into the model: fc.bias, fc.weight\)"):
+        ours_from(sd, pool1=True, ignore=(r"^fc\.",))
+    with pytest.raises(ConvertError, match=r"conv2_1.conv_b: BN \['var'\] missing.*--ignore dropped 1 key"):
+        ours_from(sd, pool1=True, ignore=(r"^layer1\.0\.conv2\.1\.running_var",))
+    with pytest.raises(ConvertError, match=r"--ignore '\(fc' is not a regular expression"):
+        ours_from(sd, pool1=True, ignore=("(fc",))
+
+
+def test_old_format_file_keeps_torch_refusal(tmp_path: Path):
+    p = tmp_path / "old.pth"
+    torch.save({"state_dict": dict(ref.randomize(ref.VmzNet()).state_dict()), "args": argparse.Namespace(lr=0.1)},
+               p, _use_new_zipfile_serialization=False)
+    with pytest.raises(ConvertError, match=r"weights_only=True\) \(it pickles argparse.Namespace\)"):
+        load_source(p)
+
+
+MM_CFG = {"model": {"backbone": {"type": "ResNet3dCSN", "norm_cfg": {"type": "BN3d", "eps": 1e-3}},
+                    "data_preprocessor": {"format_shape": "NCTHW", "mean": [1, 2, 3], "std": [4, 5, 6]}},
+          "test_pipeline": [{"type": "SampleFrames", "clip_len": 32, "frame_interval": 2},
+                            {"type": "CenterCrop", "crop_size": 224}]}
+
+
+def _mm_facts(edit):
+    def run(_tmp):
+        cfg = copy.deepcopy(MM_CFG)
+        edit(cfg)
+        return mmaction2_facts(Source({}, {"cfg": "\n".join(f"{k} = {v!r}" for k, v in cfg.items())}))
+    return run
+
+
+def _object_blob(tmp: Path):
+    src = tmp / "blobs.pkl"
+    with open(src, "wb") as f:
+        pickle.dump({"blobs": {"conv1_w": np.array(["SECRET", 1], dtype=object)}}, f, protocol=2)
+    return load_source(src)
+
+
+@pytest.mark.parametrize("field, run", [
+    ("model.backbone.norm_cfg", _mm_facts(lambda c: c["model"]["backbone"].update(norm_cfg="SECRET"))),
+    ("model.backbone.norm_cfg.eps", _mm_facts(lambda c: c["model"]["backbone"]["norm_cfg"].update(eps="SECRET"))),
+    ("model.data_preprocessor std", _mm_facts(lambda c: c["model"]["data_preprocessor"].pop("std"))),
+    ("model.data_preprocessor mean", _mm_facts(lambda c: c["model"]["data_preprocessor"].update(mean="SECRET"))),
+    ("test_pipeline SampleFrames.clip_len", _mm_facts(lambda c: c["test_pipeline"][0].pop("clip_len"))),
+    ("test_pipeline CenterCrop.crop_size", _mm_facts(lambda c: c["test_pipeline"][1].update(crop_size=["SECRET"]))),
+    ("array 'conv1_w' has dtype object", _object_blob),
+])
+def test_bad_values_are_errors_naming_the_field(tmp_path: Path, field, run):
+    """A ConvertError (the CLI's ``error: ...``, exit 2) naming the field, never its value."""
+    facts = _mm_facts(lambda c: None)(tmp_path)
+    assert facts["bn_eps"].value == 1e-3 and facts["input_std"].value == (4 / 255, 5 / 255, 6 / 255)
+    with pytest.raises(ConvertError) as e:
+        run(tmp_path)
+    assert field in str(e.value) and "SECRET" not in str(e.value)

@@ -115,9 +115,9 @@ def mm_build(cfg):
     return model, lambda x: model(x.unsqueeze(1), mode="tensor", stage="head")  # Recognizer3D: raw logits
 
 
-def mm_save(path: Path, model, cfg, *, training: bool = False) -> Path:
-    """As mmengine's Runner.save_checkpoint writes it; published files drop the training
-    state (mmaction2 tools/deployment/publish_model.py)."""
+def mm_save(path: Path, model, cfg, *, training: bool = False, old_format: bool = False) -> Path:
+    """As mmengine's Runner.save_checkpoint writes it (``old_format``: as torch < 1.6 did);
+    published files drop the training state (mmaction2 tools/deployment/publish_model.py)."""
     ckpt = {"meta": {"cfg": cfg.pretty_text, "seed": 0, "experiment_name": "t", "epoch": 58, "iter": 1},
             "state_dict": model.state_dict()}
     if training:
@@ -125,7 +125,7 @@ def mm_save(path: Path, model, cfg, *, training: bool = False) -> Path:
         hub = MessageHub.get_instance("convert-test")
         hub.update_scalar("train/loss", 1.0)
         ckpt["message_hub"] = hub.state_dict()
-    torch.save(ckpt, path)
+    torch.save(ckpt, path, _use_new_zipfile_serialization=not old_format)
     return path
 
 
@@ -193,3 +193,6 @@ def test_mmaction2_unmappable_config_and_training_checkpoint(tmp_path: Path, r50
     with pytest.raises(ConvertError, match=r"mmengine.logging.history_buffer.HistoryBuffer.*"
                                            r"publish_model.py epoch_58.pth epoch_58_published.pth"):
         load_source(raw)
+    old = mm_save(tmp_path / "epoch_1.pth", model, cfg, training=True, old_format=True)
+    with pytest.raises(ConvertError, match=r"pickles mmengine.*publish_model.py epoch_1.pth"):
+        load_source(old)
