@@ -3,7 +3,9 @@
 The trainer runs in its own process group with its thread count pinned; its stdout/stderr go
 to ``RUN_DIR/train.log``. Every second the supervisor ingests new ``metrics.jsonl`` lines
 (byte offset kept in the run row, points de-duplicated on their unique key), records
-checkpoints, progress and the heartbeat, and checks the run's cancel flag.
+checkpoints, progress and the heartbeat, and checks the run's cancel flag. A supervisor whose
+run is no longer its attempt's (reaped, or retried and claimed again) stops its trainer and
+writes nothing more; when the trainer exits, what is left of its process group is stopped.
 
 A run starts only when its resource request fits what this worker has free
 (:mod:`jobs.resources`); it gets exactly its GPUs through ``CUDA_VISIBLE_DEVICES`` and its
@@ -35,10 +37,12 @@ from .resources import fit, host_lock, parse_ids, resolve, worker_gpus, worker_t
 from .tail import is_video_top1, metric_rows, read_events
 
 LOG_TAIL_CHARS = 4000
-_active: dict[int, subprocess.Popen] = {}
+_active: dict[int, tuple[subprocess.Popen, Path, int, int]] = {}  # run id: proc, log, start, attempt
 _active_lock = threading.Lock()
 _shutting_down = threading.Event()
 SHUTDOWN_ERROR = "worker shut down during the run; retry resumes from the last checkpoint"
+INTERRUPTED_ERROR = "supervisor interrupted (Ctrl-C); retry resumes from the last checkpoint"
+LOST = "lost"  # execute()'s answer when the run row is no longer its attempt's (nothing recorded)
 
 
 def train_threads(hparams: dict[str, Any]) -> int:
@@ -73,7 +77,7 @@ def _claim_in(s, run_id: int, have: list[str], budget: int) -> dict[str, Any] | 
     r.output_dir = r.output_dir or str(runs_dir() / f"run_{r.id:05d}")
     return {"spec": r.spec, "dataset": r.dataset, "hparams": hp, "out": r.output_dir,
             "offset": r.metrics_offset, "devices": devices, "nproc": max(1, req.gpus),
-            "threads": req.threads}
+            "threads": req.threads, "attempt": r.attempts}
 
 
 def _claim(run_id: int) -> dict[str, Any] | str | None:
@@ -83,15 +87,25 @@ def _claim(run_id: int) -> dict[str, Any] | str | None:
         return write(lambda s: _claim_in(s, run_id, have, budget))
 
 
-def _finish(run_id: int, status: str, error: str | None, log_tail: str | None = None) -> None:
+def _owns(r: Run | None, attempt: int) -> bool:
+    """Whether row ``r`` is still this worker's running attempt ``attempt`` (not reaped, not
+    retried and claimed again)."""
+    return (r is not None and r.status == RUNNING and r.worker_id == worker_id()
+            and r.attempts == attempt)
+
+
+def _finish(run_id: int, attempt: int, status: str, error: str | None,
+            log_tail: str | None = None) -> bool:
+    """Record the end of attempt ``attempt``; False (nothing written) when the row is not its."""
     def fin(s):
         r = s.get(Run, run_id)
-        if r is None or r.status != RUNNING:
-            return
+        if not _owns(r, attempt):
+            return False
         r.status, r.error, r.finished_at, r.pid = status, error, utcnow(), None
         if log_tail is not None:
             r.log_tail = log_tail
-    write(fin)
+        return True
+    return write(fin)
 
 
 def _validate(spec: dict[str, Any], dataset: str, hparams: dict[str, Any]) -> str | None:
@@ -170,15 +184,16 @@ def command(job: dict[str, Any], run_dir: Path, resume: bool) -> tuple[list[str]
     return argv, env
 
 
-def _sync(run_id: int, events: list[dict[str, Any]], offset: int, run_dir: Path,
-          pid: int | None) -> bool:
-    """Store new events, progress and heartbeat; returns the run's cancel flag."""
+def _sync(run_id: int, attempt: int, events: list[dict[str, Any]], offset: int, run_dir: Path,
+          pid: int | None) -> str | None:
+    """Store new events, progress and heartbeat; returns why to stop the trainer: LOST (the row
+    is not this attempt's any more: nothing is written), CANCELLED, or None."""
     rows = metric_rows(events)
 
     def sync(s):
         r = s.get(Run, run_id)
-        if r is None:
-            return True
+        if not _owns(r, attempt):
+            return LOST
         add_metrics(s, run_id, rows)
         for ev in events:
             for k in ("epoch", "step", "total_steps", "total_epochs"):
@@ -197,7 +212,7 @@ def _sync(run_id: int, events: list[dict[str, Any]], offset: int, run_dir: Path,
         r.metrics_offset, r.heartbeat_at = offset, utcnow()
         if pid is not None:
             r.pid = pid
-        return r.cancel_requested
+        return CANCELLED if r.cancel_requested else None
     return write(sync)
 
 
@@ -225,66 +240,83 @@ def _launch(job: dict[str, Any], run_dir: Path) -> tuple[subprocess.Popen, Path,
     return proc, log, log_start
 
 
+def _watch(run_id: int, attempt: int, proc: subprocess.Popen, run_dir: Path,
+           offset: int) -> tuple[int, str | None]:
+    """Mirror the trainer into the store until it exits; returns its exit code and why we stopped
+    it (see :func:`_sync`), if we did: a stop counts only while the trainer still runs."""
+    stop, last, pid = None, 0.0, proc.pid
+    while True:
+        rc = proc.poll()
+        events, offset = read_events(run_dir / "metrics.jsonl", offset)
+        now = time.monotonic()
+        if events or rc is not None or now - last >= min(1.0, heartbeat_s()):
+            last = now
+            why = _sync(run_id, attempt, events, offset, run_dir, pid)
+            pid = None
+            if why and rc is None and stop is None:
+                stop = why
+                kill_group(proc.pid)
+        if rc is not None:
+            return rc, stop
+        time.sleep(0.25)
+
+
+def _outcome(rc: int, cancelled: bool, tail: str) -> tuple[str, str | None]:
+    """Status and error from the exit code: 0 succeeded even if a cancel or shutdown came late."""
+    if rc == 0:
+        return SUCCEEDED, None
+    if cancelled:
+        return CANCELLED, None
+    if _shutting_down.is_set():
+        return CRASHED, SHUTDOWN_ERROR          # we stopped the trainer ourselves
+    return FAILED, exit_reason(rc, tail)
+
+
 def execute(run_id: int, job: dict[str, Any]) -> str:
-    """Run a claimed (``running``) run's trainer to the end, mirroring it into the store."""
-    run_dir = Path(job["out"])
+    """Run a claimed (``running``) run's trainer to the end, mirroring it into the store.
+    Returns its final status, or :data:`LOST` when the run was taken from this attempt."""
+    run_dir, attempt = Path(job["out"]), job.get("attempt", 1)   # jobs.track's row: attempts=1
     try:                       # whatever goes wrong before the trainer runs ends the run here
         problem = _validate(job["spec"], job["dataset"], job["hparams"])
         if problem:
-            _finish(run_id, FAILED, problem)
-            return FAILED
+            return FAILED if _finish(run_id, attempt, FAILED, problem) else LOST
         proc, log, log_start = _launch(job, run_dir)
     except Exception as e:  # noqa: BLE001 - recorded on the run (disk full, say)
-        _finish(run_id, FAILED, f"could not start the trainer: {type(e).__name__}: {e}")
-        return FAILED
+        msg = f"could not start the trainer: {type(e).__name__}: {e}"
+        return FAILED if _finish(run_id, attempt, FAILED, msg) else LOST
     with _active_lock:
-        _active[run_id] = proc
-    offset, cancelled, last = job["offset"], False, 0.0
+        _active[run_id] = (proc, log, log_start, attempt)
     try:
-        _sync(run_id, [], offset, run_dir, proc.pid)
-        while True:
-            rc = proc.poll()
-            events, offset = read_events(run_dir / "metrics.jsonl", offset)
-            now = time.monotonic()
-            if events or rc is not None or now - last >= min(1.0, heartbeat_s()):
-                last = now
-                if _sync(run_id, events, offset, run_dir, None) and not cancelled:
-                    cancelled = True
-                    kill_group(proc.pid)
-            if rc is not None:
-                break
-            time.sleep(0.25)
+        rc, stop = _watch(run_id, attempt, proc, run_dir, job["offset"])
+        kill_group(proc.pid, grace=1.0)   # what is left of its group: ranks of a killed torchrun
     except BaseException as e:
         kill_group(proc.pid, grace=1.0)
-        _finish(run_id, CRASHED if _shutting_down.is_set() else FAILED,
-                SHUTDOWN_ERROR if _shutting_down.is_set() else f"supervisor error: {e!r}",
+        err = (SHUTDOWN_ERROR if _shutting_down.is_set() else
+               INTERRUPTED_ERROR if isinstance(e, KeyboardInterrupt) else None)
+        _finish(run_id, attempt, CRASHED if err else FAILED, err or f"supervisor error: {e!r}",
                 _tail(log, log_start))
         raise
     finally:
         with _active_lock:
             _active.pop(run_id, None)
     tail = _tail(log, log_start)
-    if _shutting_down.is_set() and not cancelled:
-        status, err = CRASHED, SHUTDOWN_ERROR       # we stopped the trainer ourselves
-    elif cancelled:
-        status, err = CANCELLED, None
-    elif rc == 0:
-        status, err = SUCCEEDED, None
-    else:
-        status, err = FAILED, exit_reason(rc, tail)
-    _finish(run_id, status, err, tail)
-    return status
+    status, err = _outcome(rc, stop == CANCELLED, tail)
+    return status if _finish(run_id, attempt, status, err, tail) else LOST
 
 
 @atexit.register
 def _on_exit() -> None:
-    """The consumer is exiting with runs in flight: stop their trainers, mark them crashed."""
+    """The consumer is exiting with runs in flight: stop their trainers, mark them crashed
+    (a trainer that has already exited is recorded by its exit code)."""
     _shutting_down.set()
     with _active_lock:
         items = list(_active.items())
-    for run_id, proc in items:
+    for run_id, (proc, log, log_start, attempt) in items:
+        rc = proc.poll()
         kill_group(proc.pid, grace=2.0)
+        status, err = ((CRASHED, SHUTDOWN_ERROR) if rc is None else
+                       _outcome(rc, False, _tail(log, log_start)))
         try:
-            _finish(run_id, CRASHED, SHUTDOWN_ERROR)
+            _finish(run_id, attempt, status, err)
         except Exception:
             pass

@@ -1,0 +1,148 @@
+"""The supervisor against a real SQLite store with small shell launchers standing in for the
+trainer: leftover processes of its group, a run taken over by a newer attempt, a cancel or a
+shutdown that comes after the trainer finished, Ctrl-C in ``python -m jobs.track``."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import db
+from jobs import supervise as sup
+from jobs.liveness import pid_alive
+from tests.jobs_helpers import REPO, tiny_spec, wait_for
+
+
+@pytest.fixture()
+def claimed(store, tmp_path, monkeypatch):
+    """Factory: a run claimed by this process (``_claim``), its job running ``sh -c SCRIPT``."""
+    monkeypatch.setenv("CSN_GPUS", "")
+
+    def make(script: str) -> tuple[int, dict]:
+        rid = db.write(lambda s: _add(s, db.Run(spec=tiny_spec(), dataset=str(tmp_path), hparams={},
+                                                gpus=0, queued_at=db.utcnow())))
+        job = sup._claim(rid)
+        assert isinstance(job, dict), job
+        return rid, {**job, "launcher": ["sh", "-c", script]}
+    return make
+
+
+def _add(s, row) -> int:
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def _row(rid: int) -> db.Run:
+    with db.read_session() as s:
+        return s.get(db.Run, rid)
+
+
+def _pid(path: Path) -> int:
+    return wait_for(lambda: path.exists() and path.read_text().strip() and int(path.read_text()),
+                    10, f"{path.name} to be written")
+
+
+def _kill(pid: int | None) -> None:
+    """Clean up a process a failing test left behind."""
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_children_of_a_killed_trainer_are_stopped(claimed, tmp_path):
+    """A torchrun agent SIGKILLed by the OOM killer leaves its ranks in the group: they go too."""
+    child = tmp_path / "child.pid"
+    rid, job = claimed(f"sleep 600 & echo $! > {child}; kill -9 $$")
+    pid = None
+    try:
+        status = sup.execute(rid, job)
+        pid = _pid(child)
+        wait_for(lambda: not pid_alive(pid), 5, "the trainer's left-over child to be stopped")
+        r = _row(rid)
+        assert status == r.status == db.FAILED and "SIGKILL" in r.error and r.pid is None
+    finally:
+        _kill(pid)
+
+
+@pytest.mark.parametrize("taken", [{"attempts": 2}, {"worker_id": "elsewhere:1"},
+                                   {"status": db.CRASHED, "error": "reaped"}],
+                         ids=["retried-here", "retried-elsewhere", "reaped"])
+def test_a_stale_supervisor_stops_its_trainer_and_leaves_the_run_alone(claimed, tmp_path, taken):
+    trainer = tmp_path / "trainer.pid"
+    rid, job = claimed(f"echo $$ > {trainer}; exec sleep 600")
+    got: list[str] = []
+    t = threading.Thread(target=lambda: got.append(sup.execute(rid, job)))
+    t.start()
+    pid = None
+    try:
+        pid = _pid(trainer)
+        wait_for(lambda: _row(rid).pid == pid, 10, "the supervisor to record the trainer")
+        hb = db.utcnow() - timedelta(minutes=5)
+
+        def take(s):   # the reaper, or a retry claimed by another attempt
+            r = s.get(db.Run, rid)
+            r.heartbeat_at, r.pid, r.metrics_offset = hb, None, 7
+            for k, v in taken.items():
+                setattr(r, k, v)
+        db.write(take)
+        before = {c: getattr(_row(rid), c) for c in ("status", "error", "worker_id", "attempts",
+                                                       "pid", "metrics_offset", "finished_at")}
+        t.join(15)
+        assert not t.is_alive(), "the trainer of a run taken from this attempt is still running"
+        assert got == [sup.LOST] and not pid_alive(pid)
+        r = _row(rid)
+        assert {c: getattr(r, c) for c in before} == before
+        assert db.as_utc(r.heartbeat_at) == db.as_utc(hb)
+    finally:
+        _kill(pid)
+        t.join(15)
+
+
+def test_a_trainer_that_finished_succeeds_though_a_cancel_came_late(claimed):
+    rid, job = claimed("")
+    cancel = f"import db; db.write(lambda s: setattr(s.get(db.Run, {rid}), 'cancel_requested', True))"
+    # the trainer is done (it ignores SIGTERM from here on) when the cancel arrives
+    job["launcher"] = ["sh", "-c", f"trap '' TERM; {sys.executable} -c \"{cancel}\" && exit 0"]
+    assert sup.execute(rid, job) == db.SUCCEEDED
+    r = _row(rid)
+    assert r.status == db.SUCCEEDED and r.cancel_requested
+
+
+def test_shutdown_after_the_trainer_exited_records_its_exit_code(claimed, tmp_path, monkeypatch):
+    rid, job = claimed("exit 0")
+    proc = subprocess.Popen(["sh", "-c", "exit 0"], start_new_session=True)
+    proc.wait()
+    monkeypatch.setattr(sup, "_shutting_down", threading.Event())
+    monkeypatch.setitem(sup._active, rid, (proc, tmp_path / "train.log", 0, job["attempt"]))
+    sup._on_exit()
+    assert _row(rid).status == db.SUCCEEDED
+
+
+def test_ctrl_c_in_jobs_track_marks_the_run_crashed(store, tmp_path):
+    spec, trainer = tmp_path / "spec.json", tmp_path / "trainer.pid"
+    spec.write_text(json.dumps(tiny_spec()))
+    track = subprocess.Popen(
+        [sys.executable, "-m", "jobs.track", "--arch", str(spec), "--data", str(tmp_path), "--",
+         "sh", "-c", f"echo $$ > {trainer}; exec sleep 600"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    pid = None
+    try:
+        pid = _pid(trainer)
+        wait_for(lambda: _row(1) is not None and _row(1).pid == pid, 10, "the run to record its trainer")
+        track.send_signal(signal.SIGINT)
+        out = track.communicate(timeout=20)[0].decode(errors="replace")
+        assert track.returncode != 0 and not pid_alive(pid), out
+        r = _row(1)
+        assert (r.status, r.error) == (db.CRASHED, sup.INTERRUPTED_ERROR), out
+    finally:
+        _kill(pid)
+        if track.poll() is None:
+            track.kill()
+            track.wait()
