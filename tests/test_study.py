@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.csn import ArchSpec, count
-from backend.study import RECIPES, default_jobs, main, plan, run_study
+from backend.study import RECIPES, Study, default_jobs, main, plan, run_study
 from backend.study_report import table_markdown, table_rows
 from motion_data import make_dataset
 
@@ -75,7 +75,7 @@ def test_a_tiny_study_runs_and_writes_the_paper_report(tiny_study):
     doc, out = tiny_study
     assert doc["jobs"] == default_jobs(6) > 1 and doc["threads_per_run"] == 1   # worker processes
     assert [r["status"] for r in doc["results"]] == ["succeeded"] * 6
-    assert [r["key"] for r in doc["results"]] == [r["key"] for r in doc["study"]["runs"]]  # plan order
+    assert [r["key"] for r in doc["results"]] == [r.key for r in Study.from_dict(doc["study"]).runs]
     assert all(0 <= r["video_top1"] <= 1 and r["cpu_s"] > 0 for r in doc["results"])
     assert json.loads((out / "study.json").read_text())["results"] == doc["results"]
     rows = list(csv.DictReader((out / "table.csv").open()))
