@@ -245,8 +245,8 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
             finished(run_one(study, run, data, out, threads))
     else:
         _run_parallel(study, todo, data, out, threads, jobs, finished)
-    doc["results"].sort(key=lambda r: [x.key for x in study.runs].index(r["key"])
-                        if r["key"] in [x.key for x in study.runs] else 0)
+    order = {run.key: i for i, run in enumerate(study.runs)}
+    doc["results"].sort(key=lambda r: order.get(r["key"], 0))     # plan order, not finish order
     doc["wall_s"] = round(time.time() - t0, 1)
     path.write_text(json.dumps(doc, indent=1))
     write_report(doc, out)
