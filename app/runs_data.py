@@ -51,8 +51,8 @@ def pct(v: float | None) -> float | None:
 @lru_cache(maxsize=1)
 def _trainer_defaults() -> dict[str, Any]:
     """TrainConfig's defaults: what a run used for each hyper-parameter it did not set."""
-    from jobs.hparams import train_fields
-    return {k: default for k, (_, default) in train_fields().items() if default is not None}
+    from backend.train_config import field_default, train_fields
+    return {k: field_default(f) for k, f in train_fields().items() if field_default(f) is not None}
 
 
 def run_row(r: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ index), and model, optimiser, scheduler and RNG states are restored.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -29,7 +28,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,76 +47,11 @@ from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, 
                               load_splits)
 from backend.evaluate import evaluate, video_loader
 from backend.framecache import FrameCache
+from backend.train_config import TrainConfig, build_parser, config_from_args  # noqa: F401 - re-exported
 from backend.video import Norm
 
 log = logging.getLogger("backend.train")
 Callback = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class TrainConfig:
-    # --- what to train, on what, where -------------------------------------------------------
-    arch: str | None = "ir-csn-26"  # preset name, spec .json file, or inline JSON; None with
-                                    # finetune_from = the checkpoint's architecture
-    data: str = ""                  # folder (root/train, root/val or root/<class>) or CSV list
-    out: str = "runs/run"           # RUN_DIR: metrics.jsonl, config.json, checkpoints/
-    val_data: str | None = None     # explicit validation folder / CSV
-    val_fraction: float = 0.1       # held out of train when the data has no val split
-    video_root: str | None = None   # CSV lists: where the files are (default: the CSV's folder)
-    # --- clips (paper §4.1) ------------------------------------------------------------------
-    frames: int = 8                 # T
-    rate: int = 2                   # take every rate-th frame (30 fps -> 15 fps)
-    size: int = 112                 # crop S x S (paper: 224)
-    scale_min: int | None = None    # short side jitter; None: round(size * 8/7) (256 for 224)
-    scale_max: int | None = None    # None: round(size * 10/7) (320 for 224)
-    # --- optimisation (paper §4.1) -------------------------------------------------------------
-    epochs: int = 45
-    batch_size: int = 8             # clips per process (paper: 8 per GPU)
-    optimizer: str = "sgd"          # sgd (paper) | adamw (faster to converge on tiny nets/data)
-    lr: float | None = None         # None: sgd 0.01 * global batch / 8 (paper: 0.01 per 8-clip
-                                    # GPU); adamw 0.001 * global batch / 16
-    momentum: float = 0.9           # sgd only
-    weight_decay: float = 1e-4
-    warmup_epochs: float | None = None  # None: epochs * 10/45 (paper: 10 of 45)
-    warmup_start: float = 0.1       # warm-up starts at lr * warmup_start
-    label_smoothing: float = 0.0
-    amp: str = "none"               # none | bf16 | fp16 (fp16 uses a GradScaler)
-    max_steps_per_epoch: int | None = None  # cap iterations per epoch (tiny runs, smoke tests)
-    max_bad_fraction: float = 0.1   # fail when more than this share of an epoch's (or the
-                                    # validation's) videos cannot be read; none readable fails
-    # --- evaluation --------------------------------------------------------------------------
-    eval_clips: int = 10            # clips per validation video (paper: 10)
-    eval_every: int = 1             # validate every N epochs (and always after the last)
-    # --- run -----------------------------------------------------------------------------------
-    threads: int | None = None      # torch.set_num_threads; None: cpu_count / processes
-    workers: int = 2                # DataLoader worker processes (0: decode in the main process)
-    prefetch: int = 2               # batches prefetched per worker
-    cache_mb: float = 1024          # decode each video once into memory up to this budget (MB);
-                                    # videos beyond it are decoded per clip; 0: never cache
-    keep_last: int = 3              # checkpoints kept (0: all)
-    resume: bool = False            # continue from RUN_DIR's newest checkpoint
-    finetune_from: str | None = None  # start from these weights; a new head if classes differ
-    seed: int = 0
-    device: str = "auto"            # auto | cpu | cuda
-    log_every: int = 10             # a "step" event every N iterations (and the last one)
-    progress: bool | None = None    # tqdm bar; None: when stderr is a terminal
-    tensorboard: bool = True        # also write TensorBoard event files into RUN_DIR
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("frames", "rate", "size", "epochs", "batch_size", "eval_clips", "eval_every",
-                     "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
-            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 
 
 # --- architecture ------------------------------------------------------------------------------
@@ -549,75 +483,6 @@ def _end_event(r: _Run, metrics: dict[str, float], **extra: Any) -> None:
 
 
 # --- command line --------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # the contract: last stderr line "error: ..."
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _opt_int(s: str) -> int | None:
-    return None if s.lower() in ("none", "auto", "") else int(s)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m backend.train", description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    c = TrainConfig()
-    a = p.add_argument
-    a("--arch", default=None, help="preset (ir-csn-26, ...), spec .json file or inline JSON")
-    a("--data", required=True, help="folder (root/train[, root/val] or root/<class>) or CSV list")
-    a("--out", required=True, help="run directory")
-    a("--val-data", default=None, help="validation folder or CSV (default: data's val split)")
-    a("--val-fraction", type=float, default=c.val_fraction)
-    a("--video-root", default=None, help="CSV lists: folder of the video files")
-    a("--epochs", type=int, default=c.epochs)
-    a("--batch-size", type=int, default=c.batch_size)
-    a("--optimizer", choices=("sgd", "adamw"), default=c.optimizer,
-      help="sgd: the paper's recipe; adamw: converges faster on tiny nets and data")
-    a("--lr", type=float, default=None, help="default: sgd 0.01 x global batch / 8, adamw 0.001 x global batch / 16")
-    a("--momentum", type=float, default=c.momentum)
-    a("--weight-decay", type=float, default=c.weight_decay)
-    a("--warmup-epochs", type=float, default=None, help="default: epochs x 10/45")
-    a("--warmup-start", type=float, default=c.warmup_start)
-    a("--frames", type=int, default=c.frames)
-    a("--rate", type=int, default=c.rate)
-    a("--size", type=int, default=c.size)
-    a("--scale-min", type=int, default=None)
-    a("--scale-max", type=int, default=None)
-    a("--label-smoothing", type=float, default=c.label_smoothing)
-    a("--amp", choices=("none", "bf16", "fp16"), default=c.amp)
-    a("--threads", type=_opt_int, default=None)
-    a("--workers", type=int, default=c.workers)
-    a("--prefetch", type=int, default=c.prefetch)
-    a("--cache-mb", type=float, default=c.cache_mb,
-      help="decode each video once into memory up to this many MB (0: decode every clip)")
-    a("--eval-clips", type=int, default=c.eval_clips)
-    a("--eval-every", type=int, default=c.eval_every, help="validate every N epochs (and after the last)")
-    a("--keep-last", type=int, default=c.keep_last)
-    a("--resume", action="store_true")
-    a("--finetune-from", default=None, metavar="CKPT")
-    a("--seed", type=int, default=c.seed)
-    a("--device", default=c.device, help="auto | cpu | cuda")
-    a("--max-steps-per-epoch", type=_opt_int, default=None)
-    a("--max-bad-fraction", type=float, default=c.max_bad_fraction,
-      help="fail when more than this share of an epoch's videos cannot be read")
-    a("--log-every", type=int, default=c.log_every)
-    a("--progress", action=argparse.BooleanOptionalAction, default=None)
-    a("--tensorboard", action=argparse.BooleanOptionalAction, default=c.tensorboard,
-      help="write TensorBoard event files into the run directory")
-    return p
-
-
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    ns = vars(build_parser().parse_args(argv))
-    names = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in ns.items() if k in names})
-    if cfg.arch is None and not cfg.finetune_from and not cfg.resume:
-        raise ValueError("--arch is required (or --finetune-from / --resume)")
-    return cfg
-
-
 def _sigterm(signum, frame) -> None:
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
@@ -628,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
     try:
-        cfg = config_from_args(argv)
+        cfg = config_from_args(argv, __doc__)
         result = train(cfg)
     except (DatasetError, SpecError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,85 +1,65 @@
-"""Hyper-parameters of a run, checked against ``backend.train.TrainConfig``'s fields.
+"""Hyper-parameters of a run, checked against ``TrainConfig``'s fields.
 
-The field names and types are read from the dataclass's source (``ast``), so this stays
-torch-free and TrainConfig remains the one source of truth. The worker owns the paths
-(``out``, ``data``, ``arch``, ``resume``): hparams can never set them. ``gpus`` and
+``backend.train_config`` is torch-free, so the queue checks a run against the same dataclass
+the trainer reads and builds the trainer's flags with the trainer's own rule. The worker owns
+the paths (``out``, ``data``, ``arch``, ``resume``): hparams can never set them. ``gpus`` and
 ``threads`` are the run's resource request.
 """
 from __future__ import annotations
 
-import ast
-import threading
-from functools import lru_cache
 from typing import Any
 
-from db.config import REPO
+from backend.train_config import WORKER_OWNED, TrainConfig, field_types, to_args, train_fields
 
-RESERVED = ("out", "data", "arch", "resume")   # set by the worker from the run row
+RESERVED = WORKER_OWNED
 RESOURCES = ("gpus", "threads")                 # the run's resource request
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
-_parse_lock = threading.Lock()   # CPython 3.11's ast.parse is not safe in two threads at once
 
 
-def train_fields() -> dict[str, tuple[tuple[type, ...], Any]]:
-    """``{field: (accepted types, default)}`` of TrainConfig, parsed from backend/train.py."""
-    with _parse_lock:
-        return _train_fields()
+def _type_error(name: str, value: Any) -> str | None:
+    types = field_types(train_fields()[name])
+    if types and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+        want = " or ".join(t.__name__ for t in types)
+        return f"{name} must be {want}, got {type(value).__name__}"
+    return None
 
 
-@lru_cache(maxsize=1)
-def _train_fields() -> dict[str, tuple[tuple[type, ...], Any]]:
-    tree = ast.parse((REPO / "backend" / "train.py").read_text(encoding="utf-8"))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainConfig")
-    out = {}
-    for node in cls.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            parts = [p.strip() for p in ast.unparse(node.annotation).split("|")]
-            types = tuple(t for p in parts for t in _TYPES.get(p, ()))
-            try:
-                default = ast.literal_eval(node.value) if node.value is not None else None
-            except ValueError:
-                default = None
-            out[node.target.id] = (types, default)
-    return out
-
-
-def validate_hparams(hparams: dict[str, Any] | None) -> dict[str, Any]:
-    """A checked copy of ``hparams``; ``ValueError`` naming every bad key otherwise."""
-    hp = dict(hparams or {})
-    fields, bad = train_fields(), []
+def _field_errors(hp: dict[str, Any]) -> list[str]:
+    bad, known = [], train_fields()
     for k, v in hp.items():
         if k in RESERVED:
             bad.append(f"{k!r} is set by the worker and cannot be a hyper-parameter")
         elif k == "gpus":
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                bad.append(f"gpus must be a whole number >= 0 (or None for automatic), got {v!r}")
-        elif k not in fields:
-            bad.append(f"unknown hyper-parameter {k!r}")
+                bad.append("gpus must be a whole number >= 0 (or None for automatic)")
+        elif k not in known:
+            bad.append(f"unknown hyper-parameter {str(k)[:80]!r}")
         elif v is None:
             continue
         elif k == "threads" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            bad.append(f"threads must be a whole number >= 1, got {v!r}")
-        else:
-            types, _ = fields[k]
-            if types and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
-                want = " or ".join(t.__name__ for t in types)
-                bad.append(f"{k} must be {want}, got {type(v).__name__} {v!r}")
+            bad.append("threads must be a whole number >= 1")
+        elif (err := _type_error(k, v)) is not None:
+            bad.append(err)
+    return bad
+
+
+def validate_hparams(hparams: dict[str, Any] | None) -> dict[str, Any]:
+    """A checked copy of ``hparams``; ``ValueError`` naming every bad key otherwise.
+
+    Types are checked first; then TrainConfig's own rules run (``epochs >= 1``, known
+    optimizers, ...), so the queue refuses what the trainer would."""
+    hp = dict(hparams or {})
+    bad = _field_errors(hp)
+    if not bad:
+        try:
+            TrainConfig(**{k: v for k, v in hp.items() if k not in RESOURCES and v is not None})
+        except ValueError as e:
+            bad.append(str(e))
     if bad:
         raise ValueError("invalid hyper-parameters: " + "; ".join(bad))
     return hp
 
 
 def hparam_args(hparams: dict[str, Any]) -> list[str]:
-    """Trainer flags of validated hparams: ``{"batch_size": 2, "amp": "bf16"}`` ->
-    ``["--batch-size", "2", "--amp", "bf16"]``; True is a bare ``--flag``; False is
-    ``--no-flag`` for a switch whose default is on or automatic, else nothing."""
-    out: list[str] = []
-    for k, v in validate_hparams(hparams).items():
-        if k in RESOURCES or v is None:
-            continue
-        flag = "--" + k.replace("_", "-")
-        if v is False:
-            out += [] if train_fields()[k][1] is False else ["--no-" + flag[2:]]
-        else:
-            out += [flag] if v is True else [flag, str(v)]
-    return out
+    """Trainer flags of validated hparams (``backend.train_config.to_args``), resources left out."""
+    hp = validate_hparams(hparams)
+    return to_args({k: v for k, v in hp.items() if k not in RESOURCES})

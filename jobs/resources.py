@@ -1,7 +1,7 @@
 """What a worker has (GPUs, CPU threads) and the admission rule for runs.
 
 A worker's GPUs are ``CSN_GPUS`` (``0,1,2``; set it to test without GPUs), else
-``CUDA_VISIBLE_DEVICES``, else ``torch.cuda.device_count()``; its CPU thread budget is
+``CUDA_VISIBLE_DEVICES``, else the GPUs the NVIDIA driver lists; its CPU thread budget is
 ``CSN_THREADS``, else the cores it may run on. A run asks for ``gpus`` (None: 1 when the worker
 has any, else 0) and ``threads``. It starts only when that fits what is free: GPUs are free when
 no running run on this host holds them (so two workers on one host never share a GPU), threads
@@ -29,14 +29,12 @@ def worker_gpus() -> list[str]:
     for var in ("CSN_GPUS", "CUDA_VISIBLE_DEVICES"):
         if os.environ.get(var) is not None:
             return parse_ids(os.environ[var])
-    if not os.path.isdir("/proc/driver/nvidia/gpus"):   # no NVIDIA driver: skip importing torch
-        return []
+    # One folder per GPU the NVIDIA driver sees: counting them keeps the worker torch-free
+    # (importing torch costs a worker ~300 MB and a second).
     try:
-        import torch
-        n = torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no torch/CUDA: no GPUs
-        n = 0
-    return [str(i) for i in range(n)]
+        return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
+    except OSError:
+        return []
 
 
 def worker_threads() -> int:
