@@ -64,6 +64,7 @@ class TrainConfig:
     val_data: str | None = None     # explicit validation folder / CSV
     val_fraction: float = 0.1       # held out of train when the data has no val split
     video_root: str | None = None   # CSV lists: where the files are (default: the CSV's folder)
+    split: int = 1                  # UCF101 / HMDB51: the official split (1, 2 or 3)
     # --- clips (paper §4.1) ------------------------------------------------------------------
     frames: int = 8                 # T
     rate: int = 2                   # take every rate-th frame (30 fps -> 15 fps)
@@ -114,6 +115,8 @@ class TrainConfig:
                      "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.split not in (1, 2, 3):
+            raise ValueError(f"split must be 1, 2 or 3, got {self.split}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
@@ -380,7 +383,7 @@ def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
     if not cfg.data:
         raise DatasetError("no data given (--data DIR_OR_CSV)")
     splits = load_splits(cfg.data, val_data=cfg.val_data, val_fraction=cfg.val_fraction,
-                         seed=cfg.seed, video_root=cfg.video_root)
+                         seed=cfg.seed, video_root=cfg.video_root, split=cfg.split)
     spec, ckpt, resume_from = _resolve_spec(cfg, splits)
     _seed_everything(cfg.seed)
     model = build_model(spec)
@@ -571,6 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--val-data", default=None, help="validation folder or CSV (default: data's val split)")
     a("--val-fraction", type=float, default=c.val_fraction)
     a("--video-root", default=None, help="CSV lists: folder of the video files")
+    a("--split", type=int, choices=(1, 2, 3), default=c.split,
+      help="UCF101 / HMDB51: the official train/test split")
     a("--epochs", type=int, default=c.epochs)
     a("--batch-size", type=int, default=c.batch_size)
     a("--optimizer", choices=("sgd", "adamw"), default=c.optimizer,
