@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     mean = three_split_mean(results) if len(results) > 1 else None
     if a.json:
-        keep = (lambda r: r if a.per_class else {k: v for k, v in r.items() if k not in ("confusion",)})
+        keep = (lambda r: r if a.per_class else
+                {k: v for k, v in r.items() if k not in ("confusion", "per_class", "classes")})
         print(json.dumps({"splits": [keep(r) for r in results], "mean": mean} if mean else keep(results[0])))
         return 0
     for r in results:
