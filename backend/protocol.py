@@ -103,10 +103,10 @@ def summarise(p: Predictions) -> dict[str, Any]:
 
 
 def write_report(summary: dict[str, Any], out: str | os.PathLike) -> list[Path]:
-    """``metrics.json``, ``per_class.csv``, ``confusion.csv`` and ``confusion.png`` in ``out``."""
+    """``per_class.csv``, ``confusion.csv``, ``confusion.png`` and, last and atomically,
+    ``metrics.json`` in ``out`` (so its presence means the report is complete)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     with (out / "per_class.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["class", "videos", "video_top1", "clip_top1"])
@@ -118,6 +118,9 @@ def write_report(summary: dict[str, Any], out: str | os.PathLike) -> list[Path]:
         for name, row in zip(summary["classes"], summary["confusion"]):
             w.writerow([name, *row])
     confusion_png(summary, out / "confusion.png")
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    os.replace(tmp, out / "metrics.json")
     return [out / n for n in ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png")]
 
 
