@@ -42,12 +42,21 @@ def detect_layout(data: str | os.PathLike) -> str | None:
     data = Path(data)
     if not data.is_dir():
         return None
-    found = [k for k, marker in (("ucf101", UCF_DIR), ("hmdb51", HMDB_DIR), ("ssv2", SSV2_LABELS))
-             if (data / marker).exists()]
+    found = _markers(data)
+    if not found and _markers(data.parent):
+        # a release's video or split folder given alone would be read as class folders with a
+        # random split, mixing UCF101's groups / HMDB51's clips across train and val
+        raise DatasetError(f"{data} is part of the {LAYOUT_NAMES[_markers(data.parent)[0]]} folder "
+                           f"{data.parent}; give that folder to use its official splits")
     if len(found) > 1:
         raise DatasetError(f"{data}: holds the markers of {' and '.join(LAYOUT_NAMES[k] for k in found)}; "
                            "keep one dataset per folder")
     return found[0] if found else None
+
+
+def _markers(folder: Path) -> list[str]:
+    return [k for k, marker in (("ucf101", UCF_DIR), ("hmdb51", HMDB_DIR), ("ssv2", SSV2_LABELS))
+            if (folder / marker).exists()]
 
 
 def load_layout(data: str | os.PathLike, kind: str, *, split: int = 1,

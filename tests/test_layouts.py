@@ -62,6 +62,8 @@ def test_ucf101_errors_name_the_file_and_line(ucf: Path, tmp_path: Path):
     (lists / "trainlist01.txt").write_text("\n".join(rows))
     with pytest.raises(DatasetError, match=r"trainlist01\.txt:2: the label disagrees"):
         load_splits(root, split=1)
+    with pytest.raises(DatasetError, match="part of the UCF101 folder"):
+        load_splits(root / "UCF-101")                     # not a random split of class folders
     shutil.rmtree(root / "UCF-101")
     with pytest.raises(DatasetError, match="no UCF101 video folder"):
         load_splits(root, split=2)
@@ -114,3 +116,27 @@ def test_split_flag_is_a_train_config_field(ucf: Path, tmp_path: Path):
     (plain / "testTrainMulti_7030_splits").mkdir()
     with pytest.raises(DatasetError, match="UCF101 and HMDB51; keep one"):
         load_splits(plain)
+
+
+def test_trainer_reads_a_layout_and_evaluate_scores_its_held_out_split(hmdb: Path, tmp_path: Path, capsys,
+                                                                        monkeypatch):
+    from backend import evaluate
+    from backend import train as trainer
+    from motion_data import TINY_SPEC
+    monkeypatch.setenv("CSN_DEPTHWISE", "native")        # no numba compile for a one-epoch run
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(TINY_SPEC))
+    out = tmp_path / "run"
+    assert trainer.main(["--arch", str(spec), "--data", str(hmdb), "--split", "2", "--out", str(out),
+                         "--epochs", "1", "--batch-size", "4", "--frames", "8", "--size", "32",
+                         "--scale-min", "32", "--scale-max", "32", "--threads", "1", "--workers", "0",
+                         "--eval-clips", "1", "--no-tensorboard", "--no-progress"]) == 0
+    capsys.readouterr()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["config"]["split"] == 2 and saved["classes"] == sorted(HMDB_CLASSES)
+    val = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["metrics"]["videos"] for e in val if e["event"] == "epoch" and e["split"] == "val"] == [3]
+    ckpt = sorted((out / "checkpoints").glob("epoch_*.pt"))[-1]
+    assert evaluate.main([str(ckpt), "--held-out-of", str(out), "--clips", "1", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["videos"] == 3 and "HMDB51" in m["data"] and "split 2" in m["data"]
