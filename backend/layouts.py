@@ -89,25 +89,33 @@ def _video_dir(data: Path, kind: str, video_root: str | os.PathLike | None) -> P
                        "or give --video-root")
 
 
-def _read_text(path: Path) -> list[str]:
-    """Non-blank lines of a split file (CRLF as in the official zips); bounded, never quoted."""
+def _read_bounded(path: Path) -> str:
+    """A split / label file's text: must exist, bounded in size, UTF-8; never quoted."""
     if not path.is_file():
         raise DatasetError(f"missing split file {path}")
     if path.stat().st_size > MAX_LIST_BYTES:
         raise DatasetError(f"{path}: larger than {MAX_LIST_BYTES >> 20} MB; not a split file")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise DatasetError(f"{path}: not UTF-8 text") from None
-    return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+
+def _read_text(path: Path) -> list[str]:
+    """Non-blank lines (CRLF as in the official zips), stripped."""
+    return [ln.strip() for ln in _read_bounded(path).splitlines() if ln.strip()]
 
 
 def _read_json(path: Path):
-    lines = _read_text(path)           # same checks; JSON parses from the joined text
     try:
-        return json.loads("\n".join(lines))
+        return json.loads(_read_bounded(path))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: not valid JSON (line {e.lineno})") from None
+
+
+def _plain_name(name: str) -> bool:
+    """A bare file name: no folder part, not hidden, not '..' (lists cannot point elsewhere)."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 # --- UCF101 ------------------------------------------------------------------------------------
@@ -126,14 +134,13 @@ def _ucf101(data: Path, split: int, videos: Path):
         path, items = lists / name, []
         for n, ln in enumerate(_read_text(path), start=1):
             parts = ln.split()
-            rel = parts[0]
-            cls = rel.split("/")[0] if "/" in rel else None
-            if cls not in index or len(parts) != (2 if labelled else 1):
+            cls, _, name = parts[0].partition("/")
+            if cls not in index or not _plain_name(name) or len(parts) != (2 if labelled else 1):
                 raise DatasetError(f"{path}:{n}: expected 'Class/video.avi{' <label>' if labelled else ''}' "
                                    f"with a class of {ind.name}")
             if labelled and parts[1] != str(index[cls] + 1):
                 raise DatasetError(f"{path}:{n}: the label disagrees with {ind.name} for its class folder")
-            items.append(VideoItem(str(videos / rel), index[cls]))
+            items.append(VideoItem(str(videos / cls / name), index[cls]))
         return items
 
     train = read(f"trainlist{split:02d}.txt", True)
@@ -156,7 +163,7 @@ def _hmdb51(data: Path, split: int, videos: Path):
         path = folder / f"{cls}{suffix}{split}.txt"
         for n, ln in enumerate(_read_text(path), start=1):
             parts = ln.split()
-            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2") or not _plain_name(parts[0]):
                 raise DatasetError(f"{path}:{n}: expected 'video.avi 0|1|2' (0 unused, 1 train, 2 test)")
             if parts[1] != "0":
                 (train if parts[1] == "1" else test).append(VideoItem(str(videos / cls / parts[0]), y))

@@ -58,6 +58,9 @@ def test_ucf101_errors_name_the_file_and_line(ucf: Path, tmp_path: Path):
     with pytest.raises(DatasetError, match=r"missing split file .*testlist03\.txt"):
         load_splits(root, split=3)
     rows = (lists / "trainlist01.txt").read_text().splitlines()
+    (lists / "trainlist02.txt").write_text("ApplyEyeMakeup/../../secret.avi 1\n")
+    with pytest.raises(DatasetError, match=r"trainlist02\.txt:1: expected 'Class/video.avi <label>'"):
+        load_splits(root, split=2)                        # a list cannot point outside the tree
     rows[1] = rows[1].rsplit(" ", 1)[0] + " 3"            # a label that contradicts classInd
     (lists / "trainlist01.txt").write_text("\n".join(rows))
     with pytest.raises(DatasetError, match=r"trainlist01\.txt:2: the label disagrees"):
