@@ -23,6 +23,7 @@ from backend.datasets import DatasetError, VideoItem, load_splits, read_csv, sca
 
 PROTOCOLS = {"kinetics": (10, 3), "centre": (10, 1)}   # name -> (clips, crops)
 MAX_LABELLED = 60                                      # class names drawn on the PNG up to this
+MAX_COUNTED = 25                                       # counts written in the cells up to this
 
 
 @dataclass
@@ -137,6 +138,11 @@ def confusion_png(summary: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(side + 1.5, side))
     im = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class's videos")
+    if k <= MAX_COUNTED:     # the video counts in the cells while they are legible
+        for (i, j), v in np.ndenumerate(m):
+            if v:
+                ax.text(j, i, int(v), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
     if k <= MAX_LABELLED:
         ax.set_xticks(range(k), summary["classes"], rotation=90, fontsize=8)
         ax.set_yticks(range(k), summary["classes"], fontsize=8)
