@@ -16,7 +16,7 @@ from backend.datasets import load_splits
 from backend.evaluate import evaluate, main, video_loader
 from backend.protocol import predict_videos, summarise
 from backend.video import Norm, test_clips
-from benchmark_trees import UCF_CLASSES, make_hmdb51, make_ucf101
+from benchmark_trees import UCF_CLASSES, make_ucf101
 
 SPEC = dict(frames=8, height=32, width=32)
 
@@ -68,9 +68,8 @@ def test_kinetics_protocol_per_class_confusion_files(ucf: Path, tmp_path: Path, 
     assert "clip@1" in text and "video@1" in text and "HandstandPushups" in text
 
 
-def test_views_and_scores_agree_with_the_training_evaluator(tmp_path: Path):
-    root = make_hmdb51(tmp_path / "hmdb")
-    s = load_splits(root, split=1)
+def test_views_and_scores_agree_with_the_training_evaluator(ucf: Path):
+    s = load_splits(ucf, split=1)
     model = _model(len(s.classes), seed=3)
     got = summarise(predict_videos(model, s.val, s.classes, frames=8, rate=2, size=32, clips=2, crops=1))
     ref = evaluate(model, video_loader(s.val, frames=8, rate=2, size=32, num_clips=2, norm=Norm.of(model.spec)))
