@@ -5,6 +5,8 @@ Layouts understood by :func:`load_splits` (``--data`` of the trainer):
 - ``root/train/<class>/<video>`` and ``root/val/<class>/<video>`` (``val`` optional; a
   ``test`` folder is left alone for held-out evaluation);
 - ``root/<class>/<video>``: one folder per class, split by ``val_fraction`` with a seed;
+- UCF101, HMDB51 and Something-Something v2 as released, with their official split and label
+  files (``backend.layouts``);
 - a CSV list, either ``path,label[,split]`` (paths relative to the CSV's folder or
   ``video_root``; the label is a class name or an index) or Kinetics-style
   ``label,youtube_id,time_start,time_end[,split]`` with files named
@@ -217,11 +219,19 @@ def _find_classes_file(*dirs: Path) -> list[str] | None:
 
 def load_splits(data: str | os.PathLike, *, val_data: str | os.PathLike | None = None,
                 val_fraction: float = 0.1, seed: int = 0,
-                video_root: str | os.PathLike | None = None) -> Splits:
-    """Resolve ``--data`` (folder or CSV, see module doc) into classes + train/val items."""
+                video_root: str | os.PathLike | None = None, split: int = 1) -> Splits:
+    """Resolve ``--data`` (folder or CSV, see module doc; UCF101 / HMDB51 / SSv2 folders, see
+    ``backend.layouts``) into classes + train/val items. ``split``: the official split (1-3)."""
+    from backend.layouts import detect_layout, load_layout
     data = Path(data)
     if not data.exists():
         raise DatasetError(f"data path {data} does not exist")
+    layout = detect_layout(data)
+    if layout is not None and val_data is None:
+        return load_layout(data, layout, split=split, video_root=video_root)
+    if split != 1:
+        raise DatasetError(f"split {split}: only UCF101 and HMDB51 folders have official splits "
+                           f"2 and 3; {data} is not one")
     val: list[VideoItem] | None = None
     if data.is_file():
         classes = _find_classes_file(data.parent)
@@ -307,12 +317,16 @@ class ClipDataset(Dataset):
 
 class VideoDataset(Dataset):
     """Video-level evaluation: ``(test_clips (N, 3, T, S, S), label)`` per video (paper §4.1:
-    N clips uniformly spread over the video, centre crops)."""
+    N clips uniformly spread over the video, centre crops; ``crops=3``: N x 3 views, clip-major,
+    decoded from the file)."""
 
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
-                 size: int = 112, num_clips: int = 10, norm: Any = None, cache=None):
+                 size: int = 112, num_clips: int = 10, norm: Any = None, cache=None, crops: int = 1):
+        if crops != 1 and cache is not None:
+            raise ValueError("the frame cache serves centre crops only (crops=1)")
         self.items, self.cache = list(items), cache  # cache: a backend.framecache.FrameCache
         self.frames, self.rate, self.size, self.num_clips = frames, rate, size, num_clips
+        self.crops = crops
         self.norm = norm  # backend.video.Norm (None: Kinetics mean/std, RGB)
 
     def __len__(self) -> int:
@@ -330,7 +344,7 @@ class VideoDataset(Dataset):
                                      rate=self.rate, num_clips=self.num_clips), item.label
         try:
             clips = test_clips(item.path, frames=self.frames, rate=self.rate, size=self.size,
-                               num_clips=self.num_clips, crops=1, norm=self.norm)
+                               num_clips=self.num_clips, crops=self.crops, norm=self.norm)
             return torch.as_tensor(clips), item.label
         except (VideoError, OSError) as e:
             log.warning("skipping unreadable video %s: %s", item.path, e)

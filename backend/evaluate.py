@@ -2,9 +2,12 @@
 video, softmax averaged over the clips -> video@1 / video@5; every clip also counts on its own
 for clip loss and clip@1.
 
-    python -m backend.evaluate CKPT DATA [--clips 10] [--json]
+    python -m backend.evaluate CKPT DATA [--protocol kinetics] [--per-class] [--out DIR] [--json]
+    python -m backend.evaluate 'runs/ucf-s{split}/model.pt' data/ucf101 --split all
 
-``DATA`` is a ``<class>/<video>`` folder (e.g. a synth ``test`` split) or a CSV list.
+``DATA`` is a ``<class>/<video>`` folder (e.g. a synth ``test`` split), a dataset root with
+``test/`` (else ``val/``), a CSV list (its test, else val, else all rows) or a UCF101 / HMDB51 /
+SSv2 folder (its official test list, ``--split``). See ``backend.protocol``.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from torch.utils.data import DataLoader
 
 from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
                               recommended_settings)
-from backend.datasets import DatasetError, VideoDataset, VideoItem, collate_skip, read_csv, scan_folder
+from backend.datasets import DatasetError, VideoDataset, VideoItem, collate_skip
+from backend.protocol import PROTOCOLS, eval_items, predict_videos, run_held_out, summarise, write_report
 
 
 @torch.no_grad()
@@ -70,11 +74,11 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device = 
 
 def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
                  videos_per_batch: int = 1, workers: int = 0, norm: Any = None,
-                 cache=None) -> DataLoader:
+                 cache=None, crops: int = 1) -> DataLoader:
     """``norm``: a backend.video.Norm, normally ``Norm.of(spec)`` (None: Kinetics, RGB);
-    ``cache``: a backend.framecache.FrameCache."""
+    ``cache``: a backend.framecache.FrameCache; ``crops``: 1 (centre) or 3 per clip."""
     ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips, norm=norm,
-                      cache=cache)
+                      cache=cache, crops=crops)
     return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
                       collate_fn=collate_skip)
 
@@ -102,47 +106,111 @@ def evaluate_videos(model: nn.Module, items: list[VideoItem], *, frames: int, ra
                     device, settings=s)
 
 
-def _items(data: Path, classes: list[str]) -> list[VideoItem]:
-    if data.is_file():
-        _, by_split = read_csv(data, classes=classes)
-        return [it for s in by_split.values() for it in s]
-    return scan_folder(data, classes)[1]
-
-
-def main(argv: list[str] | None = None) -> int:
-    from backend.checkpoint import CheckpointError, load_checkpoint
+def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m backend.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
-    p.add_argument("data", help="<class>/<video> folder or CSV list")
-    p.add_argument("--clips", type=int, default=10, help="clips per video (paper: 10)")
+    p.add_argument("checkpoint", help="a checkpoint; with --split all, a path holding {split}")
+    p.add_argument("data", nargs="?", help="<class>/<video> folder, CSV list, UCF101 / HMDB51 / "
+                   "SSv2 folder (its official test list)")
+    p.add_argument("--held-out-of", metavar="RUN_DIR", help="instead of DATA: the held-out set of "
+                   "the run that wrote RUN_DIR/config.json")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), help="kinetics: 10 clips x 3 crops "
+                   "(paper §5); centre: 10 clips, centre crop (§4.1)")
+    p.add_argument("--clips", type=int, help="clips per video (default 10)")
+    p.add_argument("--crops", type=int, choices=(1, 3), help="crops per clip (default 1)")
+    p.add_argument("--split", default="1", choices=("1", "2", "3", "all"),
+                   help="UCF101 / HMDB51 split; all: the mean over the 3 splits")
+    p.add_argument("--per-class", action="store_true", help="print per-class accuracy")
+    p.add_argument("--out", metavar="DIR", help="write metrics.json, per_class.csv, confusion.csv/.png")
     p.add_argument("--frames", type=int, help="default: the checkpoint's training config")
     p.add_argument("--rate", type=int)
     p.add_argument("--size", type=int)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)))
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    if (a.data is None) == (a.held_out_of is None):
+        p.error("give DATA or --held-out-of RUN_DIR (one of them)")
+    if a.protocol and (a.clips or a.crops):
+        p.error(f"--protocol {a.protocol} sets --clips and --crops; give one or the other")
+    if a.clips is not None and not 1 <= a.clips <= 100:
+        p.error("--clips must be 1-100")
+    return a
+
+
+def _evaluate_one(ckpt_path: str, a: argparse.Namespace, split: int) -> dict[str, Any]:
+    from backend.checkpoint import load_checkpoint
+    model, spec, classes, ckpt = load_checkpoint(ckpt_path)
+    frames, rate, size = clip_settings(spec, ckpt, frames=a.frames, rate=a.rate, size=a.size)
+    if a.held_out_of:
+        cfg_file = Path(a.held_out_of) / "config.json"
+        if not cfg_file.is_file():
+            raise DatasetError(f"{cfg_file} does not exist (not a run directory)")
+        items, source = run_held_out(json.loads(cfg_file.read_text(encoding="utf-8"))["config"], classes)
+    else:
+        items, source = eval_items(a.data, classes, split=split)
+    if not items:
+        raise DatasetError(f"no videos in {source}")
+    clips, crops = PROTOCOLS[a.protocol] if a.protocol else (a.clips or 10, a.crops or 1)
+    summary = summarise(predict_videos(model, items, classes, frames=frames, rate=rate, size=size,
+                                       clips=clips, crops=crops, spec=spec))
+    summary.update(checkpoint=str(ckpt_path), data=source, protocol=a.protocol, split=split,
+                   frames=frames, rate=rate, size=size)
+    return summary
+
+
+def _print_summary(m: dict[str, Any], per_class: bool) -> None:
+    print(f"{m['videos']} videos of {m['data']}; {m['clips']} clips x {m['crops']} crop(s) each "
+          f"({m['frames']}x{m['size']}x{m['size']}, rate {m['rate']})")
+    print(f"  {'clip@1':>8} {'video@1':>8} {'video@5':>8} {'mean class@1':>13}")
+    print(f"  {m['clip_top1']:8.4f} {m['video_top1']:8.4f} {m['video_top5']:8.4f} {m['mean_class_top1']:13.4f}")
+    if per_class:
+        w = max(len(r["class"]) for r in m["per_class"])
+        print(f"  {'class':<{w}} {'videos':>6} {'clip@1':>8} {'video@1':>8}")
+        for r in m["per_class"]:
+            f = (lambda v: "—" if v is None else f"{v:.4f}")
+            print(f"  {r['class']:<{w}} {r['videos']:>6} {f(r['clip_top1']):>8} {f(r['video_top1']):>8}")
+    if m["bad_videos"]:
+        print(f"  skipped {m['bad_videos']} unreadable video(s): {', '.join(m['bad'][:5])}"
+              + (" ..." if m["bad_videos"] > 5 else ""))
+
+
+def three_split_mean(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean of each headline metric over the splits (the UCF101 / HMDB51 convention)."""
+    keys = ("clip_top1", "video_top1", "video_top5", "mean_class_top1")
+    return {k: sum(r[k] for r in results) / len(results) for k in keys}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from backend.checkpoint import CheckpointError
+    a = _args(argv)
     torch.set_num_threads(a.threads)
+    splits = [1, 2, 3] if a.split == "all" else [int(a.split)]
+    if a.split == "all" and "{split}" not in a.checkpoint:
+        print("error: --split all needs one model per split (split K's training list holds the other "
+              "splits' test videos): give a checkpoint path with {split}, e.g. runs/ucf-s{split}/model.pt",
+              file=sys.stderr)
+        return 1
     try:
-        model, spec, classes, ckpt = load_checkpoint(a.checkpoint)
-        frames, rate, size = clip_settings(spec, ckpt, frames=a.frames, rate=a.rate, size=a.size)
-        items = _items(Path(a.data), classes)
-        if not items:
-            raise DatasetError(f"no videos in {a.data}")
-        m = evaluate_videos(model, items, frames=frames, rate=rate, size=size, clips=a.clips, spec=spec)
-        if not m["videos"]:
-            raise DatasetError(f"none of the {len(items)} videos in {a.data} could be read")
+        results = [_evaluate_one(a.checkpoint.replace("{split}", str(k)), a, k) for k in splits]
+        for r in results:
+            if a.out:
+                write_report(r, Path(a.out) / f"split{r['split']}" if len(results) > 1 else a.out)
     except (CheckpointError, DatasetError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    mean = three_split_mean(results) if len(results) > 1 else None
     if a.json:
-        print(json.dumps(m))
-    else:
-        print(f"{int(m['videos'])} videos, {a.clips} clips each ({frames}x{size}x{size}, rate {rate})")
-        for k in ("video_top1", "video_top5", "clip_top1", "loss"):
-            print(f"  {k:<11} {m[k]:.4f}")
-        if m["bad_videos"]:
-            print(f"  skipped {int(m['bad_videos'])} unreadable video(s)")
+        keep = (lambda r: r if a.per_class else
+                {k: v for k, v in r.items() if k not in ("confusion", "per_class", "classes")})
+        print(json.dumps({"splits": [keep(r) for r in results], "mean": mean} if mean else keep(results[0])))
+        return 0
+    for r in results:
+        if len(results) > 1:
+            print(f"split {r['split']}:")
+        _print_summary(r, a.per_class)
+    if mean:
+        print(f"mean over splits 1-3: clip@1 {mean['clip_top1']:.4f}  video@1 {mean['video_top1']:.4f}  "
+              f"video@5 {mean['video_top5']:.4f}  mean class@1 {mean['mean_class_top1']:.4f}")
     return 0
 
 

@@ -314,7 +314,7 @@ def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
     if not cfg.data:
         raise DatasetError("no data given (--data DIR_OR_CSV)")
     splits = load_splits(cfg.data, val_data=cfg.val_data, val_fraction=cfg.val_fraction,
-                         seed=cfg.seed, video_root=cfg.video_root)
+                         seed=cfg.seed, video_root=cfg.video_root, split=cfg.split)
     spec, ckpt, resume_from = _resolve_spec(cfg, splits)
     _seed_everything(cfg.seed)
     model = build_model(spec)

@@ -38,6 +38,7 @@ class TrainConfig:
     val_data: str | None = knob(None, "validation folder or CSV (default: data's val split)")
     val_fraction: float = knob(0.1, "held out of train when the data has no val split")
     video_root: str | None = knob(None, "CSV lists: folder of the video files (default: the CSV's folder)")
+    split: int = knob(1, "UCF101 / HMDB51: the official train/test split", choices=(1, 2, 3))
     # --- clips (paper §4.1) ------------------------------------------------------------------------
     frames: int = knob(8, "T, frames per clip")
     rate: int = knob(2, "take every rate-th frame (30 fps -> 15 fps)")
@@ -89,6 +90,8 @@ class TrainConfig:
                      "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.split not in (1, 2, 3):
+            raise ValueError(f"split must be 1, 2 or 3, got {self.split}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:

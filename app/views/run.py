@@ -198,4 +198,7 @@ if chosen.get("tags") or chosen.get("notes"):
     st.caption(" ".join(f"`{t}`" for t in chosen.get("tags") or []) + "  "
                + (chosen.get("notes") or ""))
 live(rid)
+if (detail := api.get_run(rid)) is not None:
+    from app.views.run_eval import held_out_panel
+    held_out_panel(detail)
 manage(rid)
