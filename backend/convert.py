@@ -46,6 +46,7 @@ import torch
 
 from .checkpoint import FORMAT, save_atomic
 from .csn import ArchSpec, StageSpec, build_model
+from .csn.clipfit import clip_range
 from .csn.spec import KINETICS_MEAN, KINETICS_STD, SpecError
 
 OUR_BN_EPS = 1e-5
@@ -829,6 +830,8 @@ def convert_state_dict(src: Source | dict[str, torch.Tensor], layout: str = "aut
             raise
         raise ConvertError(f"{e} (--ignore dropped {len(used)} key(s) that map into the model: "
                            f"{', '.join(used[:8])}{' ...' if len(used) > 8 else ''})") from None
+    facts = {**facts, "clip_range": Fact(clip_range(spec), "counted: the smallest clip its "
+                                          "strides and head window fit")}
     return spec, ours, ConversionReport(layout, model, spec, facts, warnings, p.ignored)
 
 
@@ -920,4 +923,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from backend.cli import run_cli
+    raise SystemExit(run_cli(main))

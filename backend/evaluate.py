@@ -111,6 +111,7 @@ def _items(data: Path, classes: list[str]) -> list[VideoItem]:
 
 def main(argv: list[str] | None = None) -> int:
     from backend.checkpoint import CheckpointError, load_checkpoint
+    from backend.csn.clipfit import check_clip
     p = argparse.ArgumentParser(prog="python -m backend.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, spec, classes, ckpt = load_checkpoint(a.checkpoint)
         frames, rate, size = clip_settings(spec, ckpt, frames=a.frames, rate=a.rate, size=a.size)
+        check_clip(spec, frames, size)       # a conv head's window must fit the clip
         items = _items(Path(a.data), classes)
         if not items:
             raise DatasetError(f"no videos in {a.data}")
@@ -147,4 +149,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from backend.cli import run_cli
+    sys.exit(run_cli(main))

@@ -62,6 +62,8 @@ def error_field(err: SpecError, spec: ArchSpec) -> tuple[int | None, str]:
                 return si, "pw_groups"
             return si, "inner" if part == "conv_b" else "width"
         return si, "block"
+    if layer == "head_pool" and "larger than" in err.rule:
+        return None, "clip"
     if layer in ("conv1", "pool1", "pool2", "head.pool"):
         return None, "clip"
     if layer in ("frames", "height", "width"):

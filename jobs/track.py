@@ -29,9 +29,10 @@ from .supervise import execute, train_threads
 
 
 def _spec(arch: str) -> dict:
-    from backend.csn import ArchSpec, preset
+    from backend.csn import preset
+    from backend.csn.bounds import read_spec_file
     p = Path(arch)
-    return (ArchSpec.from_json(p.read_text()) if p.is_file() else preset(arch)).to_dict()
+    return (read_spec_file(p).spec if p.is_file() else preset(arch).validate()).to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,4 +73,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from backend.cli import run_cli
+    sys.exit(run_cli(main))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
-from .spec import BLOCK_ALIASES, BLOCK_TYPES, HEADS, INPUT_ORDERS, SpecError, StageSpec
+from .spec import HEADS, INPUT_ORDERS, SpecError, StageSpec
 
 #: What no real network needs (ResNet-200's conv4 has 36 blocks, the widest stage 2048
 #: channels, Kinetics clips 8-64 frames): beyond these a spec is refused.
@@ -63,7 +63,7 @@ def _int(where: str, v: Any, lo: int, hi: int) -> None:
         raise SpecError(where, f"must be an integer, got {show(v)}")
     if not lo <= v <= hi:
         what = {0: "a non-negative integer", 1: "a positive integer"}.get(lo, f"an integer >= {lo}")
-        raise SpecError(where, f"must be {what} of at most {hi:,}, got {show(v)}")
+        raise SpecError(where, f"must be {what}, got {show(v)} (limit {hi:,})")
 
 
 def _bool(where: str, v: Any, none_ok: bool = False) -> None:
@@ -128,7 +128,7 @@ def _check_stages(stages: Any) -> None:
             _int(f"{where}.{f}", getattr(st, f), 1, LIMITS["width"])
         for f in ("groups", "pw_groups"):
             _int(f"{where}.{f}", getattr(st, f), 1, LIMITS["groups"])
-        _str(f"{where}.block", st.block, BLOCK_TYPES + tuple(BLOCK_ALIASES))
+        _str(f"{where}.block", st.block)          # which names: canonical_block says
         _bool(f"{where}.temporal_stride", st.temporal_stride, none_ok=True)
         per_block = 4 if st.block in ("ip", "ip-csn") else 3    # + shortcut / extra 1x1x1
         layers += st.blocks * per_block + 1
@@ -160,7 +160,7 @@ def load_json(text: str | bytes, what: str = "spec") -> Any:
     """Parse untrusted JSON: at most MAX_JSON_BYTES, MAX_JSON_DEPTH deep, int64 integers,
     finite floats (no NaN/Infinity). Raises SpecError naming ``what``."""
     if len(text) > MAX_JSON_BYTES:
-        raise SpecError("", f"{what}: {len(text):,} bytes of JSON; at most {MAX_JSON_BYTES:,}")
+        raise SpecError("", f"{what}: more than {MAX_JSON_BYTES:,} bytes of JSON")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -213,3 +213,71 @@ def check_tree(data: Any, what: str = "spec") -> Any:
         elif not hasattr(v, "__dataclass_fields__"):
             raise SpecError("", f"{what}: holds a {type(v).__name__}, not JSON data")
     return data
+
+
+# --- specs from outside ---------------------------------------------------------------------
+
+class LoadedSpec(NamedTuple):
+    spec: Any                  # ArchSpec
+    filled: list[str]          # fields the document left out, taken from the defaults
+
+    def note(self) -> str:
+        """'' or one line saying what was filled in from the defaults."""
+        if not self.filled:
+            return ""
+        return f"filled from defaults: {', '.join(self.filled[:12])}" + (
+            f" and {len(self.filled) - 12} more" if len(self.filled) > 12 else "")
+
+
+def defaults_filled(d: dict[str, Any]) -> list[str]:
+    """The spec and stage fields a spec dict leaves out (they take the dataclass defaults)."""
+    from dataclasses import fields
+
+    from .spec import STAGE_NAMES, ArchSpec
+    out = [f.name for f in fields(ArchSpec) if f.name not in d]
+    stage_fields = [f.name for f in fields(StageSpec)]
+    for name, st in zip(STAGE_NAMES, d.get("stages") or []):
+        if isinstance(st, dict):
+            out += [f"{name}_x.{f}" for f in stage_fields if f not in st]
+    return out
+
+
+def spec_from_data(data: Any, what: str = "spec", *, validate: bool = True) -> LoadedSpec:
+    """An ArchSpec from untrusted parsed data: a spec dict (``{"spec": {...}}`` as
+    ``count --json`` writes it too), ``{"preset": NAME, FIELD: VALUE, ...}``, or an ArchSpec.
+    Bounded (:func:`check_tree`); validated unless ``validate=False``. Raises SpecError."""
+    from .presets import preset
+    from .spec import ArchSpec
+    if isinstance(data, ArchSpec):
+        loaded = LoadedSpec(data, [])
+    else:
+        check_tree(data, what)
+        if isinstance(data, dict) and isinstance(data.get("spec"), dict) and "stages" not in data:
+            data = data["spec"]
+        if isinstance(data, dict) and "preset" in data:
+            rest = {k: v for k, v in data.items() if k != "preset"}
+            _str("preset", data["preset"])
+            loaded = LoadedSpec(preset(data["preset"], **rest), [])
+        else:
+            loaded = LoadedSpec(ArchSpec.from_dict(data), defaults_filled(data)
+                                if isinstance(data, dict) else [])
+    if validate:
+        loaded.spec.validate()
+    return loaded
+
+
+def spec_from_text(text: str | bytes, what: str = "spec", *, validate: bool = True) -> LoadedSpec:
+    """:func:`spec_from_data` of JSON text (bounded by :func:`load_json`)."""
+    return spec_from_data(load_json(text, what), what, validate=validate)
+
+
+def read_spec_file(path: Any, *, validate: bool = True) -> LoadedSpec:
+    """A spec JSON file, refused unread when larger than MAX_JSON_BYTES."""
+    from pathlib import Path
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise SpecError("", f"cannot read spec file {show(str(p), 120)}: {e.strerror}") from None
+    return spec_from_text(raw, f"spec file {p.name[:80]}", validate=validate)

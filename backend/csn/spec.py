@@ -53,9 +53,10 @@ def is_simple(block: str) -> bool:
 
 
 def canonical_block(block: str, where: str = "") -> str:
-    b = BLOCK_ALIASES.get(block, block)
+    b = BLOCK_ALIASES.get(block, block) if isinstance(block, str) else block
     if b not in BLOCK_TYPES:
-        raise SpecError(where, f"unknown block type {block!r}; choose one of {', '.join(BLOCK_TYPES)}")
+        from .bounds import show
+        raise SpecError(where, f"unknown block type {show(block)}; choose one of {', '.join(BLOCK_TYPES)}")
     return b
 
 
