@@ -160,7 +160,8 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "ArchSpec":
-        return cls.from_dict(json.loads(text))
+        from .bounds import load_json       # size, depth, int64 and finite numbers bounded
+        return cls.from_dict(load_json(text))
 
     # --- conveniences ----------------------------------------------------------------
     def with_stage(self, index: int, **changes: Any) -> "ArchSpec":
