@@ -263,3 +263,42 @@ def test_predictor_refuses_a_clip_its_head_cannot_pool(tmp_path, capsys):
     assert run_cli(export.main, [str(path), "--format", "torchscript", "--out", str(tmp_path / "x.pt"),
                                  "--frames", "8", "--size", "32"]) == 2
     assert "head_pool" in _one_error_line(capsys)
+
+
+# --- the pages ------------------------------------------------------------------------------
+
+PAGE_NAMES = ["1e18 blocks", "nesting 1000 deep", "5000-digit int", "50 MB of unknown keys",
+              "NaN mean", "empty spec", "bool as int"]
+
+
+def test_builder_upload_page_refuses_in_one_line_and_says_what_was_filled():
+    from tests.test_app import _app, _metrics
+    at = _app()
+    before = _metrics(at)["Multiply-adds"]
+    for name in PAGE_NAMES:
+        at.file_uploader(key="builder_upload").upload("h.json", hostile_text(name).encode(),
+                                                      "application/json").run()
+        assert not at.exception, (name, at.exception)
+        errs = [e.value for e in at.error if "Could not load" in e.value]
+        assert len(errs) == 1 and "\n" not in errs[0] and len(errs[0]) < 400, (name, errs)
+        assert _metrics(at)["Multiply-adds"] == before                  # nothing was loaded
+    partial = {k: v for k, v in preset("ip-csn-50").to_dict().items() if k != "pool2"}
+    at.file_uploader(key="builder_upload").upload("p.json", json.dumps(partial).encode(),
+                                                  "application/json").run()
+    assert not at.exception and _metrics(at)["Multiply-adds"] == "11.9 G"
+    assert any("filled from defaults: pool2" in i.value for i in at.info)
+
+
+def test_study_page_refuses_hostile_grid_values(store):
+    from streamlit.testing.v1 import AppTest
+    main_py = Path(__file__).resolve().parent.parent / "app" / "main.py"
+    at = AppTest.from_file(str(main_py), default_timeout=60)
+    at.run()
+    at.switch_page(str(main_py.parent / "views" / "study.py")).run()
+    at.selectbox(key="st_template").set_value("grid").run()
+    for values in ("blocks=1000000", "blocks=" + "9" * 300, "dropout=NaN", "groups=" + ",".join(["2"] * 100)):
+        t0 = time.perf_counter()
+        at.text_input(key="st_field").set_value(values).run()
+        assert time.perf_counter() - t0 < SECONDS and not at.exception, (values, at.exception)
+        errs = [e.value for e in at.error if "Cannot plan" in e.value]
+        assert len(errs) == 1 and "\n" not in errs[0] and len(errs[0]) < 400, (values[:40], errs)
