@@ -54,10 +54,13 @@ HOSTILE: dict[str, tuple[str, str]] = {
     "5000-digit int": (json.dumps(BASE).replace('"frames": 8', '"frames": ' + "9" * 5000), "digits"),
     "dropout abc": (json.dumps(_edit(_set(dropout="abc"))), "dropout"),
     "50 MB of unknown keys": (None, "bytes"),   # built on demand (50 MB)
-    "NaN mean": (json.dumps(BASE).replace('"input_mean": [', '"input_mean": [NaN, '), "NaN"),
-    "Inf std": (json.dumps(BASE).replace('"input_std": [', '"input_std": [Infinity, '), "Infinity"),
+    "NaN mean": (json.dumps(_edit(_set(input_mean=[0.5, 0.5, 0.5]))).replace(
+        '"input_mean": [0.5', '"input_mean": [NaN'), "NaN"),
+    "Inf std": (json.dumps(_edit(_set(input_std=[0.5, 0.5, 0.5]))).replace(
+        '"input_std": [0.5', '"input_std": [Infinity'), "Infinity"),
     "empty spec": ("{}", "stages"),
-    "bool as int": (json.dumps(_edit(_set(frames=True))), "frames"),
+    "bool as int": (json.dumps(_edit(_set(head="conv", head_pool=[True, 1, 1]))), "head_pool"),
+    "int as bool": (json.dumps(_edit(_set(pool1=1))), "pool1"),
 }
 
 
@@ -78,9 +81,9 @@ def hostile_data(name: str):
     if name == "50 MB of unknown keys":
         return {**BASE, **{f"{i:07d}{'x' * 1000}": 0 for i in range(50_000)}}
     if name == "NaN mean":
-        return {**BASE, "input_mean": [float("nan")] * 3}
+        return {**BASE, "input_mean": [float("nan"), 0.5, 0.5]}
     if name == "Inf std":
-        return {**BASE, "input_std": [float("inf")] * 3}
+        return {**BASE, "input_std": [float("inf"), 0.5, 0.5]}
     return json.loads(HOSTILE[name][0])
 
 
