@@ -155,6 +155,19 @@ def test_count_and_train_cli_one_line(name, tmp_path, capsys):
     assert not (tmp_path / "out").exists()          # refused before anything was written
 
 
+@pytest.mark.parametrize("name", ["1e18 blocks", "nesting 1000 deep", "empty spec", "int as bool"])
+def test_track_cli_one_line_and_no_row(name, store, tmp_path, capsys):
+    from jobs import api, track
+    path = tmp_path / "spec.json"
+    path.write_text(hostile_text(name))
+    assert run_cli(track.main, ["--arch", str(path), "--data", str(tmp_path), "--", "true"]) == 2
+    _one_error_line(capsys)
+    assert run_cli(track.main, ["--arch", "ir-csn-26", "--data", str(tmp_path), "--hparams",
+                                "[" * 1000 + "]" * 1000, "--", "true"]) == 2
+    assert "--hparams" in _one_error_line(capsys)
+    assert api.list_runs() == []
+
+
 def _checkpoint(path: Path, spec_d) -> Path:
     torch.save({"format": FORMAT, "model": {}, "spec": spec_d, "classes": ["a", "b"]}, path)
     return path
