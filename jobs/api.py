@@ -26,12 +26,12 @@ from .worker import run_training
 RETRYABLE = (FAILED, CANCELLED, CRASHED)
 
 
-def checked_spec(spec: ArchSpec | dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """``(full spec dict, note)`` of a spec the queue accepts: bounded, valid and countable
-    (SpecError otherwise); the note says what was filled in from the defaults ('' if nothing)."""
+def checked_spec(spec: ArchSpec | dict[str, Any]):
+    """``(full spec dict, note, totals)`` of a spec the queue accepts: bounded, valid and
+    counted (SpecError otherwise); the note says what was filled in from the defaults."""
     loaded = spec_from_data(spec, "spec")
-    count(loaded.spec)
-    return loaded.spec.to_dict(), loaded.note()
+    totals = count(loaded.spec).totals
+    return loaded.spec.to_dict(), loaded.note(), totals
 
 
 def _enqueue_task(run_id: int) -> None:
@@ -59,15 +59,15 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     ``arch``, ``resume``) raise ``ValueError``. The run asks for ``gpus`` (also accepted as
     ``hparams["gpus"]``; None: 1 when the worker has GPUs, else 0) and ``hparams["threads"]``
     CPU threads (default ``CSN_TRAIN_THREADS`` or 1). A dataset outside the data roots raises
-    ``PathRefused`` (backend.paths); a bad spec or a missing dataset inside them is not
-    rejected here: the worker fails the run with a clear error. An invalid spec raises
-    ``SpecError``; what a partial spec took from the defaults is put in the run's notes.
+    ``PathRefused`` (backend.paths); a missing dataset inside them is not rejected here: the
+    worker fails the run with a clear error. An invalid spec raises ``SpecError`` (nothing is
+    created); what a partial spec took from the defaults is put in the run's notes.
     """
     hp = validate_hparams(hparams)
     gpus = hp.pop("gpus", gpus)
     validate_hparams({"gpus": gpus})
     ds = str(check_dataset(dataset))
-    sd, note = checked_spec(spec)
+    sd, note, _ = checked_spec(spec)
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
@@ -251,8 +251,7 @@ def save_architecture(name: str, spec: ArchSpec | dict[str, Any]) -> int:
 
     Raises ``SpecError`` for an invalid spec.
     """
-    sd, _ = checked_spec(spec)
-    t = count(ArchSpec.from_dict(sd)).totals
+    sd, _, t = checked_spec(spec)
 
     def save(s):
         a = s.scalar(select(Architecture).where(Architecture.name == name))
