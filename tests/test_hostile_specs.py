@@ -318,3 +318,19 @@ def test_study_page_refuses_hostile_grid_values(store):
         assert time.perf_counter() - t0 < SECONDS and not at.exception, (values, at.exception)
         errs = [e.value for e in at.error if "Cannot plan" in e.value]
         assert len(errs) == 1 and "\n" not in errs[0] and len(errs[0]) < 400, (values[:40], errs)
+
+
+def test_count_cli_lists_valid_values_and_what_was_defaulted(tmp_path, capsys):
+    from backend import count as count_cli
+    bad = _edit(lambda d: d["stages"][1].update(block="bottleneck-G", groups=3))
+    (tmp_path / "g.json").write_text(json.dumps(bad))
+    assert run_cli(count_cli.main, [str(tmp_path / "g.json")]) == 2
+    line = _one_error_line(capsys)
+    assert "not divisible by 3 groups; valid: --stage 1.groups=1 | 2 | 4 | 8" in line, line
+    assert run_cli(count_cli.main, ["ir-csn-101", "--frames", "8", "--head", "conv", "--head-pool", "4,7,7"]) == 2
+    least = smallest_clip(preset("ir-csn-101", frames=32, **R101))
+    assert f"head_pool: (4, 7, 7) is larger than conv5's output (1, 7, 7) at 8x224x224" in (
+        line := _one_error_line(capsys)) and f"--frames {least[0]} or more" in line, line
+    (tmp_path / "p.json").write_text(json.dumps({k: v for k, v in BASE.items() if k != "dropout"}))
+    assert run_cli(count_cli.main, [str(tmp_path / "p.json")]) == 0
+    assert "note: p.json: filled from defaults: dropout" in capsys.readouterr().err

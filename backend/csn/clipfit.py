@@ -17,10 +17,10 @@ def _fits(spec: ArchSpec, frames: int, size: int) -> bool:
     return True
 
 
-def _least(ok, hi: int) -> int | None:
-    if not ok(hi):
+def least_valid(ok, hi: int, lo: int = 1) -> int | None:
+    """The least n in lo..hi with ``ok(n)`` for a monotone ``ok`` (bisection), or None."""
+    if lo > hi or not ok(hi):
         return None
-    lo = 1
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
@@ -30,8 +30,8 @@ def _least(ok, hi: int) -> int | None:
 def smallest_clip(spec: ArchSpec) -> tuple[int, int] | None:
     """``(frames, size)`` of the smallest square clip ``spec`` runs at, or None if none does."""
     big_t, big_s = LIMITS["frames"], LIMITS["side"]
-    frames = _least(lambda t: _fits(spec, t, big_s), big_t)
-    size = _least(lambda s: _fits(spec, big_t, s), big_s)
+    frames = least_valid(lambda t: _fits(spec, t, big_s), big_t)
+    size = least_valid(lambda s: _fits(spec, big_t, s), big_s)
     return None if frames is None or size is None else (frames, size)
 
 
