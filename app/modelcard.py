@@ -55,6 +55,12 @@ def _limits(pr, release: dict[str, Any]) -> list[str]:
            f"Each clip covers {pr.frames} frames sampled every {pr.rate} (about "
            f"{seconds / 25:.1f} s at 25 fps); motion slower or longer than that is not seen.",
            "It does not localise or detect anything; the explanation is for one centre clip."]
+    if pr.spec.head == "conv" and any(pr.spec.head_pool):
+        from backend.csn.clipfit import smallest_clip
+        least = smallest_clip(pr.spec)
+        if least:
+            out.append(f"Its head averages a fixed {tuple(pr.spec.head_pool)} window: clips "
+                       f"shorter than {least[0]} frames or smaller than {least[1]}² px are refused.")
     if release or "synth" in str(pr.info["config"].get("data", "")):
         out.insert(1, "It was trained on generated clips of moving shapes: real footage is far "
                       "outside what it has seen.")

@@ -132,14 +132,18 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"):
     """``(model, spec, classes, ckpt)``: the model in eval mode with its weights loaded."""
-    from backend.csn import ArchSpec, build_model
+    from backend.csn import SpecError, build_model
+    from backend.csn.bounds import spec_from_data
     ckpt = read_checkpoint(path, map_location)
-    spec_d, cfg = dict(ckpt["spec"]), ckpt.get("config") or {}
-    if "input_mean" not in spec_d and cfg.get("mean") and cfg.get("std"):
+    spec_d, cfg = ckpt["spec"], ckpt.get("config") or {}
+    if isinstance(spec_d, dict) and "input_mean" not in spec_d and cfg.get("mean") and cfg.get("std"):
         # imported before the spec held the normalisation: it was in config
-        spec_d.update(input_mean=cfg["mean"], input_std=cfg["std"])
-    spec = ArchSpec.from_dict(spec_d)
-    model = build_model(spec)
+        spec_d = {**spec_d, "input_mean": cfg["mean"], "input_std": cfg["std"]}
+    try:
+        spec = spec_from_data(spec_d, "checkpoint spec", validate=False).spec
+        model = build_model(spec)
+    except SpecError as e:
+        raise CheckpointError(f"{Path(path).name[:80]}: its spec is invalid: {e}") from None
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:

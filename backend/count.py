@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.csn import UNITS, ArchSpec, SpecError, count, list_presets, preset
+from backend.csn.bounds import read_spec_file
 from backend.csn.spec import StageSpec, canonical_block
 
 #: ArchSpec fields with their own (older) flag names, or set another way
@@ -28,19 +29,35 @@ _RENAMED = {"num_classes": "classes", "height": None, "width": None, "stages": N
 
 
 def load_spec(name_or_path: str) -> ArchSpec:
-    """A preset name, or a path to a spec JSON file (``ArchSpec.to_json`` output)."""
+    """A preset name, or a path to a spec JSON file (``ArchSpec.to_json`` output); what the
+    file left to the defaults is said on stderr."""
     path = Path(name_or_path)
     if name_or_path.endswith(".json") or path.is_file():
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise SpecError("", f"cannot read spec file {name_or_path}: {e.strerror}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError("", f"{name_or_path} is not valid JSON: {e}") from None
-        return ArchSpec.from_dict(data.get("spec", data) if isinstance(data, dict) else data)
+        loaded = read_spec_file(path, validate=False)   # flags may still change the clip
+        if loaded.filled:
+            print(f"note: {path.name[:80]}: {loaded.note()}", file=sys.stderr)
+        return loaded.spec
     return preset(name_or_path)
+
+
+def with_valid_values(e: SpecError, spec: ArchSpec | None) -> str:
+    """The error, and the values of the field it names that would be valid (as the Builder
+    lists them)."""
+    from backend.explore import error_field, valid_values
+    if spec is None:
+        return str(e)
+    try:
+        stage, field = error_field(e, spec)
+        ok = valid_values(spec, stage, field)
+    except (SpecError, ValueError, TypeError, IndexError):
+        return str(e)
+    if not ok:
+        return str(e)
+    if field == "clip":
+        return f"{e}; valid: " + " or ".join(f"--{'frames' if f == 'frames' else 'size'} {v} or more"
+                                             for f, v in ok)
+    where = f"--stage {stage}.{field}=" if stage is not None else f"--{field.replace('_', '-')} "
+    return f"{e}; valid: {where}{' | '.join(map(str, ok))}"
 
 
 def _fmt(n: float, scale: float, digits: int = 3) -> str:
@@ -191,14 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.spec:
         ap.error("give a preset name or a spec JSON file (or --list / --table)")
+    spec = None
     try:
         spec = load_spec(args.spec)
         changes = {k: v for k, v in (("frames", args.frames), ("num_classes", args.classes),
                                      ("head", args.head), ("height", args.size or args.height),
                                      ("width", args.size or args.width)) if v is not None}
-        report = count(_apply_flags(replace(spec, **changes), args))
-    except (SpecError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        spec = _apply_flags(replace(spec, **changes), args)
+        report = count(spec)
+    except SpecError as e:
+        print(f"error: {with_valid_values(e, spec)}", file=sys.stderr)
         return 2
     if args.json:
         d = report.to_dict()
@@ -210,4 +229,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from backend.cli import run_cli
+    sys.exit(run_cli(main))

@@ -139,8 +139,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 def _evaluate_one(ckpt_path: str, a: argparse.Namespace, split: int) -> dict[str, Any]:
     from backend.checkpoint import load_checkpoint
+    from backend.csn.clipfit import check_clip
     model, spec, classes, ckpt = load_checkpoint(ckpt_path)
     frames, rate, size = clip_settings(spec, ckpt, frames=a.frames, rate=a.rate, size=a.size)
+    check_clip(spec, frames, size)       # a conv head's window must fit the clip
     if a.held_out_of:
         cfg_file = Path(a.held_out_of) / "config.json"
         if not cfg_file.is_file():
@@ -215,4 +217,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from backend.cli import run_cli
+    sys.exit(run_cli(main))

@@ -12,6 +12,8 @@ from functools import lru_cache
 from typing import Any
 
 from .csn import ArchSpec, CountReport, SpecError, count, list_presets, preset
+from .csn.bounds import LIMITS
+from .csn.clipfit import least_valid
 from .csn.paper import TABLE2, table_spec
 from .csn.spec import STAGE_NAMES, canonical_block, is_simple
 
@@ -62,6 +64,8 @@ def error_field(err: SpecError, spec: ArchSpec) -> tuple[int | None, str]:
                 return si, "pw_groups"
             return si, "inner" if part == "conv_b" else "width"
         return si, "block"
+    if layer == "head_pool" and "larger than" in err.rule:
+        return None, "clip"
     if layer in ("conv1", "pool1", "pool2", "head.pool"):
         return None, "clip"
     if layer in ("frames", "height", "width"):
@@ -173,9 +177,11 @@ def valid_values(spec: ArchSpec, stage: int | None, field: str, limit: int = 12)
         return [v for v in cands if _valid(spec.with_stage(stage, **changes(v)))][:limit]
     if field in ("clip", "frames", "height", "width"):
         out = []
-        for f in ("frames", "height"):
-            v = next((v for v in range(getattr(spec, f), 1025) if _valid(
-                replace(spec, **({f: v} if f == "frames" else {"height": v, "width": max(v, spec.width)})))), None)
+        for f in ("frames", "height"):   # each is monotone: bisect up to the limits
+            grow = (lambda v: {"frames": v}) if f == "frames" else (
+                lambda v: {"height": v, "width": max(v, spec.width)})
+            v = least_valid(lambda v: _valid(replace(spec, **grow(v))),
+                            LIMITS["frames" if f == "frames" else "side"], getattr(spec, f))
             if v is not None:
                 out.append((f, v))
         return out

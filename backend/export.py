@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from .csn import SpecError
+from .csn.clipfit import check_clip
 from .inference import ModelLoadError, load_model
 
 FORMATS = ("torchscript", "onnx")
@@ -74,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = ck.get("config") or {}
     x = example_input(spec, a.frames or cfg.get("frames"), a.size or cfg.get("size"))
+    try:
+        check_clip(spec, x.shape[2], x.shape[3])       # a conv head's window must fit the clip
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = export(model, x, a.out, a.format)
     print(f"wrote {out} ({a.format}, input {tuple(x.shape)}, {len(classes)} classes)")
     if a.check:
@@ -88,4 +95,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from backend.cli import run_cli
+    raise SystemExit(run_cli(main))

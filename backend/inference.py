@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import torch
 
-from .csn import ArchSpec, build_model, count
+from .csn import ArchSpec, SpecError, build_model, count
+from .csn.clipfit import check_clip
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
 from .evaluate import clip_settings
 from .video import Norm, test_clips
@@ -91,6 +92,11 @@ class Predictor:
         self.settings = recommended_settings(self.device, train=False)
         self.model = prepare_model(self.model, self.device, train=False, settings=self.settings)
         self.frames, self.rate, self.size = clip_settings(self.spec, ck, frames=frames, rate=rate, size=size)
+        try:   # a conv head's fixed window must fit: refuse clips it cannot pool
+            check_clip(self.spec, self.frames, self.size)
+        except SpecError as e:
+            raise ModelLoadError(f"{self.path.name[:80]}: cannot run at {self.frames}x{self.size}x"
+                                 f"{self.size}: {e}") from None
         # what the model card shows: training config, metrics, epoch (never the weights)
         self.info = {"config": ck.get("config") or {}, "metrics": ck.get("metrics") or {},
                      "epoch": ck.get("epoch")}

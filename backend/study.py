@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from backend.csn import ArchSpec, SpecError, count, preset
+from backend.csn.bounds import load_json, show
 
 #: Shared recipes: TrainConfig fields, plus ``pool1`` applied to every spec. ``quick`` was
 #: chosen by measurement on ``backend.synth --difficulty easy`` data (README "The quick Table 2
@@ -117,15 +118,22 @@ def _grid(base: str = "ir-csn-26", field_: str = "groups=1,2,4", stage: int | No
           **_: Any):
     name, _, values = field_.partition("=")
     if not values:
-        raise SpecError("", f"grid: --field must be NAME=V1,V2,..., got {field_!r}")
+        raise SpecError("", f"grid: --field must be NAME=V1,V2,..., got {show(field_)}")
     out = []
+    if values.count(",") >= MAX_GRID_VALUES:
+        raise SpecError("", f"grid: at most {MAX_GRID_VALUES} values")
     for i, text in enumerate(values.split(",")):
-        v: Any = json.loads(text) if text.strip()[:1] in "0123456789-[{tf" else text
+        try:
+            v: Any = load_json(text, "grid value")
+        except SpecError:          # a word (block=ir): the text itself
+            v = text
         spec = (preset(base, stage_overrides={stage: {name: v}}) if stage is not None
                 else preset(base, **{name: v}))
         out.append((f"{base} {name}={text}", base, i, spec, None))
     return out
 
+
+MAX_GRID_VALUES, MAX_SEEDS = 64, 64   # a study of at most 64 x 64 planned runs
 
 TEMPLATES: dict[str, Callable[..., list]] = {"table2": _table2, "table2-quick": _table2,
                                              "fig67": _fig67, "grid": _grid}
@@ -145,6 +153,8 @@ def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | 
     recipe_name = recipe if isinstance(recipe, str) else "custom"
     rec = dict(RECIPES[recipe] if isinstance(recipe, str) else (recipe or RECIPES["quick"]))
     seeds = list(seeds or [0])
+    if len(seeds) > MAX_SEEDS:
+        raise SpecError("", f"at most {MAX_SEEDS} seeds, got {len(seeds)}")
     runs = []
     for label, fam, order, spec, paper in TEMPLATES[template](**{k: v for k, v in args.items()
                                                                    if v is not None}):
@@ -388,4 +398,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from backend.cli import run_cli
+    sys.exit(run_cli(main))

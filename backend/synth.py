@@ -292,4 +292,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from backend.cli import run_cli
+    raise SystemExit(run_cli(main))

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 from backend.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
                                 read_checkpoint, rng_state, save_atomic, set_rng_state)
 from backend.csn import ArchSpec, SpecError, build_model, preset
+from backend.csn.bounds import LoadedSpec, read_spec_file, spec_from_data, spec_from_text
 from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
                               training_settings)
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
@@ -55,25 +56,22 @@ Callback = Callable[[dict[str, Any]], None]
 
 
 # --- architecture ------------------------------------------------------------------------------
-def resolve_arch(arch: str, *, num_classes: int, frames: int, size: int) -> ArchSpec:
-    """A preset name, a spec JSON file or inline JSON -> validated spec for this data/clip."""
+def resolve_arch(arch: str, *, num_classes: int | None, frames: int, size: int) -> ArchSpec:
+    """A preset name, a spec JSON file or inline JSON -> validated spec for this data/clip
+    (``num_classes`` None keeps the spec's). What a JSON spec left to the defaults is logged."""
     arch = arch.strip()
     if arch.startswith("{"):
-        try:
-            spec = ArchSpec.from_json(arch)
-        except json.JSONDecodeError as e:
-            raise SpecError("", f"--arch is not valid JSON: {e}") from None
+        loaded = spec_from_text(arch, "--arch", validate=False)
     elif arch.endswith(".json") or os.path.sep in arch:
-        p = Path(arch)
-        if not p.is_file():
-            raise SpecError("", f"spec file {p} does not exist")
-        try:
-            spec = ArchSpec.from_json(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise SpecError("", f"{p} is not valid JSON: {e}") from None
+        if not Path(arch).is_file():
+            raise SpecError("", f"spec file {arch[:120]} does not exist")
+        loaded = read_spec_file(arch, validate=False)
     else:
-        spec = preset(arch)
-    spec = replace(spec, num_classes=num_classes, frames=frames, height=size, width=size)
+        loaded = LoadedSpec(preset(arch), [])
+    if loaded.filled:
+        log.info("--arch: %s", loaded.note())
+    spec = replace(loaded.spec, num_classes=num_classes or loaded.spec.num_classes, frames=frames,
+                   height=size, width=size)
     return spec.validate()
 
 
@@ -268,12 +266,13 @@ def _resolve_spec(cfg: TrainConfig, splits: Splits) -> tuple[ArchSpec, dict | No
     if ckpt is not None:
         if list(ckpt["classes"]) != splits.classes:
             raise DatasetError(f"cannot resume: the data's classes differ from {resume_from}'s")
-        return ArchSpec.from_dict(ckpt["spec"]), ckpt, resume_from
+        return spec_from_data(ckpt["spec"], "checkpoint spec").spec, ckpt, resume_from
     if cfg.arch:
         return resolve_arch(cfg.arch, num_classes=len(splits.classes), frames=cfg.frames,
                             size=cfg.size), None, None
     if cfg.finetune_from:
-        base = ArchSpec.from_dict(read_checkpoint(cfg.finetune_from)["spec"])
+        base = spec_from_data(read_checkpoint(cfg.finetune_from)["spec"], "checkpoint spec",
+                              validate=False).spec
         return replace(base, num_classes=len(splits.classes), frames=cfg.frames,
                        height=cfg.size, width=cfg.size).validate(), None, None
     raise SpecError("", "no architecture given (--arch PRESET_OR_SPEC_JSON)")
@@ -494,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _sigterm)
     try:
         cfg = config_from_args(argv, __doc__)
+        if cfg.arch and not cfg.resume:      # a bad spec is refused before any data is read
+            resolve_arch(cfg.arch, num_classes=None, frames=cfg.frames, size=cfg.size)
         result = train(cfg)
     except (DatasetError, SpecError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -512,4 +513,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from backend.cli import run_cli
+    sys.exit(run_cli(main))

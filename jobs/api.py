@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.csn import ArchSpec, count
+from backend.csn.bounds import check_tree, spec_from_data
 from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
                 Run, Study, StudyRun, Worker, as_utc, check_database, read_session, utcnow, write)
@@ -25,8 +26,12 @@ from .worker import run_training
 RETRYABLE = (FAILED, CANCELLED, CRASHED)
 
 
-def _spec_dict(spec: ArchSpec | dict[str, Any]) -> dict[str, Any]:
-    return spec.to_dict() if isinstance(spec, ArchSpec) else dict(spec)
+def checked_spec(spec: ArchSpec | dict[str, Any]):
+    """``(full spec dict, note, totals)`` of a spec the queue accepts: bounded, valid and
+    counted (SpecError otherwise); the note says what was filled in from the defaults."""
+    loaded = spec_from_data(spec, "spec")
+    totals = count(loaded.spec).totals
+    return loaded.spec.to_dict(), loaded.note(), totals
 
 
 def _enqueue_task(run_id: int) -> None:
@@ -54,19 +59,20 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     ``arch``, ``resume``) raise ``ValueError``. The run asks for ``gpus`` (also accepted as
     ``hparams["gpus"]``; None: 1 when the worker has GPUs, else 0) and ``hparams["threads"]``
     CPU threads (default ``CSN_TRAIN_THREADS`` or 1). A dataset outside the data roots raises
-    ``PathRefused`` (backend.paths); a bad spec or a missing dataset inside them is not
-    rejected here: the worker fails the run with a clear error.
+    ``PathRefused`` (backend.paths); a missing dataset inside them is not rejected here: the
+    worker fails the run with a clear error. An invalid spec raises ``SpecError`` (nothing is
+    created); what a partial spec took from the defaults is put in the run's notes.
     """
     hp = validate_hparams(hparams)
     gpus = hp.pop("gpus", gpus)
     validate_hparams({"gpus": gpus})
-    sd = _spec_dict(spec)
     ds = str(check_dataset(dataset))
+    sd, note, _ = checked_spec(spec)
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
         r = Run(name=name, spec=sd, dataset=ds, hparams=hp, status=QUEUED, gpus=gpus,
-                threads=train_threads(hp), queued_at=utcnow(),
+                threads=train_threads(hp), queued_at=utcnow(), notes=note or None,
                 architecture_id=arch.id if arch is not None and arch.spec == sd else None)
         s.add(r)
         s.flush()
@@ -245,8 +251,7 @@ def save_architecture(name: str, spec: ArchSpec | dict[str, Any]) -> int:
 
     Raises ``SpecError`` for an invalid spec.
     """
-    sd = _spec_dict(spec)
-    t = count(ArchSpec.from_dict(sd)).totals
+    sd, _, t = checked_spec(spec)
 
     def save(s):
         a = s.scalar(select(Architecture).where(Architecture.name == name))
@@ -273,7 +278,7 @@ def enqueue_study(plan: dict[str, Any], dataset: str) -> int:
     """Store a study (``backend.study.Study.to_dict()``) and enqueue its runs with the shared
     recipe, in plan order; returns the study id."""
     from backend.study import Study as Plan, train_hparams
-    study = Plan.from_dict(plan)
+    study = Plan.from_dict(check_tree(plan, "study plan"))
     sid = write(lambda s: _add(s, Study(name=study.name, template=study.template,
                                         dataset=str(dataset), plan=plan)))
     for i, run in enumerate(study.runs):

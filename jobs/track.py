@@ -16,11 +16,11 @@ resumes such a run on the queue (one node) from its last checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from backend.csn.bounds import load_json
 from db import RUNNING, SUCCEEDED, Run, runs_dir, utcnow, write
 
 from .hparams import validate_hparams
@@ -29,9 +29,10 @@ from .supervise import execute, train_threads
 
 
 def _spec(arch: str) -> dict:
-    from backend.csn import ArchSpec, preset
+    from backend.csn import preset
+    from backend.csn.bounds import read_spec_file
     p = Path(arch)
-    return (ArchSpec.from_json(p.read_text()) if p.is_file() else preset(arch)).to_dict()
+    return (read_spec_file(p).spec if p.is_file() else preset(arch).validate()).to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not launcher:
             raise ValueError("give the launcher after --, e.g. -- torchrun --nnodes=2 ...")
-        hp, spec = validate_hparams(json.loads(a.hparams)), _spec(a.arch)
+        hp, spec = validate_hparams(load_json(a.hparams, "--hparams")), _spec(a.arch)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -72,4 +73,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from backend.cli import run_cli
+    sys.exit(run_cli(main))

@@ -8,6 +8,7 @@ the conversion must fail naming what it could not map. Skipped when a peer is no
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from torch import nn
 import _peer_stubs
 from backend.convert import ConvertError, convert_checkpoint, load_source
 from backend.checkpoint import load_checkpoint
-from backend.csn import count
+from backend.csn import SpecError, count
 
 pytestmark = [pytest.mark.slow, *(pytest.mark.filterwarnings(f"ignore::{w}") for w in  # the peers' own
               ("UserWarning", "DeprecationWarning", "FutureWarning", "torch.jit.TracerWarning"))]
@@ -88,6 +89,10 @@ def test_pytorchvideo_hub_csn_r101_at_its_own_clip_and_fvcore_count(tmp_path: Pa
     spec, report = same_function(peer, path, [BIG])
     assert report.model == "csn_r101" and spec.pool1 and spec.head_pool == (4, 7, 7)
     assert spec.clip == (32, 224, 224) and spec.input_mean == (0.45,) * 3 and not report.warnings
+    clips = report.facts["clip_range"].value             # recorded in the checkpoint's facts
+    assert clips["min_frames"] <= 32 and clips["min_size"] <= 224 and clips["min_frames"] > 8
+    with pytest.raises(SpecError, match=r"head_pool: \(4, 7, 7\) is larger than conv5's output \(1, 7, 7\)"):
+        count(replace(spec, frames=8))                    # fvcore and the peer refuse 8x224 too
     flops = FlopCountAnalysis(peer, torch.zeros(BIG))
     flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     by_op = flops.by_operator()

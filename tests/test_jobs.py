@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import db
+from backend.csn import SpecError
 from tests.jobs_helpers import REPO, TINY_HP, Consumer, tiny_spec, wait_for
 
 pytestmark = pytest.mark.slow
@@ -82,13 +83,27 @@ def jsonl_keys(run_dir: Path) -> set[tuple]:
     return keys
 
 
+def enqueue_unchecked(spec: dict, dataset: str, hparams: dict) -> int:
+    """A queued run written straight to the store (an older app, another client): the
+    worker must validate it itself."""
+    from jobs import api
+    from jobs.hparams import validate_hparams
+    rid = db.write(lambda s: api._add(s, db.Run(spec=spec, dataset=dataset, hparams=validate_hparams(hparams),
+                                                status=db.QUEUED, queued_at=db.utcnow(), threads=1)))
+    api._enqueue_task(rid)
+    return rid
+
+
 def test_success_bad_spec_missing_data_and_worker_stays_up(dataset, consumers, tmp_path):
     from jobs import api
     w = consumers()
     wait_for(lambda: api.worker_status()["alive"], 60, "worker heartbeat", w.text)
     k = num_classes(dataset)
-    bad = api.enqueue_run({**tiny_spec(k), "stages": [{"width": 8, "inner": 4, "groups": 3, "block": "bottleneck-G"}] * 4},
-                          str(dataset), TINY_HP)
+    bad_spec = {**tiny_spec(k), "stages": [{"width": 8, "inner": 4, "groups": 3, "block": "bottleneck-G"}] * 4}
+    with pytest.raises(SpecError, match="not divisible by 3 groups"):
+        api.enqueue_run(bad_spec, str(dataset), TINY_HP)               # refused at enqueue
+    bad = enqueue_unchecked(bad_spec, str(dataset), TINY_HP)            # a row that skipped it
+    huge = enqueue_unchecked({**tiny_spec(k), "stages": [{"blocks": 10**18}] * 4}, str(dataset), TINY_HP)
     missing = api.enqueue_run(tiny_spec(k), str(tmp_path / "no-such-data"), TINY_HP)
     (tmp_path / "empty").mkdir()
     empty = api.enqueue_run(tiny_spec(k), str(tmp_path / "empty"), TINY_HP)   # fails inside the trainer
@@ -98,6 +113,7 @@ def test_success_bad_spec_missing_data_and_worker_stays_up(dataset, consumers, t
     runs = {r["id"]: r for r in api.list_runs()}
     assert runs[bad]["status"] == "failed" and "invalid architecture" in runs[bad]["error"]
     assert "not divisible by 3 groups" in runs[bad]["error"]
+    assert runs[huge]["status"] == "failed" and "blocks" in runs[huge]["error"]   # bounded, then on
     assert runs[missing]["status"] == "failed" and "dataset not found" in runs[missing]["error"]
     assert runs[empty]["status"] == "failed" and runs[empty]["error"], runs[empty]
     assert "error:" in runs[empty]["log_tail"] and "Traceback" not in runs[empty]["error"]

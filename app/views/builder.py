@@ -15,6 +15,7 @@ from app.state import (BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, job
                        remember_design, save_architecture)
 from backend import explore
 from backend.csn import BLOCK_TYPES, UNITS, ArchSpec, SpecError, count, list_presets, preset
+from backend.csn.bounds import MAX_JSON_BYTES, spec_from_text
 from backend.csn.presets import DEFAULT_GROUPS, DEFAULT_PW_GROUPS
 from backend.csn.spec import HEADS, STAGE_NAMES, canonical_block
 
@@ -105,6 +106,7 @@ def _seed(spec: ArchSpec, overwrite: bool) -> None:
 
 def _load_preset() -> None:
     ss.pop("bld_upload_error", None)
+    ss.pop("bld_upload_note", None)
     _seed(preset(ss[K + "preset"]), overwrite=True)
 
 
@@ -112,14 +114,17 @@ def _load_upload() -> None:
     f = ss.get("builder_upload")
     if f is None:
         return
+    name = f.name[:80]
     try:
-        spec = ArchSpec.from_json(f.getvalue().decode("utf-8"))
-        spec.validate()
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        ss["bld_upload_error"] = f"{f.name}: {e}"
+        if f.size > MAX_JSON_BYTES:
+            raise SpecError("", f"more than {MAX_JSON_BYTES:,} bytes of JSON")
+        loaded = spec_from_text(f.getvalue(), "upload")
+    except SpecError as e:
+        ss["bld_upload_error"] = f"{name}: {e}"
         return
     ss.pop("bld_upload_error", None)
-    _seed(spec, overwrite=True)
+    ss["bld_upload_note"] = f"{name}: {loaded.note()}" if loaded.filled else None
+    _seed(loaded.spec, overwrite=True)
 
 
 def _load_saved() -> None:
@@ -251,6 +256,8 @@ baseline = src3.selectbox("Compare with", presets, key=K + "baseline",
                           help="Deltas are against this preset at the same clip, classes and head.")
 if ss.get("bld_upload_error"):
     src2.error(f"Could not load the spec: {ss['bld_upload_error']}")
+elif ss.get("bld_upload_note"):
+    src2.info(ss["bld_upload_note"])
 
 totals_box = st.container()
 

@@ -26,7 +26,7 @@ with st.expander("New study", expanded=not api.list_studies()):
                             index=list(RECIPES).index("quick"),
                             help="quick: measured to learn the motion data in minutes on 2 CPU "
                                  "cores (README, Studies); tiny: a seconds-long smoke test; paper: §4.1")
-    seeds_text = c[2].text_input("Seeds", "0", key="st_seeds", help="comma-separated")
+    seeds_text = c[2].text_input("Seeds", "0", key="st_seeds", help="comma-separated", max_chars=400)
     width = c[3].number_input("conv2 width", 2, 64, 16, key="st_width",
                               help="every stage scaled so that conv2's 3x3x3 conv has this many "
                                    "channels (paper: 64)")
@@ -37,13 +37,14 @@ with st.expander("New study", expanded=not api.list_studies()):
         g = st.columns(2)
         args["blocks"] = g[0].selectbox("Blocks", [8, 16], key="st_blocks")
         args["groups"] = tuple(int(v) for v in g[1].text_input("Groups sweep", "2,4,8",
-                                                               key="st_groups").split(",") if v.strip())
+                                                               key="st_groups", max_chars=200).split(",")
+                                if v.strip())
     elif template == "grid":
         g = st.columns(3)
         presets = list_presets()
         args["base"] = g[0].selectbox("Base preset", presets, index=presets.index("ir-csn-26"),
                                       key="st_base")
-        args["field_"] = g[1].text_input("Field = values", "groups=1,2,4", key="st_field")
+        args["field_"] = g[1].text_input("Field = values", "groups=1,2,4", key="st_field", max_chars=400)
         stage = g[2].selectbox("Stage", ["all", 0, 1, 2, 3], key="st_stage")
         args["stage"] = None if stage == "all" else stage
     typed = st.text_input("Dataset folder", key="st_data",

@@ -1,3 +1,5 @@
+from backend.cli import run_cli
+
 from .cli import main
 
-raise SystemExit(main())
+raise SystemExit(run_cli(main))

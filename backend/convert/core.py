@@ -13,6 +13,7 @@ import torch
 
 from ..checkpoint import FORMAT, save_atomic
 from ..csn import ArchSpec, StageSpec, build_model
+from ..csn.clipfit import clip_range
 from ..csn.spec import SpecError
 from .formats import FORMATS, MODELS, detect_layout, source_format
 from .readers import load_source
@@ -313,6 +314,8 @@ def convert_state_dict(src: Source | dict[str, torch.Tensor], layout: str = "aut
             raise
         raise ConvertError(f"{e} (--ignore dropped {len(used)} key(s) that map into the model: "
                            f"{', '.join(used[:8])}{' ...' if len(used) > 8 else ''})") from None
+    facts = {**facts, "clip_range": Fact(clip_range(spec), "counted: the smallest clip its "
+                                          "strides and head window fit")}
     return spec, ours, ConversionReport(layout, model, spec, facts, warnings, p.ignored)
 
 

@@ -66,15 +66,18 @@ class ClassifierHead(nn.Module):
         if self.kind == "fc":
             self.pool = nn.AdaptiveAvgPool3d(1)
             self.fc = nn.Linear(fc.c_in, fc.c_out)
-        else:  # the stride-1 average pool is applied in forward, clamped to the map
+        else:  # a fixed stride-1 window; plan() refused clips it does not fit
             self.fc = nn.Conv3d(fc.c_in, fc.c_out, kernel_size=1)
-        self._pool_kernel = pool.kernel if pool is not None else None
+        self._pool_kernel = spec.head_pool if pool is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "fc":
             return self.fc(self.dropout(torch.flatten(self.pool(x), 1)))   # (N, K)
-        if self._pool_kernel is not None:  # clamp to the map so any clip size works
-            k = tuple(min(a, b) for a, b in zip(self._pool_kernel, x.shape[2:]))
+        if self._pool_kernel is not None:
+            k = tuple(p or n for p, n in zip(self._pool_kernel, x.shape[2:]))   # 0: whole map
+            if not torch.jit.is_tracing() and any(a > b for a, b in zip(k, x.shape[2:])):
+                raise ValueError(f"head_pool {tuple(self._pool_kernel)} is larger than conv5's "
+                                 f"output {tuple(x.shape[2:])}: the clip is too small for this head")
             x = nn.functional.avg_pool3d(x, k, stride=1)
         return self.fc(self.dropout(x)).mean(dim=(2, 3, 4))              # (N, K)
 

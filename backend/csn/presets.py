@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any, Callable
 
+from .bounds import show, show_names
 from .spec import ArchSpec, SpecError, StageSpec, canonical_block, is_simple
 
 BLOCK_CONFIG: dict[int, tuple[int, int, int, int]] = {
@@ -98,11 +99,11 @@ def preset(name: str, /, *, stage_overrides: dict[int, dict[str, Any]] | None = 
     try:
         spec = _REGISTRY[name]()
     except KeyError:
-        raise SpecError("", f"unknown preset {name!r}; list them with list_presets() "
+        raise SpecError("", f"unknown preset {show(name)}; list them with list_presets() "
                         f"or `python -m backend.count --list`") from None
     unknown = set(overrides) - _STAGE_FIELDS - _ARCH_FIELDS
     if unknown:
-        raise SpecError("", f"unknown override(s) {sorted(unknown)}")
+        raise SpecError("", f"unknown override(s) {show_names(unknown)}")
     stage_wide = {k: overrides.pop(k) for k in list(overrides) if k in _STAGE_FIELDS - _ARCH_FIELDS}
     if stage_wide:
         if "block" in stage_wide:
@@ -114,7 +115,7 @@ def preset(name: str, /, *, stage_overrides: dict[int, dict[str, Any]] | None = 
             raise SpecError("stage_overrides", f"stage index {idx} out of range 0..3")
         bad = set(changes) - _STAGE_FIELDS
         if bad:
-            raise SpecError("stage_overrides", f"unknown stage field(s) {sorted(bad)}")
+            raise SpecError("stage_overrides", f"unknown stage field(s) {show_names(bad)}")
         spec = spec.with_stage(idx, **changes)
     if overrides:
         spec = replace(spec, **overrides)

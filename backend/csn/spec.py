@@ -53,9 +53,10 @@ def is_simple(block: str) -> bool:
 
 
 def canonical_block(block: str, where: str = "") -> str:
-    b = BLOCK_ALIASES.get(block, block)
+    b = BLOCK_ALIASES.get(block, block) if isinstance(block, str) else block
     if b not in BLOCK_TYPES:
-        raise SpecError(where, f"unknown block type {block!r}; choose one of {', '.join(BLOCK_TYPES)}")
+        from .bounds import show
+        raise SpecError(where, f"unknown block type {show(block)}; choose one of {', '.join(BLOCK_TYPES)}")
     return b
 
 
@@ -74,11 +75,14 @@ class StageSpec:
     temporal_stride: bool | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StageSpec":
+    def from_dict(cls, d: dict[str, Any], where: str = "stage") -> "StageSpec":
+        from .bounds import show, show_names
+        if not isinstance(d, dict):
+            raise SpecError(where, f"must be a stage object, got {show(d)}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise SpecError("", f"unknown stage field(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise SpecError(where, f"unknown stage field(s) {show_names(unknown)}; known: {sorted(known)}")
         return cls(**d)
 
 
@@ -132,17 +136,23 @@ class ArchSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ArchSpec":
+        """The spec a dict describes; it must list its stages (other fields default, see
+        :func:`defaults_filled`). Types and limits are checked by :meth:`validate`."""
+        from .bounds import show, show_names
         if not isinstance(d, dict):
             raise SpecError("", "a spec must be a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise SpecError("", f"unknown spec field(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise SpecError("", f"unknown spec field(s) {show_names(unknown)}; known: {sorted(known)}")
         d = dict(d)
-        if "stages" in d:
-            if not isinstance(d["stages"], list):
-                raise SpecError("", "'stages' must be a list of 4 stage objects")
-            d["stages"] = [s if isinstance(s, StageSpec) else StageSpec.from_dict(s) for s in d["stages"]]
+        if "stages" not in d:
+            raise SpecError("stages", "a spec must list its 4 stages (conv2_x..conv5_x) or name a "
+                            "preset; nothing is assumed for them")
+        if not isinstance(d["stages"], list) or len(d["stages"]) != 4:
+            raise SpecError("stages", f"must be a list of 4 stage objects, got {show(d['stages'])}")
+        d["stages"] = [s if isinstance(s, StageSpec) else StageSpec.from_dict(s, f"{n}_x")
+                       for s, n in zip(d["stages"], STAGE_NAMES)]
         for k in ("head_pool", "input_mean", "input_std"):
             if k in d and isinstance(d[k], (list, tuple)):
                 d[k] = tuple(d[k])
@@ -150,7 +160,8 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "ArchSpec":
-        return cls.from_dict(json.loads(text))
+        from .bounds import load_json       # size, depth, int64 and finite numbers bounded
+        return cls.from_dict(load_json(text))
 
     # --- conveniences ----------------------------------------------------------------
     def with_stage(self, index: int, **changes: Any) -> "ArchSpec":
@@ -230,29 +241,12 @@ def _conv_kind(c_in: int, c_out: int, groups: int, kernel) -> str:
 
 
 def _check_positive(spec: ArchSpec) -> None:
-    for f in ("frames", "height", "width", "in_channels", "num_classes", "stem_width",
-              "stem_kernel_t", "stem_stride_t"):
-        v = getattr(spec, f)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise SpecError(f, f"must be a positive integer, got {v!r}")
-    if spec.head not in HEADS:
-        raise SpecError("head", f"must be one of {HEADS}, got {spec.head!r}")
-    if not (0.0 <= float(spec.dropout) < 1.0):
-        raise SpecError("dropout", f"must be in [0, 1), got {spec.dropout!r}")
-    if len(spec.head_pool) != 3 or any((not isinstance(v, int)) or v < 0 for v in spec.head_pool):
-        raise SpecError("head_pool", f"must be three non-negative integers, got {spec.head_pool!r}")
+    from .bounds import check_bounds
+    check_bounds(spec)          # types and limits first: everything below is then bounded
     _check_input(spec)
-    if len(spec.stages) != 4:
-        raise SpecError("stages", f"must have exactly 4 stages (conv2_x..conv5_x), got {len(spec.stages)}")
     for sname, st in zip(STAGE_NAMES, spec.stages):
         where = f"{sname}_x"
-        for f in ("blocks", "width", "inner", "groups", "pw_groups"):
-            v = getattr(st, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise SpecError(f"{where}.{f}", f"must be a positive integer, got {v!r}")
         b = canonical_block(st.block, f"{where}.block")
-        if st.temporal_stride not in (None, True, False):
-            raise SpecError(f"{where}.temporal_stride", f"must be true, false or null, got {st.temporal_stride!r}")
         if sname == "conv2" and st.temporal_stride:
             raise SpecError(f"{where}.temporal_stride", "conv2 does not downsample (no stride in space "
                             "or time); temporal striding applies to conv3..conv5")
@@ -272,14 +266,11 @@ def _check_input(spec: ArchSpec) -> None:
         raise SpecError("input_order", f"must be one of {INPUT_ORDERS}, got {spec.input_order!r}")
     if spec.input_order == "BGR" and spec.in_channels != 3:
         raise SpecError("input_order", "BGR needs 3 input channels")
-    for f, low in (("input_mean", None), ("input_std", 0.0)):
-        v = getattr(spec, f)
-        ok = isinstance(v, (tuple, list)) and len(v) in (1, 3, spec.in_channels) and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and (low is None or x > low) for x in v)
-        if not ok:
-            what = "positive numbers" if low is not None else "numbers"
-            raise SpecError(f, f"must be {what}, one per input channel or one for all (0-1 "
-                            f"scale), got {v!r}")
+    for f in ("input_mean", "input_std"):
+        n = len(getattr(spec, f))
+        if n not in (1, 3, spec.in_channels):
+            raise SpecError(f, f"must be numbers, one per input channel or one for all; got {n} "
+                            f"for {spec.in_channels} channels")
 
 
 def _block_convs(b: str, c_in: int, c_out: int, inner: int, groups: int, pw_groups: int,
@@ -355,7 +346,8 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
                 yield LayerPlan(f"{bname}.shortcut", "pointwise", block_in, c, 1, (1, 1, 1), stride,
                                 (0, 0, 0), block_size, size, relu=False, block=bname, role="shortcut")
     if spec.head == "conv" and any(spec.head_pool):
-        k = tuple(min(p, n) if p else n for p, n in zip(spec.head_pool, size))
+        k = tuple(p or n for p, n in zip(spec.head_pool, size))
+        _check_head_window(spec, k, size)
         out = _out3(size, k, (1, 1, 1), (0, 0, 0))
         yield LayerPlan("head.pool", "avgpool", c, c, 1, k, (1, 1, 1), (0, 0, 0), size, out,
                         relu=False, bn=False)
@@ -366,6 +358,15 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
     else:
         yield LayerPlan("fc", "fc", c, spec.num_classes, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0),
                         size, size, relu=False, bn=False, bias=True)
+
+
+def _check_head_window(spec: ArchSpec, window, size) -> None:
+    """A fixed average-pool window larger than conv5's map is refused (pytorchvideo's
+    AvgPool3d head and fvcore do too); clamping it would compute another function."""
+    if any(k > n for k, n in zip(window, size)):
+        raise SpecError("head_pool", f"{tuple(spec.head_pool)} is larger than conv5's output "
+                        f"{tuple(size)} at {spec.frames}x{spec.height}x{spec.width}: use a "
+                        f"larger clip or a smaller window (0 = the whole map)")
 
 
 def _maxpool(name: str, spec: ArchSpec, c: int, size, k, st, pad) -> LayerPlan:
