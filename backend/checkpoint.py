@@ -133,7 +133,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"):
     """``(model, spec, classes, ckpt)``: the model in eval mode with its weights loaded."""
     from backend.csn import SpecError, build_model
-    from backend.csn.bounds import spec_from_data
+    from backend.csn.loading import spec_from_data
     ckpt = read_checkpoint(path, map_location)
     spec_d, cfg = ckpt["spec"], ckpt.get("config") or {}
     if isinstance(spec_d, dict) and "input_mean" not in spec_d and cfg.get("mean") and cfg.get("std"):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.csn import UNITS, ArchSpec, SpecError, count, list_presets, preset
-from backend.csn.bounds import read_spec_file
+from backend.csn.loading import read_spec_file
 from backend.csn.spec import StageSpec, canonical_block
 
 #: ArchSpec fields with their own (older) flag names, or set another way

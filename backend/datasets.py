@@ -37,33 +37,15 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from backend.dataset_types import DatasetError, Splits, VideoItem  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg",
                         ".gif", ".ogv", ".flv", ".wmv", ".3gp"})
 CLASSES_FILE = "classes.txt"
-
-
-class DatasetError(ValueError):
-    """The data cannot be used: missing, empty, or inconsistent. The message says why."""
-
-
-@dataclass(frozen=True)
-class VideoItem:
-    path: str
-    label: int
-
-
-@dataclass
-class Splits:
-    """What a run trains and validates on."""
-
-    classes: list[str]
-    train: list[VideoItem]
-    val: list[VideoItem]
-    source: str  # a human description of where the data came from
 
 
 # --- class lists ----------------------------------------------------------------------------
@@ -359,6 +341,17 @@ def collate_skip(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None,
         return None, None, bad
     return (torch.stack([g[0] for g in good]),
             torch.tensor([g[1] for g in good], dtype=torch.long), bad)
+
+
+def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
+                 videos_per_batch: int = 1, workers: int = 0, norm: Any = None,
+                 cache=None, crops: int = 1) -> DataLoader:
+    """``norm``: a backend.video.Norm, normally ``Norm.of(spec)`` (None: Kinetics, RGB);
+    ``cache``: a backend.framecache.FrameCache; ``crops``: 1 (centre) or 3 per clip."""
+    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips, norm=norm,
+                      cache=cache, crops=crops)
+    return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
+                      collate_fn=collate_skip)
 
 
 class SeededSampler(Sampler):

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
                               recommended_settings)
-from backend.datasets import DatasetError, VideoDataset, VideoItem, collate_skip
+from backend.datasets import DatasetError, VideoItem, collate_skip, video_loader  # noqa: F401 - re-exported
 from backend.protocol import PROTOCOLS, eval_items, predict_videos, run_held_out, summarise, write_report
 
 
@@ -70,17 +70,6 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device = 
     return {"loss": s[0].item() / clips, "clip_top1": s[1].item() / clips,
             "video_top1": s[3].item() / videos, "video_top5": s[4].item() / videos,
             "videos": s[5].item(), "bad_videos": s[6].item()}
-
-
-def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
-                 videos_per_batch: int = 1, workers: int = 0, norm: Any = None,
-                 cache=None, crops: int = 1) -> DataLoader:
-    """``norm``: a backend.video.Norm, normally ``Norm.of(spec)`` (None: Kinetics, RGB);
-    ``cache``: a backend.framecache.FrameCache; ``crops``: 1 (centre) or 3 per clip."""
-    ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips, norm=norm,
-                      cache=cache, crops=crops)
-    return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
-                      collate_fn=collate_skip)
 
 
 def clip_settings(spec: Any, ckpt: dict[str, Any], *, frames: int | None = None, rate: int | None = None,

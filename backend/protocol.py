@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.datasets import DatasetError, VideoItem, load_splits, read_csv, scan_folder
+from backend.datasets import DatasetError, VideoItem, load_splits, read_csv, scan_folder, video_loader
 
 PROTOCOLS = {"kinetics": (10, 3), "centre": (10, 1)}   # name -> (clips, crops)
 MAX_LABELLED = 60                                      # class names drawn on the PNG up to this
@@ -48,7 +48,6 @@ def predict_videos(model: torch.nn.Module, items: list[VideoItem], classes: list
     """Run ``model`` over every view of every video (one video at a time, so a bad file is
     named, not fatal)."""
     from backend.csn.perf import autocast, prepare_input, prepare_model, recommended_settings
-    from backend.evaluate import video_loader
     from backend.video import Norm
     spec = spec if spec is not None else getattr(model, "spec", None)
     s = recommended_settings(device, train=False)

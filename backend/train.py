@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 from backend.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
                                 read_checkpoint, rng_state, save_atomic, set_rng_state)
 from backend.csn import ArchSpec, SpecError, build_model, preset
-from backend.csn.bounds import LoadedSpec, read_spec_file, spec_from_data, spec_from_text
+from backend.csn.loading import LoadedSpec, read_spec_file, spec_from_data, spec_from_text
 from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
                               training_settings)
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,

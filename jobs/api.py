@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.csn import ArchSpec, count
-from backend.csn.bounds import check_tree, spec_from_data
+from backend.csn.bounds import check_tree
+from backend.csn.loading import spec_from_data
 from backend.paths import check_dataset
 from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architecture, Checkpoint,
                 Run, Study, StudyRun, Worker, as_utc, check_database, read_session, utcnow, write)

@@ -110,7 +110,7 @@ def _finish(run_id: int, attempt: int, status: str, error: str | None,
 
 def _validate(spec: dict[str, Any], dataset: str, hparams: dict[str, Any]) -> str | None:
     from backend.csn import count  # torch-free
-    from backend.csn.bounds import spec_from_data
+    from backend.csn.loading import spec_from_data
     try:     # bounded: a spec the queue should have refused fails here, quickly
         count(spec_from_data(spec, "spec").spec)
     except (ValueError, TypeError, KeyError, RecursionError) as e:

@@ -30,7 +30,7 @@ from .supervise import execute, train_threads
 
 def _spec(arch: str) -> dict:
     from backend.csn import preset
-    from backend.csn.bounds import read_spec_file
+    from backend.csn.loading import read_spec_file
     p = Path(arch)
     return (read_spec_file(p).spec if p.is_file() else preset(arch).validate()).to_dict()
 

@@ -15,7 +15,8 @@ import torch
 from backend.checkpoint import FORMAT, CheckpointError, load_checkpoint
 from backend.cli import run_cli
 from backend.csn import ArchSpec, SpecError, StageSpec, build_model, count, preset
-from backend.csn.bounds import MAX_JSON_BYTES, spec_from_data, spec_from_text
+from backend.csn.bounds import MAX_JSON_BYTES
+from backend.csn.loading import spec_from_data, spec_from_text
 from backend.csn.clipfit import smallest_clip
 
 BASE = preset("ir-csn-26").to_dict()

@@ -15,7 +15,8 @@ from app.state import (BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, job
                        remember_design, save_architecture)
 from backend import explore
 from backend.csn import BLOCK_TYPES, UNITS, ArchSpec, SpecError, count, list_presets, preset
-from backend.csn.bounds import MAX_JSON_BYTES, spec_from_text
+from backend.csn.bounds import MAX_JSON_BYTES
+from backend.csn.loading import spec_from_text
 from backend.csn.presets import DEFAULT_GROUPS, DEFAULT_PW_GROUPS
 from backend.csn.spec import HEADS, STAGE_NAMES, canonical_block
 

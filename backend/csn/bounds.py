@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
-from .spec import HEADS, INPUT_ORDERS, SpecError, StageSpec
+from .vocab import HEADS, INPUT_ORDERS, SpecError
 
 #: What no real network needs (ResNet-200's conv4 has 36 blocks, the widest stage 2048
 #: channels, Kinetics clips 8-64 frames): beyond these a spec is refused.
@@ -90,8 +90,9 @@ def _numbers(where: str, v: Any, n_max: int, positive: bool) -> None:
                         f"scale), got {show(v)}")
 
 
-def check_bounds(spec: Any) -> None:
-    """Types and limits of every field, before any layer is walked; raises SpecError."""
+def check_bounds(spec: Any, stage_type: type) -> None:
+    """Types and limits of every field, before any layer is walked; raises SpecError.
+    ``stage_type``: the class every stage must be (StageSpec)."""
     L = LIMITS
     _str("name", spec.name, n=L["name"])
     for f, hi in (("frames", L["frames"]), ("height", L["side"]), ("width", L["side"]),
@@ -112,16 +113,16 @@ def check_bounds(spec: Any) -> None:
         _int("head_pool", v, 0, hi)
     _numbers("input_mean", spec.input_mean, L["in_channels"], positive=False)
     _numbers("input_std", spec.input_std, L["in_channels"], positive=True)
-    _check_stages(spec.stages)
+    _check_stages(spec.stages, stage_type)
 
 
-def _check_stages(stages: Any) -> None:
+def _check_stages(stages: Any, stage_type: type) -> None:
     if not isinstance(stages, (list, tuple)) or len(stages) != 4:
         raise SpecError("stages", f"must be 4 stages (conv2_x..conv5_x), got {show(stages)}")
     layers = 1                                               # conv1
     for i, st in enumerate(stages):
         where = f"conv{i + 2}_x"
-        if not isinstance(st, StageSpec):
+        if not isinstance(st, stage_type):
             raise SpecError(where, f"must be a stage object, got {show(st)}")
         _int(f"{where}.blocks", st.blocks, 1, LIMITS["blocks"])
         for f in ("width", "inner"):
@@ -213,71 +214,3 @@ def check_tree(data: Any, what: str = "spec") -> Any:
         elif not hasattr(v, "__dataclass_fields__"):
             raise SpecError("", f"{what}: holds a {type(v).__name__}, not JSON data")
     return data
-
-
-# --- specs from outside ---------------------------------------------------------------------
-
-class LoadedSpec(NamedTuple):
-    spec: Any                  # ArchSpec
-    filled: list[str]          # fields the document left out, taken from the defaults
-
-    def note(self) -> str:
-        """'' or one line saying what was filled in from the defaults."""
-        if not self.filled:
-            return ""
-        return f"filled from defaults: {', '.join(self.filled[:12])}" + (
-            f" and {len(self.filled) - 12} more" if len(self.filled) > 12 else "")
-
-
-def defaults_filled(d: dict[str, Any]) -> list[str]:
-    """The spec and stage fields a spec dict leaves out (they take the dataclass defaults)."""
-    from dataclasses import fields
-
-    from .spec import STAGE_NAMES, ArchSpec
-    out = [f.name for f in fields(ArchSpec) if f.name not in d]
-    stage_fields = [f.name for f in fields(StageSpec)]
-    for name, st in zip(STAGE_NAMES, d.get("stages") or []):
-        if isinstance(st, dict):
-            out += [f"{name}_x.{f}" for f in stage_fields if f not in st]
-    return out
-
-
-def spec_from_data(data: Any, what: str = "spec", *, validate: bool = True) -> LoadedSpec:
-    """An ArchSpec from untrusted parsed data: a spec dict (``{"spec": {...}}`` as
-    ``count --json`` writes it too), ``{"preset": NAME, FIELD: VALUE, ...}``, or an ArchSpec.
-    Bounded (:func:`check_tree`); validated unless ``validate=False``. Raises SpecError."""
-    from .presets import preset
-    from .spec import ArchSpec
-    if isinstance(data, ArchSpec):
-        loaded = LoadedSpec(data, [])
-    else:
-        check_tree(data, what)
-        if isinstance(data, dict) and isinstance(data.get("spec"), dict) and "stages" not in data:
-            data = data["spec"]
-        if isinstance(data, dict) and "preset" in data:
-            rest = {k: v for k, v in data.items() if k != "preset"}
-            _str("preset", data["preset"])
-            loaded = LoadedSpec(preset(data["preset"], **rest), [])
-        else:
-            loaded = LoadedSpec(ArchSpec.from_dict(data), defaults_filled(data)
-                                if isinstance(data, dict) else [])
-    if validate:
-        loaded.spec.validate()
-    return loaded
-
-
-def spec_from_text(text: str | bytes, what: str = "spec", *, validate: bool = True) -> LoadedSpec:
-    """:func:`spec_from_data` of JSON text (bounded by :func:`load_json`)."""
-    return spec_from_data(load_json(text, what), what, validate=validate)
-
-
-def read_spec_file(path: Any, *, validate: bool = True) -> LoadedSpec:
-    """A spec JSON file, refused unread when larger than MAX_JSON_BYTES."""
-    from pathlib import Path
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            raw = f.read(MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise SpecError("", f"cannot read spec file {show(str(p), 120)}: {e.strerror}") from None
-    return spec_from_text(raw, f"spec file {p.name[:80]}", validate=validate)

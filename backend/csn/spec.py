@@ -25,27 +25,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Iterator, NamedTuple
 
-BLOCK_TYPES: tuple[str, ...] = (
-    "simple", "simple-G", "simple-D",
-    "bottleneck", "bottleneck-G", "bottleneck-D", "ip", "bottleneck-DG",
-)
-#: Accepted spellings that map onto a canonical block type.
-BLOCK_ALIASES: dict[str, str] = {"ir": "bottleneck-D", "ir-csn": "bottleneck-D", "ip-csn": "ip"}
-HEADS: tuple[str, ...] = ("fc", "conv")
-STAGE_NAMES: tuple[str, ...] = ("conv2", "conv3", "conv4", "conv5")
-INPUT_ORDERS: tuple[str, ...] = ("RGB", "BGR")
-#: Default input normalisation: Kinetics statistics as VMZ uses them, per channel on the 0-1
-#: scale (pixel / 255), RGB order. backend.video normalises with a spec's own values.
-KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
-KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
-
-
-class SpecError(ValueError):
-    """A spec that cannot be built. ``layer`` names where, the message says which rule."""
-
-    def __init__(self, layer: str, rule: str):
-        self.layer, self.rule = layer, rule
-        super().__init__(f"{layer}: {rule}" if layer else rule)
+from .bounds import check_bounds, load_json, show, show_names
+from .vocab import (BLOCK_ALIASES, BLOCK_TYPES, HEADS, INPUT_ORDERS, KINETICS_MEAN,  # noqa: F401 - re-exported
+                    KINETICS_STD, STAGE_NAMES, SpecError)
 
 
 def is_simple(block: str) -> bool:
@@ -55,7 +37,6 @@ def is_simple(block: str) -> bool:
 def canonical_block(block: str, where: str = "") -> str:
     b = BLOCK_ALIASES.get(block, block) if isinstance(block, str) else block
     if b not in BLOCK_TYPES:
-        from .bounds import show
         raise SpecError(where, f"unknown block type {show(block)}; choose one of {', '.join(BLOCK_TYPES)}")
     return b
 
@@ -76,7 +57,6 @@ class StageSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "stage") -> "StageSpec":
-        from .bounds import show, show_names
         if not isinstance(d, dict):
             raise SpecError(where, f"must be a stage object, got {show(d)}")
         known = {f.name for f in fields(cls)}
@@ -138,7 +118,6 @@ class ArchSpec:
     def from_dict(cls, d: dict[str, Any]) -> "ArchSpec":
         """The spec a dict describes; it must list its stages (other fields default, see
         :func:`defaults_filled`). Types and limits are checked by :meth:`validate`."""
-        from .bounds import show, show_names
         if not isinstance(d, dict):
             raise SpecError("", "a spec must be a JSON object")
         known = {f.name for f in fields(cls)}
@@ -160,7 +139,6 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "ArchSpec":
-        from .bounds import load_json       # size, depth, int64 and finite numbers bounded
         return cls.from_dict(load_json(text))
 
     # --- conveniences ----------------------------------------------------------------
@@ -241,8 +219,7 @@ def _conv_kind(c_in: int, c_out: int, groups: int, kernel) -> str:
 
 
 def _check_positive(spec: ArchSpec) -> None:
-    from .bounds import check_bounds
-    check_bounds(spec)          # types and limits first: everything below is then bounded
+    check_bounds(spec, stage_type=StageSpec)   # types and limits first: everything below is then bounded
     _check_input(spec)
     for sname, st in zip(STAGE_NAMES, spec.stages):
         where = f"{sname}_x"
