@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import random
 from dataclasses import dataclass
@@ -59,10 +58,6 @@ def read_classes(path: str | os.PathLike) -> list[str]:
     if dup:
         raise DatasetError(f"{path}: {len(dup)} duplicate class name(s)")
     return names
-
-
-def write_classes(path: str | os.PathLike, classes: Sequence[str]) -> None:
-    Path(path).write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
 
 
 def _is_video(p: Path) -> bool:
@@ -378,7 +373,3 @@ class SeededSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         for i in self.base:
             yield i, hash((self.seed, self.epoch, i)) & 0x7FFFFFFF
-
-
-def steps_per_epoch(n_items: int, batch_size: int, world_size: int = 1) -> int:
-    return math.ceil(math.ceil(n_items / world_size) / batch_size)

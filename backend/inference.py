@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-from .csn import ArchSpec, SpecError, build_model, count
+from .csn import ArchSpec, SpecError, count
 from .csn.clipfit import check_clip
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
 from .evaluate import clip_settings
@@ -32,32 +32,13 @@ class ModelLoadError(ValueError):
 
 
 def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ArchSpec, list[str], dict[str, Any]]:
-    """``(model in eval mode, spec, classes, ckpt)`` from a ``csn-explorer/1`` checkpoint.
-
-    Uses ``backend.checkpoint.load_checkpoint`` when present; both read with
-    ``torch.load(weights_only=True)`` only.
-    """
+    """``(model in eval mode, spec, classes, ckpt)`` from a ``csn-explorer/1`` checkpoint, read
+    with ``torch.load(weights_only=True)`` (``backend.checkpoint``); errors as ModelLoadError."""
+    from .checkpoint import load_checkpoint
     try:
-        from .checkpoint import load_checkpoint  # type: ignore[attr-defined]
-    except ImportError:
-        load_checkpoint = None
-    if load_checkpoint is not None:
-        try:
-            return load_checkpoint(path)
-        except Exception as e:  # noqa: BLE001 - CheckpointError and torch errors
-            raise ModelLoadError(str(e)) from None
-    p = Path(path)
-    if not p.is_file():
-        raise ModelLoadError(f"checkpoint {p} does not exist")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-        spec = ArchSpec.from_dict(ck["spec"])
-        model = build_model(spec)
-        model.load_state_dict(ck["model"])
-    except Exception as e:  # noqa: BLE001
-        raise ModelLoadError(f"{p.name}: not a loadable CSN Explorer checkpoint "
-                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    return model.eval(), spec, list(ck["classes"]), ck
+        return load_checkpoint(path)
+    except Exception as e:  # noqa: BLE001 - CheckpointError and torch errors
+        raise ModelLoadError(str(e)) from None
 
 
 @dataclass
@@ -87,7 +68,7 @@ class Predictor:
         self.path = Path(checkpoint)
         self.model, self.spec, self.classes, ck = load_model(checkpoint)
         self.device = torch.device(device)
-        # measured defaults (issue 7): channels_last_3d + the fast depthwise conv on CPU,
+        # measured defaults (bench/bench_depthwise.py): channels_last_3d + the fast depthwise conv on CPU,
         # bf16/fp16 autocast on CUDA; eval mode
         self.settings = recommended_settings(self.device, train=False)
         self.model = prepare_model(self.model, self.device, train=False, settings=self.settings)

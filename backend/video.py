@@ -505,5 +505,3 @@ def test_clips(
         starts = sample_clip_times(r.duration, r.fps, frames=frames, rate=rate, num_clips=num_clips)
         return torch.cat([tf.load(r, t, frames, rate) for t in starts])
 
-
-test_clips.__test__ = False  # not a pytest test despite the name

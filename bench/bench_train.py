@@ -7,7 +7,7 @@ Measures, on a small synthetic dataset (``backend.synth``) and a small ir-CSN:
 3. end to end: clips/s of ``backend.train.train`` decoding every clip (workers=0 / 2) and
    cutting clips from the in-memory frame cache (``--cache-mb``, workers=0 / 1).
 
-Issue 14's target: end to end with the frame cache >= 0.9 x the train step alone, at the
+The target: end to end with the frame cache >= 0.9 x the train step alone, at the
 study's clip (8x32x32, ``python bench/bench_train.py --size 32``).
 
 On a machine shared with other work the figures move a lot between runs; compare within one.

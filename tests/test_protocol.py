@@ -15,7 +15,8 @@ from backend.csn import build_model, preset
 from backend.datasets import load_splits
 from backend.evaluate import evaluate, main, video_loader
 from backend.protocol import predict_videos, summarise
-from backend.video import Norm, test_clips
+from backend import video
+from backend.video import Norm
 from benchmark_trees import UCF_CLASSES, make_ucf101
 
 SPEC = dict(frames=8, height=32, width=32)
@@ -77,7 +78,7 @@ def test_views_and_scores_agree_with_the_training_evaluator(ucf: Path):
         assert got[k] == pytest.approx(ref[k], rel=1e-5), k
     assert sum(map(sum, got["confusion"])) == got["videos"] == len(s.val)
     three = predict_videos(model, s.val[:1], s.classes, frames=8, rate=2, size=32, clips=2, crops=3)
-    x = test_clips(s.val[0].path, frames=8, rate=2, size=32, num_clips=2, crops=3, norm=Norm.of(model.spec))
+    x = video.test_clips(s.val[0].path, frames=8, rate=2, size=32, num_clips=2, crops=3, norm=Norm.of(model.spec))
     with torch.no_grad():
         logits = model(x)
     np.testing.assert_allclose(three.probs[0], logits.softmax(1).mean(0).numpy(), rtol=1e-4, atol=1e-6)

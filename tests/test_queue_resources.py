@@ -1,4 +1,4 @@
-"""Issue 15: a resource-aware queue and a run store that never reports a lie.
+"""A resource-aware queue and a run store that never reports a lie.
 
 Real ``huey_consumer jobs.tasks`` processes with ``CSN_GPUS=0,1,2`` (trainers on CPU) run tiny
 trainings against a real SQLite file; the last test runs on a real redis-server and PostgreSQL.
