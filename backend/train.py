@@ -47,6 +47,7 @@ from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_mod
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
                               load_splits)
 from backend.evaluate import evaluate, video_loader
+from backend.finetune import FinetunePlan, freeze, param_groups, set_train_mode
 from backend.framecache import FrameCache
 from backend.video import Norm
 
@@ -97,6 +98,11 @@ class TrainConfig:
     keep_last: int = 3              # checkpoints kept (0: all)
     resume: bool = False            # continue from RUN_DIR's newest checkpoint
     finetune_from: str | None = None  # start from these weights; a new head if classes differ
+    # --- fine-tuning controls (backend/finetune.py) ---------------------------------------------
+    frozen_stages: int = -1         # -1: none; 0: the stem; N: the stem and conv2..conv{N+1}
+    norm_eval: bool = False         # every BatchNorm in eval mode: running statistics frozen
+    linear_probe: bool = False      # only the head trains (the backbone frozen, in eval mode)
+    backbone_lr_mult: float = 1.0   # backbone learning rate = lr x this (the head gets lr)
     seed: int = 0
     device: str = "auto"            # auto | cpu | cuda
     log_every: int = 10             # a "step" event every N iterations (and the last one)
@@ -118,6 +124,7 @@ class TrainConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        FinetunePlan.of(self)  # checks frozen_stages and backbone_lr_mult
 
 
 # --- architecture ------------------------------------------------------------------------------
@@ -254,10 +261,11 @@ def _build_optimizer(model: nn.Module, cfg: TrainConfig, world: int) -> tuple[to
     batch = cfg.batch_size * world
     if cfg.optimizer == "adamw":
         lr = cfg.lr if cfg.lr is not None else 1e-3 * batch / 16
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay), lr
+        groups = param_groups(model, lr, FinetunePlan.of(cfg))  # frozen parameters left out
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay), lr
     lr = cfg.lr if cfg.lr is not None else 0.01 * batch / 8
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay), lr
+    return torch.optim.SGD(param_groups(model, lr, FinetunePlan.of(cfg)), lr=lr,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay), lr
 
 
 def _build_scheduler(opt: torch.optim.Optimizer, total: int, warmup: int, start: float):
@@ -385,6 +393,7 @@ def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
     _seed_everything(cfg.seed)
     model = build_model(spec)
     finetuned = _finetune_load(model, cfg.finetune_from) if cfg.finetune_from and ckpt is None else None
+    trainable = freeze(model, FinetunePlan.of(cfg))
     model = prepare_model(model, device, train=True, settings=perf)
     sampler, train_loader, val_loader, steps, cache = _loaders(cfg, splits, spec, d, device)
 
@@ -408,7 +417,7 @@ def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
 
     scale = cache.pop("scale")
     config = {**asdict(cfg), "lr": lr, "warmup_epochs": warmup_epochs, "scale_min": scale[0],
-              "scale_max": scale[1], "world_size": d.world}
+              "scale_max": scale[1], "world_size": d.world, **trainable}
     out, step = Path(cfg.out), (start_epoch - 1) * steps
     events = EventLog(out / "metrics.jsonl" if d.main else None, callback if d.main else None,
                       steps * cfg.epochs, cfg.epochs, tb_dir=out if d.main and cfg.tensorboard else None,
@@ -449,6 +458,7 @@ def _train_epoch(r: _Run) -> tuple[dict[str, float], float]:
     cfg, d = r.cfg, r.d
     r.sampler.set_epoch(r.epoch)
     r.net.train()
+    set_train_mode(r.model, FinetunePlan.of(cfg))  # frozen parts and norm_eval BN stay in eval
     sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, clips, bad
     t0, seen, loss = time.time(), 0, float("nan")
     bar = None
@@ -597,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--keep-last", type=int, default=c.keep_last)
     a("--resume", action="store_true")
     a("--finetune-from", default=None, metavar="CKPT")
+    a("--frozen-stages", type=int, default=c.frozen_stages,
+      help="-1: train all; 0: freeze the stem; N: the stem and the first N stages")
+    a("--norm-eval", action="store_true", help="keep every BatchNorm in eval mode (statistics frozen)")
+    a("--linear-probe", action="store_true", help="train only the head")
+    a("--backbone-lr-mult", type=float, default=c.backbone_lr_mult,
+      help="backbone learning rate = lr x this; the head gets lr")
     a("--seed", type=int, default=c.seed)
     a("--device", default=c.device, help="auto | cpu | cuda")
     a("--max-steps-per-epoch", type=_opt_int, default=None)
