@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,62 @@ def test_an_mmaction2_import_finetunes_from_the_cli_with_frozen_stages(data, tmp
     want = sum(p.numel() for n, p in trained.named_parameters() if n.startswith(("conv5.", "head.")))
     assert after["config"]["trainable_params"] == want
     assert after["spec"]["input_mean"] == list(read_checkpoint(conv)["spec"]["input_mean"])
+
+
+def test_train_page_fine_tunes_an_imported_model_with_frozen_stages(tmp_path, monkeypatch, data):
+    """The Train page offers an imported checkpoint, counts what will train, and the run it
+    enqueues trains with the worker's own flags (jobs.hparams) and freezes what it said."""
+    import db
+    from streamlit.testing.v1 import AppTest
+
+    from app.finetune_form import SOURCE
+    from backend.train import main
+    from jobs import api
+    from jobs.hparams import hparam_args
+
+    var = tmp_path / "var"
+    monkeypatch.setenv("CSN_DATA_DIR", str(var))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db.dispose_engines()
+    spec = ArchSpec.from_dict({**TINY_SPEC, "num_classes": 3, "frames": 8, "height": 32, "width": 32})
+    model = _random_stats(build_model(spec), seed=1)
+    (var / "models").mkdir(parents=True)
+    imported = var / "models" / "tiny-import.pt"
+    save_atomic({"format": FORMAT, "model": model.state_dict(), "spec": spec.to_dict(),
+                 "classes": ["left", "right", "up"]}, imported)
+    dataset = var / "videos"
+    shutil.copytree(data, dataset)   # inside the data roots
+    try:
+        at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60).run()
+        at.switch_page(str(REPO / "app" / "views" / "train.py")).run()
+        at.radio(key="train_src").set_value(SOURCE).run()
+        at.selectbox(key="train_ft_model").set_value("imported: tiny-import.pt").run()
+        at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
+        at.text_input(key="train_path").set_value(str(dataset)).run()
+        at.selectbox(key="hp_frozen_stages").set_value(1).run()
+        at.checkbox(key="hp_norm_eval").check().run()
+        at.number_input(key="hp_frames").set_value(8).run()
+        at.number_input(key="hp_size").set_value(32).run()
+        at.number_input(key="hp_epochs").set_value(1).run()
+        assert not at.exception, at.exception
+        frozen = _numel(model.conv1) + _numel(model.conv2)
+        want = f"{_numel(model) - frozen:,} of {_numel(model):,} parameters will train"
+        assert any(want in c.value for c in at.caption), [c.value for c in at.caption]
+        at.button[[b.label for b in at.button].index("Enqueue run")].click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        (run,) = api.list_runs()
+        hp = run["hparams"]
+        assert (hp["finetune_from"], hp["frozen_stages"], hp["norm_eval"]) == (str(imported), 1, True)
+        (tmp_path / "spec.json").write_text(json.dumps(run["spec"]))
+        out = tmp_path / "run"
+        hp = {**hp, "max_steps_per_epoch": 2, "eval_clips": 1}
+        assert main(["--arch", str(tmp_path / "spec.json"), "--data", run["dataset"], "--out", str(out),
+                     "--scale-min", "32", "--scale-max", "32", "--no-tensorboard",
+                     *hparam_args(hp)]) == 0
+        after = read_checkpoint(next((out / "checkpoints").glob("*.pt")))
+        before = model.state_dict()
+        assert all(torch.equal(v, before[k]) for k, v in after["model"].items()
+                   if k.startswith(("conv1.", "conv2.")) or k.endswith("running_mean"))
+        assert after["config"]["trainable_params"] == _numel(model) - frozen
+    finally:
+        db.dispose_engines()
