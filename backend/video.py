@@ -351,6 +351,12 @@ class VideoReader:
         arrays = [cache.setdefault(id(f), self._to_array(f, short_side)) for f in decoded]
         return np.ascontiguousarray(np.stack(arrays))
 
+    def iter_frames(self, *, short_side: int | None = None):
+        """Every frame from the start, each decoded once and in order: ``(time_s, uint8 (H, W,
+        3) RGB upright)``, ``short_side`` as in :meth:`clip`."""
+        for t, frame in self._decode_from(0.0):
+            yield t, self._to_array(frame, short_side)
+
     def close(self) -> None:
         self.container.close()
 
