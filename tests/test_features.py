@@ -97,3 +97,56 @@ def test_an_interrupted_extraction_resumes_where_it_stopped(videos, tmp_path):
     extract(str(SHIPPED), str(videos), str(fresh), clips=2)
     assert [r["path"] for r in _index(out)] == [r["path"] for r in _index(fresh)]
     assert np.allclose(np.load(out), np.load(fresh), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_run_detail_extracts_features_in_the_background(videos, tmp_path, monkeypatch):
+    import shutil
+    import time
+
+    import db
+    from db import Checkpoint, Run, write
+    from streamlit.testing.v1 import AppTest
+
+    var = tmp_path / "var"
+    monkeypatch.setenv("CSN_DATA_DIR", str(var))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db.dispose_engines()
+    data = var / "videos"
+    shutil.copytree(videos, data)
+    run_dir = var / "runs" / "run_00001"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    ckpt = shutil.copy(SHIPPED, run_dir / "checkpoints" / "epoch_0001.pt")
+
+    def mk(s):
+        r = Run(name="done", spec={"name": "motion-ir-csn"}, dataset=str(data), hparams={},
+                status="succeeded", output_dir=str(run_dir))
+        s.add(r)
+        s.flush()
+        s.add(Checkpoint(run_id=r.id, epoch=1, path=str(ckpt)))
+        return r.id
+    try:
+        rid = write(mk)
+        at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60).run()
+        at.query_params["run"] = str(rid)
+        at.switch_page(str(REPO / "app" / "views" / "run.py")).run()
+        assert not at.exception, at.exception
+        assert at.text_input(key="feat_videos").value == str(data)
+        at.number_input(key="feat_clips").set_value(1).run()
+        at.button(key="feat_go").click().run()
+        out, meta = run_dir / "features" / "pool.npy", run_dir / "features" / "pool.meta.json"
+        for _ in range(240):   # the command writes meta "complete" last
+            if meta.exists() and json.loads(meta.read_text()).get("complete"):
+                break
+            time.sleep(0.5)
+        assert out.exists(), (run_dir / "features" / "pool.log").read_text()
+        for _ in range(20):    # and then exits
+            at.run()
+            if at.get("download_button") and any(b.label == "pool.npy" for b in at.get("download_button")):
+                break
+            time.sleep(0.5)
+        labels = [b.label for b in at.get("download_button")]
+        assert {"pool.npy", "pool.index.csv", "pool.bad.csv"} <= set(labels), labels
+        assert np.load(out).shape[0] == 8
+    finally:
+        db.dispose_engines()
