@@ -2,17 +2,20 @@
 window (``backend.predict``), and an explanation of a chosen window's clip."""
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 TOP_CLASSES = 5   # curves drawn: the classes with the highest peak probability
+MAX_WINDOWS = 120  # a longer video gets a longer stride (the note says so)
 
 
 def settings(pr, video: str) -> tuple[float, float]:
     """(window, stride) seconds for this video: 2 s, or the model's clip at the video's frame
-    rate if longer; windows overlap by half."""
+    rate if longer; windows overlap by half, or less when that would exceed MAX_WINDOWS."""
     from backend.video import clip_span_s, probe
-    window = max(2.0, round(clip_span_s(pr.frames, pr.rate, probe(video).fps), 2))
-    return window, window / 2
+    info = probe(video)
+    window = max(2.0, round(clip_span_s(pr.frames, pr.rate, info.fps), 2))
+    return window, max(window / 2, (info.duration_s - window) / (MAX_WINDOWS - 1))
 
 
 def figure(tl):
@@ -30,8 +33,9 @@ def figure(tl):
     return fig
 
 
-def timeline(h, file, model_name: str):
-    """(figure or None, note, window choices update) for the uploaded video."""
+def timeline(h, file, model_name: str, progress=None):
+    """(figure or None, note, window choices update) for the uploaded video; ``progress(f,
+    text)`` after each batch (it may raise to stop)."""
     import gradio as gr
 
     from app.demo import _file_path
@@ -45,7 +49,7 @@ def timeline(h, file, model_name: str):
         pr, _ = h.predictor(model_name)
         try:
             window, stride = settings(pr, path)
-            tl = run_timeline(pr, path, window=window, stride=stride)
+            tl = run_timeline(pr, path, window=window, stride=stride, progress=progress)
         except (VideoError, ValueError) as e:
             return None, f"No timeline: {e}", gr.update(choices=[], value=None)
     if len(tl.starts) < 2:
@@ -103,8 +107,21 @@ def components() -> dict[str, Any]:
 def wire(h, parts: dict[str, Any], analyzed, video, model, method, stage, outputs: list) -> None:
     """After each analysis, the timeline; the button explains the chosen window into
     ``outputs`` (overlay, gallery, per-frame chart, info)."""
-    def make(file, model_name):
-        return timeline(h, file, model_name)
+    import gradio as gr
+
+    from app.demo import Stopped, _session
+
+    def make(file, model_name, request: gr.Request, progress=gr.Progress()):
+        stop = h.stops.setdefault(_session(request), threading.Event())
+
+        def tick(f: float, text: str) -> None:
+            if stop.is_set():
+                raise Stopped
+            progress(f, desc=f"timeline: {text}")
+        try:
+            return timeline(h, file, model_name, progress=tick)
+        except Stopped:
+            return None, "Timeline stopped.", gr.update(choices=[], value=None)
 
     def explain_chosen(file, model_name, start_s, method_label, stage_name):
         return explain_window(h, file, model_name, start_s, method_label, stage_name)

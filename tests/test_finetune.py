@@ -221,3 +221,14 @@ def test_train_page_fine_tunes_an_imported_model_with_frozen_stages(tmp_path, mo
         assert after["config"]["trainable_params"] == _numel(model) - frozen
     finally:
         db.dispose_engines()
+
+
+def test_recipes_and_queued_hparams_carry_the_controls():
+    from backend.train import config_from_args
+    from jobs.hparams import hparam_args, validate_hparams
+    hp = {"frozen_stages": 2, "norm_eval": True, "linear_probe": False, "backbone_lr_mult": 0.1}
+    cfg = config_from_args(["--arch", "ir-csn-26", "--data", "d", "--out", "o", *hparam_args(hp)])
+    assert (cfg.frozen_stages, cfg.norm_eval, cfg.linear_probe, cfg.backbone_lr_mult) == (2, True, False, 0.1)
+    assert config_from_args(["--arch", "x", "--data", "d", "--out", "o", "--linear-probe"]).linear_probe
+    with pytest.raises(ValueError, match="frozen_stages must be int"):
+        validate_hparams({"frozen_stages": "2"})
