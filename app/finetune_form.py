@@ -41,7 +41,9 @@ def pick_model() -> tuple[Any, str | None]:
         return None, None
     spec_d, n_classes = got
     st.caption(f"{entry.origin}; {n_classes} classes (a new classifier is made when the "
-               "dataset's classes differ).")
+               f"dataset's classes differ); made for {spec_d.get('frames')}×{spec_d.get('height')}²"
+               " clips: set the clip frames and crop size below to match, or the weights see "
+               "inputs they were not trained on.")
     return ArchSpec.from_dict(spec_d), entry.path
 
 
