@@ -129,18 +129,25 @@ def test_linear_probe_trains_only_the_head(data, base_ckpt, tmp_path):
     assert start["config"]["trainable_params"] == sum(v.numel() for v in head.values())
 
 
-@pytest.mark.slow
-def test_an_mmaction2_import_finetunes_from_the_cli_with_frozen_stages(data, tmp_path):
-    """A checkpoint made by mmaction2's own code, converted, then fine-tuned by the CLI."""
+@pytest.fixture(scope="module")
+def mm_import(tmp_path_factory) -> Path:
+    """An ir-CSN-50 made and saved by mmaction2's own code (random weights and BN statistics,
+    tests/test_convert_peers.py), converted with backend.convert."""
     import test_convert_peers as peers
     if peers.MM_MISSING:
         pytest.skip(f"mmaction2 not importable ({peers.MM_MISSING})")
     from backend.convert import convert_checkpoint
+    d = tmp_path_factory.mktemp("mm")
     cfg = peers.mm_config(peers.R50)
     model, _ = peers.mm_build(cfg)
-    src = peers.mm_save(tmp_path / "csn.pth", model, cfg)
-    conv = tmp_path / "ircsn50.pt"
-    convert_checkpoint(src, conv)
+    convert_checkpoint(peers.mm_save(d / "csn.pth", model, cfg), d / "ircsn50.pt")
+    return d / "ircsn50.pt"
+
+
+@pytest.mark.slow
+def test_an_mmaction2_import_finetunes_from_the_cli_with_frozen_stages(data, mm_import, tmp_path):
+    """A checkpoint made by mmaction2's own code, converted, then fine-tuned by the CLI."""
+    conv = mm_import
     before = read_checkpoint(conv)["model"]
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -164,9 +171,20 @@ def test_an_mmaction2_import_finetunes_from_the_cli_with_frozen_stages(data, tmp
     assert after["spec"]["input_mean"] == list(read_checkpoint(conv)["spec"]["input_mean"])
 
 
-def test_train_page_fine_tunes_an_imported_model_with_frozen_stages(tmp_path, monkeypatch, data):
-    """The Train page offers an imported checkpoint, counts what will train, and the run it
-    enqueues trains with the worker's own flags (jobs.hparams) and freezes what it said."""
+def _tiny_import(models: Path) -> Path:
+    spec = ArchSpec.from_dict({**TINY_SPEC, "num_classes": 3, "frames": 8, "height": 32, "width": 32})
+    path = models / "tiny-import.pt"
+    save_atomic({"format": FORMAT, "model": _random_stats(build_model(spec), seed=1).state_dict(),
+                 "spec": spec.to_dict(), "classes": ["left", "right", "up"]}, path)
+    return path
+
+
+@pytest.mark.parametrize("source", ["tiny", pytest.param("mmaction2", marks=pytest.mark.slow)])
+def test_train_page_fine_tunes_an_imported_model_with_frozen_stages(source, tmp_path, monkeypatch,
+                                                                    data, request):
+    """The Train page offers an imported checkpoint (a tiny one; an mmaction2-made ir-CSN-50),
+    counts what will train, and the run it enqueues trains with the worker's own flags
+    (jobs.hparams) and freezes what it said."""
     import db
     from streamlit.testing.v1 import AppTest
 
@@ -179,19 +197,19 @@ def test_train_page_fine_tunes_an_imported_model_with_frozen_stages(tmp_path, mo
     monkeypatch.setenv("CSN_DATA_DIR", str(var))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     db.dispose_engines()
-    spec = ArchSpec.from_dict({**TINY_SPEC, "num_classes": 3, "frames": 8, "height": 32, "width": 32})
-    model = _random_stats(build_model(spec), seed=1)
     (var / "models").mkdir(parents=True)
-    imported = var / "models" / "tiny-import.pt"
-    save_atomic({"format": FORMAT, "model": model.state_dict(), "spec": spec.to_dict(),
-                 "classes": ["left", "right", "up"]}, imported)
+    if source == "tiny":
+        imported = _tiny_import(var / "models")
+    else:
+        imported = Path(shutil.copy(request.getfixturevalue("mm_import"), var / "models"))
+    model = load_checkpoint(imported)[0]
     dataset = var / "videos"
     shutil.copytree(data, dataset)   # inside the data roots
     try:
         at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60).run()
         at.switch_page(str(REPO / "app" / "views" / "train.py")).run()
         at.radio(key="train_src").set_value(SOURCE).run()
-        at.selectbox(key="train_ft_model").set_value("imported: tiny-import.pt").run()
+        at.selectbox(key="train_ft_model").set_value(f"imported: {imported.name}").run()
         at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
         at.text_input(key="train_path").set_value(str(dataset)).run()
         at.selectbox(key="hp_frozen_stages").set_value(1).run()
@@ -200,8 +218,10 @@ def test_train_page_fine_tunes_an_imported_model_with_frozen_stages(tmp_path, mo
         at.number_input(key="hp_size").set_value(32).run()
         at.number_input(key="hp_epochs").set_value(1).run()
         assert not at.exception, at.exception
-        frozen = _numel(model.conv1) + _numel(model.conv2)
-        want = f"{_numel(model) - frozen:,} of {_numel(model):,} parameters will train"
+        # the classifier is rebuilt for the dataset's 3 classes
+        total = _numel(model) - _numel(model.head) + (model.head.fc.in_features + 1) * 3
+        trains = total - _numel(model.conv1) - _numel(model.conv2)
+        want = f"{trains:,} of {total:,} parameters will train"
         assert any(want in c.value for c in at.caption), [c.value for c in at.caption]
         at.button[[b.label for b in at.button].index("Enqueue run")].click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
@@ -210,15 +230,15 @@ def test_train_page_fine_tunes_an_imported_model_with_frozen_stages(tmp_path, mo
         assert (hp["finetune_from"], hp["frozen_stages"], hp["norm_eval"]) == (str(imported), 1, True)
         (tmp_path / "spec.json").write_text(json.dumps(run["spec"]))
         out = tmp_path / "run"
-        hp = {**hp, "max_steps_per_epoch": 2, "eval_clips": 1}
+        hp = {**hp, "max_steps_per_epoch": 2, "eval_clips": 1, "batch_size": 4}
         assert main(["--arch", str(tmp_path / "spec.json"), "--data", run["dataset"], "--out", str(out),
                      "--scale-min", "32", "--scale-max", "32", "--no-tensorboard",
                      *hparam_args(hp)]) == 0
         after = read_checkpoint(next((out / "checkpoints").glob("*.pt")))
-        before = model.state_dict()
-        assert all(torch.equal(v, before[k]) for k, v in after["model"].items()
-                   if k.startswith(("conv1.", "conv2.")) or k.endswith("running_mean"))
-        assert after["config"]["trainable_params"] == _numel(model) - frozen
+        before = read_checkpoint(imported)["model"]
+        kept = [k for k in after["model"] if k.startswith(("conv1.", "conv2.")) or k.endswith("running_mean")]
+        assert kept and all(torch.equal(after["model"][k], before[k]) for k in kept)
+        assert after["config"]["trainable_params"] == trains
     finally:
         db.dispose_engines()
 
