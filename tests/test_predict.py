@@ -91,9 +91,11 @@ def test_cli_json_csv_and_errors(two_motions, tmp_path, capsys):
         assert err[-1].startswith("error: ") and field in err[-1]
 
 
-def test_cli_a_text_file_as_checkpoint_is_one_line(two_motions, tmp_path, capsys):
+@pytest.mark.parametrize("text", ["hi secret\n", "hello secret 12345"])  # torch: KeyError / unpickling
+def test_cli_a_text_file_as_checkpoint_is_one_line(text, two_motions, tmp_path, capsys):
     bad = tmp_path / "notes.pt"
-    bad.write_text("not a checkpoint")
+    bad.write_text(text)
     assert main([str(bad), str(two_motions)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is not a readable checkpoint" in err[0] and "not a checkpoint" not in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and "notes.pt" in err[0]
+    assert "secret" not in err[0]
