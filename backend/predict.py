@@ -111,17 +111,20 @@ class _Windows:
                       for s in starts]
         self.tol = 0.25 / fps
         self.buf_t: list[float] = []
-        self.buf_x: list[np.ndarray] = []
+        self.buf_x: list[Any] = []     # decoded frames; arrays once a clip used them
 
     def last_time(self, k: int) -> float:
         return max(t for clip in self.times[k] for t in clip)
 
-    def clips(self, k: int) -> list[np.ndarray]:
+    def clips(self, k: int, to_array: Callable[[Any], np.ndarray]) -> list[np.ndarray]:
         """uint8 (T, H, W, 3) per clip of window ``k``: the frame shown at each time (the last
-        decoded frame for times past the end)."""
+        decoded frame for times past the end); a frame is converted once, when first needed."""
         out = []
         for clip in self.times[k]:
             idx = [max(0, bisect_right(self.buf_t, t + self.tol) - 1) for t in clip]
+            for i in idx:
+                if not isinstance(self.buf_x[i], np.ndarray):
+                    self.buf_x[i] = to_array(self.buf_x[i])
             out.append(np.stack([self.buf_x[i] for i in idx]))
         return out
 
@@ -167,10 +170,11 @@ def timeline(pr, video: str | Path, *, window: float = 2.0, stride: float = 1.0,
                 progress(len(scored) / len(starts), f"scored {len(scored)}/{len(starts)} windows")
 
         def emit(k: int) -> None:
-            pending.append(torch.cat([tf(c, short_side=side) for c in plan.clips(k)]))
+            clips_k = plan.clips(k, lambda f: reader.array(f, side))
+            pending.append(torch.cat([tf(c, short_side=side) for c in clips_k]))
             flush(False)
 
-        for t, frame in reader.iter_frames(short_side=side):
+        for t, frame in reader.iter_frames():
             decoded += 1
             plan.buf_t.append(t)
             plan.buf_x.append(frame)
