@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app import demo_timeline
 from app.modelcard import model_card_markdown
 from backend.paths import PathRefused, check_checkpoint, data_dir
 
@@ -379,6 +380,7 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
                 overlay = gr.Video(label="Clip | explanation overlay", autoplay=True, loop=True)
                 gallery = gr.Gallery(label="Key frames (most important)", columns=4, height="auto")
                 plot = gr.Plot(label="Per-frame importance")
+                timeline_parts = demo_timeline.components()
                 with gr.Accordion("Model card", open=True):
                     card_md = gr.Markdown()
         card_out = [card_md, num_clips, method, big_note]
@@ -387,8 +389,10 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
         model.input(h.card, [model], card_out, api_name="model_card")
         ck_btn.click(h.import_checkpoint, [ck_path], [model, ck_msg], api_name="load_checkpoint"
                      ).success(h.card, [model], card_out, api_name=False)
-        run.click(analyze, [video, model, num_clips, crops, method, stage],
-                  [label, info, overlay, gallery, plot], api_name="analyze", concurrency_limit=1)
+        analyzed = run.click(analyze, [video, model, num_clips, crops, method, stage],
+                             [label, info, overlay, gallery, plot], api_name="analyze", concurrency_limit=1)
+        demo_timeline.wire(h, timeline_parts, analyzed, video, model, method, stage,
+                           [overlay, gallery, plot, info])
         stop.click(stop_analysis, None, None, api_name="stop", concurrency_limit=None,
                    concurrency_id="stop")
     return demo

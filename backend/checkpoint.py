@@ -118,7 +118,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     except pickle.UnpicklingError:  # (its message would quote the file's bytes)
         raise CheckpointError(f"{path} is not a plain-data checkpoint (refusing to unpickle "
                               f"arbitrary objects)") from None
-    except (RuntimeError, EOFError, OSError) as e:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as e:  # KeyError: text files
         raise CheckpointError(f"{path} is not a readable checkpoint "
                               f"({type(e).__name__} from torch.load)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -17,7 +17,7 @@ from .csn import ArchSpec, SpecError, count
 from .csn.clipfit import check_clip
 from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
 from .evaluate import clip_settings
-from .video import Norm, test_clips
+from .video import ClipTransform, Norm, test_clips
 
 
 #: Multiply-adds per clip from which a model counts as big on a CPU (an ir-CSN-152 at
@@ -92,6 +92,10 @@ class Predictor:
         """The model's input for a video: float (num_clips*crops, 3, T, S, S)."""
         return test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
                           num_clips=num_clips, crops=crops, threads=1, norm=self.norm)
+
+    def transform(self, crops: int = 1) -> ClipTransform:
+        """The test-time scaling, crop(s) and normalisation :meth:`clips` applies."""
+        return ClipTransform(size=self.size, train=False, crops=crops, norm=self.norm)
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, batch: int = 4, progress: Progress | None = None) -> torch.Tensor:

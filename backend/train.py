@@ -47,6 +47,7 @@ from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_mod
 from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
                               load_splits)
 from backend.evaluate import evaluate, video_loader
+from backend.finetune import FinetunePlan, freeze, param_groups, set_train_mode
 from backend.framecache import FrameCache
 from backend.train_config import TrainConfig, build_parser, config_from_args  # noqa: F401 - re-exported
 from backend.video import Norm
@@ -186,10 +187,11 @@ def _build_optimizer(model: nn.Module, cfg: TrainConfig, world: int) -> tuple[to
     batch = cfg.batch_size * world
     if cfg.optimizer == "adamw":
         lr = cfg.lr if cfg.lr is not None else 1e-3 * batch / 16
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay), lr
+        groups = param_groups(model, lr, FinetunePlan.of(cfg))  # frozen parameters left out
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay), lr
     lr = cfg.lr if cfg.lr is not None else 0.01 * batch / 8
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay), lr
+    return torch.optim.SGD(param_groups(model, lr, FinetunePlan.of(cfg)), lr=lr,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay), lr
 
 
 def _build_scheduler(opt: torch.optim.Optimizer, total: int, warmup: int, start: float):
@@ -318,6 +320,7 @@ def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
     _seed_everything(cfg.seed)
     model = build_model(spec)
     finetuned = _finetune_load(model, cfg.finetune_from) if cfg.finetune_from and ckpt is None else None
+    trainable = freeze(model, FinetunePlan.of(cfg))
     model = prepare_model(model, device, train=True, settings=perf)
     sampler, train_loader, val_loader, steps, cache = _loaders(cfg, splits, spec, d, device)
 
@@ -341,7 +344,7 @@ def _setup(cfg: TrainConfig, callback: Callback | None, d: Dist) -> _Run:
 
     scale = cache.pop("scale")
     config = {**asdict(cfg), "lr": lr, "warmup_epochs": warmup_epochs, "scale_min": scale[0],
-              "scale_max": scale[1], "world_size": d.world}
+              "scale_max": scale[1], "world_size": d.world, **trainable}
     out, step = Path(cfg.out), (start_epoch - 1) * steps
     events = EventLog(out / "metrics.jsonl" if d.main else None, callback if d.main else None,
                       steps * cfg.epochs, cfg.epochs, tb_dir=out if d.main and cfg.tensorboard else None,
@@ -382,6 +385,7 @@ def _train_epoch(r: _Run) -> tuple[dict[str, float], float]:
     cfg, d = r.cfg, r.d
     r.sampler.set_epoch(r.epoch)
     r.net.train()
+    set_train_mode(r.model, FinetunePlan.of(cfg))  # frozen parts and norm_eval BN stay in eval
     sums = torch.zeros(4, dtype=torch.float64)  # loss_sum, correct, clips, bad
     t0, seen, loss = time.time(), 0, float("nan")
     bar = None

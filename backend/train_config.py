@@ -73,6 +73,11 @@ class TrainConfig:
     resume: bool = knob(False, "continue from RUN_DIR's newest checkpoint")
     finetune_from: str | None = knob(None, "start from these weights; a new head if classes differ",
                                      metavar="CKPT")
+    # --- fine-tuning controls (backend/finetune.py) -------------------------------------------
+    frozen_stages: int = knob(-1, "-1: train all; 0: freeze the stem; N: the stem and the first N stages")
+    norm_eval: bool = knob(False, "keep every BatchNorm in eval mode (statistics frozen)")
+    linear_probe: bool = knob(False, "train only the head (the backbone frozen, in eval mode)")
+    backbone_lr_mult: float = knob(1.0, "backbone learning rate = lr x this; the head gets lr")
     seed: int = knob(0, "")
     device: str = knob("auto", "auto | cpu | cuda | cuda:N")
     log_every: int = knob(10, "a step event every N iterations (and the last one)")
@@ -96,6 +101,15 @@ class TrainConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
+        check_finetune(self.frozen_stages, self.backbone_lr_mult)
+
+
+def check_finetune(frozen_stages: int, backbone_lr_mult: float) -> None:
+    """The fine-tuning controls' ranges (also checked by ``backend.finetune.FinetunePlan``)."""
+    if not -1 <= frozen_stages <= 4:
+        raise ValueError(f"frozen_stages must be -1 (none) .. 4, got {frozen_stages}")
+    if not 0.0 < backbone_lr_mult <= 100.0:
+        raise ValueError(f"backbone_lr_mult must be in (0, 100], got {backbone_lr_mult}")
 
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}

@@ -351,6 +351,15 @@ class VideoReader:
         arrays = [cache.setdefault(id(f), self._to_array(f, short_side)) for f in decoded]
         return np.ascontiguousarray(np.stack(arrays))
 
+    def iter_frames(self):
+        """Every frame from the start, each decoded once and in order: ``(time_s, frame)``;
+        :meth:`array` converts the frames that are needed."""
+        yield from self._decode_from(0.0)
+
+    def array(self, frame: av.VideoFrame, short_side: int | None = None) -> np.ndarray:
+        """uint8 (H, W, 3) RGB upright of a decoded frame, ``short_side`` as in :meth:`clip`."""
+        return self._to_array(frame, short_side)
+
     def close(self) -> None:
         self.container.close()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import charts
+from app import charts, features_panel
 from app.runs_data import (STATUS_ICON, fmt_duration, fmt_when, live_metrics, metric_series,
                            pace, pick_curves, run_row)
 from app.state import fmt_count, list_runs_or_stop, require_jobs_api
@@ -183,6 +183,7 @@ def manage(run_id: int) -> None:
                   "output folder": r.get("output_dir") or "—", "worker": r.get("worker_id") or "—",
                   "attempts": str(r.get("attempts"))})
         st.json({"hparams": r.get("hparams"), "spec": r.get("spec")}, expanded=False)
+    features_panel.section(r)
     if r["status"] not in ACTIVE:
         with st.expander("Delete this run"):
             files = st.checkbox("Also delete its output folder (checkpoints, logs)", key="del_files")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import finetune_form
 from app.state import (BUILDER_SPEC, checked_dataset, fmt_count, generate_synth, load_design, require_jobs_api,
                        spec_from_choice, synth_available, worker_rows)
 from backend.csn import SpecError, count, list_presets
@@ -37,10 +38,12 @@ st.subheader("1. Architecture")
 if not ss.get(BUILDER_SPEC) and (kept := load_design()) is not None:  # /train opened directly
     ss[BUILDER_SPEC] = kept.to_dict()
 sources = (["Current builder design"] if ss.get(BUILDER_SPEC) else []) + ["Saved architecture",
-                                                                          "Preset"]
+                                                                          "Preset", finetune_form.SOURCE]
 src = st.radio("Take it from", sources, horizontal=True, key="train_src")
-spec = None
-if src == "Current builder design":
+spec, finetune_from = None, None
+if src == finetune_form.SOURCE:
+    spec, finetune_from = finetune_form.pick_model()
+elif src == "Current builder design":
     spec = spec_from_choice("builder", ss[BUILDER_SPEC])
 elif src == "Saved architecture":
     saved = api.list_architectures()
@@ -124,6 +127,7 @@ hp["size"] = h[1].number_input("Crop size", 16, 320, 64, step=16, key="hp_size")
 hp["max_steps_per_epoch"] = h[2].number_input("Max steps/epoch (0 = all)", 0, 100000, 0,
                                               key="hp_maxsteps") or None
 hp["workers"] = h[3].number_input("Data-loader workers", 0, 16, 0, key="hp_workers")
+hp.update(finetune_form.controls(spec, dataset if dataset_ok else "", finetune_from))
 name = st.text_input("Run name (optional)", key="train_name")
 
 # --- enqueue ---------------------------------------------------------------------------------
