@@ -17,7 +17,8 @@ from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architectur
 from db.query import metric_points
 
 from .hparams import validate_hparams
-from .liveness import reap_stale, reconcile_s, worker_dead
+from .liveness import no_progress_s, reap_stale, reconcile_s, stall_warn_s, worker_dead
+from .outcome import settle_in
 from .queue import huey, queue_problem, sync_storage
 from .supervise import train_threads
 from .worker import run_training
@@ -46,14 +47,16 @@ def _set(s, run_id: int, **kw: Any) -> None:
 
 
 def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str, Any],
-                name: str | None = None, gpus: int | None = None) -> int:
+                name: str | None = None, gpus: int | None = None,
+                stall_timeout: float | None = None) -> int:
     """Create a queued run and put its task on the queue; returns the run id.
 
     ``hparams`` are ``TrainConfig`` fields and become trainer flags (``{"batch_size": 4}`` ->
     ``--batch-size 4``); unknown keys, wrong types and the worker's paths (``out``, ``data``,
     ``arch``, ``resume``) raise ``ValueError``. The run asks for ``gpus`` (also accepted as
     ``hparams["gpus"]``; None: 1 when the worker has GPUs, else 0) and ``hparams["threads"]``
-    CPU threads (default ``CSN_TRAIN_THREADS`` or 1). A dataset outside the data roots raises
+    CPU threads (default ``CSN_TRAIN_THREADS`` or 1). ``stall_timeout`` (seconds, optional):
+    fail the run when its trainer writes no event for that long. A dataset outside the data roots raises
     ``PathRefused`` (backend.paths); a bad spec or a missing dataset inside them is not
     rejected here: the worker fails the run with a clear error.
     """
@@ -62,11 +65,12 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     validate_hparams({"gpus": gpus})
     sd = _spec_dict(spec)
     ds = str(check_dataset(dataset))
+    stall = _check_stall_timeout(stall_timeout)
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
         r = Run(name=name, spec=sd, dataset=ds, hparams=hp, status=QUEUED, gpus=gpus,
-                threads=train_threads(hp), queued_at=utcnow(),
+                threads=train_threads(hp), queued_at=utcnow(), stall_timeout=stall,
                 architecture_id=arch.id if arch is not None and arch.spec == sd else None)
         s.add(r)
         s.flush()
@@ -74,6 +78,14 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     run_id = write(create)
     _enqueue_task(run_id)
     return run_id
+
+
+def _check_stall_timeout(v: float | None) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 30 * 86400:
+        raise ValueError("stall_timeout must be a number of seconds from 1 to 2592000 (30 days), or None")
+    return float(v)
 
 
 def cancel_run(run_id: int) -> bool:
@@ -100,9 +112,12 @@ def cancel_run(run_id: int) -> bool:
 def retry_run(run_id: int) -> bool:
     """Re-queue a failed, cancelled or crashed run (the trainer resumes from its last
     checkpoint when there is one), or a queued run whose queue message was lost. Returns
-    False when the run is not retryable (unknown, running, finished well, or still queued)."""
+    False when the run is not retryable (unknown, running, finished well, or still queued).
+    A crashed run whose trainer did exit 0 (its outcome file) becomes ``succeeded`` instead."""
     def reset(s):
         r = s.get(Run, run_id)
+        if r is not None and r.status == CRASHED and settle_in(s, r):
+            return None
         if r is None or r.status not in RETRYABLE + (QUEUED,):
             return None
         if r.status == QUEUED:
@@ -160,9 +175,11 @@ def retry_outlook(run_id: int) -> str:
 def run_dict(r: Run, checkpoints: list[Checkpoint] | None = None) -> dict[str, Any]:
     """A run row as a plain dict (with ``progress`` 0..1)."""
     d = {c.name: getattr(r, c.name) for c in Run.__table__.columns}
-    for k in ("heartbeat_at", "created_at", "started_at", "finished_at"):
+    for k in ("heartbeat_at", "created_at", "started_at", "finished_at", "progress_at"):
         d[k] = as_utc(d[k])
     d["progress"] = r.progress
+    quiet = no_progress_s(r.progress_at, r.started_at, utcnow()) if r.status == RUNNING else None
+    d["no_progress_s"] = quiet if quiet is not None and quiet >= stall_warn_s() else None
     if checkpoints is not None:
         d["checkpoints"] = [{"epoch": c.epoch, "path": c.path, "metrics": c.metrics,
                              "created_at": as_utc(c.created_at)} for c in checkpoints]
