@@ -63,9 +63,9 @@ def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str
     hp = validate_hparams(hparams)
     gpus = hp.pop("gpus", gpus)
     validate_hparams({"gpus": gpus})
+    stall = _check_stall_timeout(stall_timeout)
     sd = _spec_dict(spec)
     ds = str(check_dataset(dataset))
-    stall = _check_stall_timeout(stall_timeout)
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))

@@ -25,7 +25,6 @@ from .tail import is_video_top1, metric_rows, read_events
 
 OUTCOME = "outcome.json"
 ATTEMPT_ENV = "CSN_RUN_ATTEMPT"
-LOG_TAIL_CHARS = 4000
 
 
 def write_outcome(run_dir: Path, exit_status: int, **extra: Any) -> None:
@@ -94,15 +93,6 @@ def ingest(s, r: Run, events: list[dict[str, Any]], run_dir: Path) -> None:
                 r.best_val_video_top1 = row["value"]
 
 
-def log_tail(run_dir: Path) -> str:
-    try:
-        with (Path(run_dir) / "train.log").open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL_CHARS))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def settle_in(s, r: Run | None, attempt: int | None = None) -> str | None:
     """End row ``r`` as its trainer's outcome file says, ingesting the rest of its metrics;
     returns the new status, or None (no outcome of this attempt, or nothing to change).
@@ -115,11 +105,11 @@ def settle_in(s, r: Run | None, attempt: int | None = None) -> str | None:
     got = read_outcome(r.output_dir, attempt_tag(r.id, r.attempts))
     if got is None or (r.status == CRASHED and got["exit_status"] != 0):
         return None
-    from .supervise import exit_reason   # supervise imports this module
+    from .supervise import _tail, exit_reason   # supervise imports this module
     run_dir, rc = Path(r.output_dir), got["exit_status"]
     events, offset = read_events(run_dir / "metrics.jsonl", r.metrics_offset or 0)
     ingest(s, r, events, run_dir)
-    tail = log_tail(run_dir)
+    tail = _tail(run_dir / "train.log")
     status = SUCCEEDED if rc == 0 else CANCELLED if r.cancel_requested else FAILED
     r.status, r.metrics_offset, r.finished_at, r.pid, r.log_tail = status, offset, utcnow(), None, tail
     r.error = exit_reason(rc, tail) if status == FAILED else None

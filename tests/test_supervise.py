@@ -207,3 +207,10 @@ def test_the_trainer_leaves_its_exit_status_in_its_run_folder(tmp_path, monkeypa
     rc = train.cli(["--arch", "ir-csn-26", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
     got = json.loads((tmp_path / "outcome.json").read_text())
     assert rc == got["exit_status"] != 0 and got["attempt"] == "3:2" and got["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0, True, "60", 1e9])
+def test_enqueue_refuses_a_bad_stall_timeout(store, bad):
+    from jobs import api
+    with pytest.raises(ValueError, match="^stall_timeout must be"):
+        api.enqueue_run(tiny_spec(), str(store), {}, stall_timeout=bad)
