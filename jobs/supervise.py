@@ -298,9 +298,9 @@ def execute(run_id: int, job: dict[str, Any]) -> str:
     supervising(run_id, True)
     try:
         rc, stop = _watch(run_id, attempt, proc, run_dir, job["offset"])
-        _stop_leftovers(proc)
+        _stop_group(proc)
     except BaseException as e:
-        kill_group(proc.pid, grace=1.0)
+        _stop_group(proc)
         err = (SHUTDOWN_ERROR if _shutting_down.is_set() else
                INTERRUPTED_ERROR if isinstance(e, KeyboardInterrupt) else None)
         _finish(run_id, attempt, CRASHED if err else FAILED, err or f"supervisor error: {e!r}",
@@ -321,11 +321,12 @@ def execute(run_id: int, job: dict[str, Any]) -> str:
     return write(lambda s: settle_in(s, s.get(Run, run_id), attempt)) or LOST
 
 
-def _stop_leftovers(proc: subprocess.Popen) -> None:
-    """Stop what is left of the exited trainer's group (ranks of a killed torchrun). A live
-    process with the leader's pid is a newer one (the kernel reuses a pid only once its old
-    group is empty): it is left alone."""
-    if not pid_alive(proc.pid):
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the trainer's process group, or what is left of it once the trainer has exited
+    (ranks of a killed torchrun). After the exit, a live process with the leader's pid is a
+    newer one (the kernel reuses a pid only once its old group is empty), say the trainer of
+    another claim of this run: it is left alone."""
+    if proc.poll() is None or not pid_alive(proc.pid):
         kill_group(proc.pid, grace=1.0)
 
 

@@ -214,3 +214,22 @@ def test_enqueue_refuses_a_bad_stall_timeout(store, bad):
     from jobs import api
     with pytest.raises(ValueError, match="^stall_timeout must be"):
         api.enqueue_run(tiny_spec(), str(store), {}, stall_timeout=bad)
+
+
+def test_a_supervisor_whose_trainer_exited_leaves_a_newer_process_with_its_pid_alone():
+    """The exited trainer's pid now leads another claim's trainer (pid reuse): not stopped."""
+    other = subprocess.Popen(["sleep", "600"], start_new_session=True)
+
+    class Exited:          # the exited trainer, as Popen sees it after reaping
+        pid = other.pid
+
+        def poll(self) -> int:
+            return 0
+    try:
+        sup._stop_group(Exited())
+        assert pid_alive(other.pid)
+        sup._stop_group(other)                   # a trainer still running: its group goes
+        assert other.wait(10) == -signal.SIGTERM
+    finally:
+        _kill(other.pid if other.poll() is None else None)
+        other.wait(10)
