@@ -70,9 +70,19 @@ def run_row(r: dict[str, Any]) -> dict[str, Any]:
         "best val video@1 (%)": pct(r.get("best_val_video_top1")),
         "MAdds (G)": flops, "interactions (G)": inter,
         "devices": devices_label(r),
+        "liveness": stall_note(r) or "",
         "tags": list(r.get("tags") or []),
         "created": r.get("created_at"),
     }
+
+
+def stall_note(r: dict[str, Any]) -> str | None:
+    """``no progress for N min`` for a running run whose trainer has gone quiet, else None."""
+    quiet = r.get("no_progress_s")
+    if quiet is None:
+        return None
+    from jobs.liveness import no_progress_text   # jobs/ is optional until a runs page needs it
+    return no_progress_text(quiet)
 
 
 def devices_label(r: dict[str, Any]) -> str:

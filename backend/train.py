@@ -18,6 +18,7 @@ index), and model, optimiser, scheduler and RNG states are restored.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -516,6 +517,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def write_outcome(argv: list[str] | None, rc: int) -> None:
+    """Rank 0 leaves its exit status in ``RUN_DIR/outcome.json`` (atomic: temp file +
+    rename), so the run's end survives its supervisor; ``attempt`` is ``CSN_RUN_ATTEMPT``."""
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--out")
+    out = p.parse_known_args(sys.argv[1:] if argv is None else argv)[0].out
+    if not out or os.environ.get("RANK", "0") != "0" or not os.path.isdir(out):
+        return
+    rec = {"exit_status": rc, "time": time.time(), "pid": os.getpid(),
+           "attempt": os.environ.get("CSN_RUN_ATTEMPT")}
+    tmp = Path(out, f".outcome.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w") as f:
+            json.dump(rec, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, Path(out, "outcome.json"))
+    except OSError:
+        pass
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """:func:`main`, then :func:`write_outcome` (``python -m backend.train``)."""
+    rc = 1
+    try:
+        rc = main(argv)
+    except SystemExit as e:   # argparse's usage errors
+        rc = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        write_outcome(argv, rc)
+    return rc
+
+
 if __name__ == "__main__":
     from backend.cli import run_cli
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(cli))

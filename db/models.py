@@ -79,6 +79,8 @@ class Run(Base):
     devices: Mapped[str | None] = mapped_column(String(200))   # CUDA_VISIBLE_DEVICES it ran with
     wait_reason: Mapped[str | None] = mapped_column(Text)      # why a queued run is not running
     queued_at: Mapped[datetime | None]                         # last (re-)enqueue
+    progress_at: Mapped[datetime | None]        # the trainer's newest event (its own clock)
+    stall_timeout: Mapped[float | None] = mapped_column(Float)  # s without progress: fail the run
     architecture: Mapped[Architecture | None] = relationship(back_populates="runs")
 
     @property

@@ -4,7 +4,6 @@ Reads return plain dicts (safe to cache or serialise). No torch is imported here
 """
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from db import (ACTIVE, CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, Architectur
 from db.query import metric_points
 
 from .hparams import validate_hparams
-from .liveness import reap_stale, reconcile_s, worker_dead
+from .liveness import no_progress_s, reap_stale, stall_warn_s, worker_dead
+from .outcome import settle_in
 from .queue import huey, queue_problem, sync_storage
 from .supervise import train_threads
-from .worker import run_training
+from .worker import enqueue_task, queued_task_ids, reconcile_queued, set_fields  # noqa: F401 - reconcile_queued re-exported
 
 RETRYABLE = (FAILED, CANCELLED, CRASHED)
 
@@ -35,52 +35,47 @@ def checked_spec(spec: ArchSpec | dict[str, Any]):
     return loaded.spec.to_dict(), loaded.note(), totals
 
 
-def _enqueue_task(run_id: int) -> None:
-    sync_storage()
-    try:
-        task_id = run_training(run_id).id
-    except Exception as e:
-        write(lambda s: _set(s, run_id, status=FAILED, error=f"could not enqueue: {e}", finished_at=utcnow()))
-        raise
-    write(lambda s: _set(s, run_id, task_id=task_id, queued_at=utcnow()))
-
-
-def _set(s, run_id: int, **kw: Any) -> None:
-    r = s.get(Run, run_id)
-    for k, v in kw.items():
-        setattr(r, k, v)
-
-
 def enqueue_run(spec: ArchSpec | dict[str, Any], dataset: str, hparams: dict[str, Any],
-                name: str | None = None, gpus: int | None = None) -> int:
+                name: str | None = None, gpus: int | None = None,
+                stall_timeout: float | None = None) -> int:
     """Create a queued run and put its task on the queue; returns the run id.
 
     ``hparams`` are ``TrainConfig`` fields and become trainer flags (``{"batch_size": 4}`` ->
     ``--batch-size 4``); unknown keys, wrong types and the worker's paths (``out``, ``data``,
     ``arch``, ``resume``) raise ``ValueError``. The run asks for ``gpus`` (also accepted as
     ``hparams["gpus"]``; None: 1 when the worker has GPUs, else 0) and ``hparams["threads"]``
-    CPU threads (default ``CSN_TRAIN_THREADS`` or 1). A dataset outside the data roots raises
-    ``PathRefused`` (backend.paths); a missing dataset inside them is not rejected here: the
-    worker fails the run with a clear error. An invalid spec raises ``SpecError`` (nothing is
-    created); what a partial spec took from the defaults is put in the run's notes.
+    CPU threads (default ``CSN_TRAIN_THREADS`` or 1). ``stall_timeout`` (seconds, optional):
+    fail the run when its trainer writes no event for that long. A dataset outside the data
+    roots raises ``PathRefused`` (backend.paths); a missing dataset inside them is not rejected
+    here: the worker fails the run with a clear error. An invalid spec raises ``SpecError``
+    (nothing is created); what a partial spec took from the defaults is put in the run's notes.
     """
     hp = validate_hparams(hparams)
     gpus = hp.pop("gpus", gpus)
     validate_hparams({"gpus": gpus})
+    stall = _check_stall_timeout(stall_timeout)
     ds = str(check_dataset(dataset))
     sd, note, _ = checked_spec(spec)
 
     def create(s):
         arch = s.scalar(select(Architecture).where(Architecture.name == sd.get("name")))
         r = Run(name=name, spec=sd, dataset=ds, hparams=hp, status=QUEUED, gpus=gpus,
-                threads=train_threads(hp), queued_at=utcnow(), notes=note or None,
+                threads=train_threads(hp), queued_at=utcnow(), notes=note or None, stall_timeout=stall,
                 architecture_id=arch.id if arch is not None and arch.spec == sd else None)
         s.add(r)
         s.flush()
         return r.id
     run_id = write(create)
-    _enqueue_task(run_id)
+    enqueue_task(run_id)
     return run_id
+
+
+def _check_stall_timeout(v: float | None) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 30 * 86400:
+        raise ValueError("stall_timeout must be a number of seconds from 1 to 2592000 (30 days), or None")
+    return float(v)
 
 
 def cancel_run(run_id: int) -> bool:
@@ -107,9 +102,12 @@ def cancel_run(run_id: int) -> bool:
 def retry_run(run_id: int) -> bool:
     """Re-queue a failed, cancelled or crashed run (the trainer resumes from its last
     checkpoint when there is one), or a queued run whose queue message was lost. Returns
-    False when the run is not retryable (unknown, running, finished well, or still queued)."""
+    False when the run is not retryable (unknown, running, finished well, or still queued).
+    A crashed run whose trainer did exit 0 (its outcome file) becomes ``succeeded`` instead."""
     def reset(s):
         r = s.get(Run, run_id)
+        if r is not None and r.status == CRASHED and settle_in(s, r):
+            return None
         if r is None or r.status not in RETRYABLE + (QUEUED,):
             return None
         if r.status == QUEUED:
@@ -118,37 +116,10 @@ def retry_run(run_id: int) -> bool:
         r.devices, r.wait_reason = None, None
         return ""
     got = write(reset)
-    if got is None or (got and got in _queued_task_ids()):
+    if got is None or (got and got in queued_task_ids()):
         return False
-    _enqueue_task(run_id)
+    enqueue_task(run_id)
     return True
-
-
-def _queued_task_ids() -> set[str]:
-    h = sync_storage()
-    return {t.id for t in h.pending()} | {t.id for t in h.scheduled()}
-
-
-def reconcile_queued(grace_s: float | None = None) -> list[int]:
-    """Re-enqueue queued runs (queued longer than ``grace_s``, default ``reconcile_s()``)
-    whose message is neither pending nor scheduled in the queue; a run that cannot be
-    re-enqueued is failed with the reason. Returns the ids of the runs it touched."""
-    grace = timedelta(seconds=reconcile_s() if grace_s is None else grace_s)
-    now = utcnow()
-    with read_session() as s:
-        rows = s.execute(select(Run.id, Run.task_id, Run.queued_at, Run.created_at).where(
-            Run.status == QUEUED)).all()
-    old = [(rid, tid) for rid, tid, qa, ca in rows if now - as_utc(qa or ca) >= grace]
-    if not old:
-        return []
-    known = _queued_task_ids()
-    lost = [rid for rid, tid in old if not tid or tid not in known]
-    for rid in lost:
-        try:
-            _enqueue_task(rid)   # a failure marks the run failed ("could not enqueue: ...")
-        except Exception as e:  # noqa: BLE001 - reported on the run row
-            print(f"reconcile: run {rid}: {e!r}", flush=True)
-    return lost
 
 
 def retry_outlook(run_id: int) -> str:
@@ -167,9 +138,11 @@ def retry_outlook(run_id: int) -> str:
 def run_dict(r: Run, checkpoints: list[Checkpoint] | None = None) -> dict[str, Any]:
     """A run row as a plain dict (with ``progress`` 0..1)."""
     d = {c.name: getattr(r, c.name) for c in Run.__table__.columns}
-    for k in ("heartbeat_at", "created_at", "started_at", "finished_at"):
+    for k in ("heartbeat_at", "created_at", "started_at", "finished_at", "progress_at"):
         d[k] = as_utc(d[k])
     d["progress"] = r.progress
+    quiet = no_progress_s(r.progress_at, r.started_at, utcnow()) if r.status == RUNNING else None
+    d["no_progress_s"] = quiet if quiet is not None and quiet >= stall_warn_s() else None
     if checkpoints is not None:
         d["checkpoints"] = [{"epoch": c.epoch, "path": c.path, "metrics": c.metrics,
                              "created_at": as_utc(c.created_at)} for c in checkpoints]

@@ -1,4 +1,5 @@
-"""Worker identity and heartbeat, and the reaper that marks runs of dead workers ``crashed``.
+"""Worker identity and heartbeat, the reaper that marks runs of dead workers ``crashed``, and
+the progress rule (a run whose trainer writes no event for a while is shown as stalled).
 
 A run is ``crashed`` when its worker is a dead process on this host, or when its heartbeat is
 older than ``CSN_STALE_S`` seconds (workers on other hosts). The reaper also kills the orphaned
@@ -6,6 +7,12 @@ trainer process group if it is still alive here. ``retry_run`` then resumes it. 
 this host whose run is no longer ``running`` (marked crashed from another host, say) are
 orphans and are stopped too. A worker checks the database before it starts, and every
 ``CSN_RECONCILE_S`` seconds re-enqueues queued runs whose queue message was lost.
+
+Before marking a run ``crashed`` the reaper reads its trainer's outcome file
+(:mod:`jobs.outcome`): a trainer that exited ends its run by its exit status. A worker never
+reaps a run it still supervises, and after a pause (SIGSTOP, a suspended laptop: a heartbeat
+gap longer than ``CSN_STALE_S``) it renews its heartbeats and waits one stale period before it
+reaps anything, so peers that slept too can renew theirs.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -22,6 +30,7 @@ from sqlalchemy import select
 from db import (CRASHED, RUNNING, Run, StoreError, Worker, as_utc, check_database, read_session,
                 utcnow, write)
 
+from .outcome import settle_in
 from .resources import worker_gpus, worker_threads
 
 HOST = socket.gethostname()
@@ -40,6 +49,39 @@ def stale_s() -> float:
 def reconcile_s() -> float:
     """How often (and after how long) queued runs are checked against the queue."""
     return float(os.environ.get("CSN_RECONCILE_S", "30"))
+
+
+def stall_warn_s() -> float:
+    """A running run whose trainer wrote no event for this long is shown as stalled."""
+    return float(os.environ.get("CSN_STALL_WARN_S", "60"))
+
+
+def no_progress_s(progress_at: datetime | None, started_at: datetime | None,
+                  now: datetime) -> float | None:
+    """Seconds since the trainer's newest event (or since the attempt started), or None."""
+    times = [t for t in (as_utc(progress_at), as_utc(started_at)) if t is not None]
+    return (now - max(times)).total_seconds() if times else None
+
+
+def no_progress_text(seconds: float) -> str:
+    """``no progress for 3 min`` (seconds under a minute)."""
+    return (f"no progress for {int(seconds // 60)} min" if seconds >= 60 else
+            f"no progress for {int(seconds)} s")
+
+
+_supervised: set[int] = set()   # runs this process's supervisors are mirroring now
+_supervised_lock = threading.Lock()
+
+
+def supervising(run_id: int, active: bool) -> None:
+    """Tell the reaper of this process that ``run_id`` is (not) being supervised here."""
+    with _supervised_lock:
+        (_supervised.add if active else _supervised.discard)(run_id)
+
+
+def _mine() -> set[int]:
+    with _supervised_lock:
+        return set(_supervised)
 
 
 def worker_id() -> str:
@@ -80,6 +122,7 @@ def kill_group(pid: int | None, grace: float = 5.0) -> None:
         return
     try:
         os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGCONT)   # a stopped trainer must run to handle SIGTERM
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + grace
@@ -105,30 +148,34 @@ def worker_dead(wid: str | None, heartbeat: datetime | None, now: datetime) -> b
 
 
 def reap_stale() -> list[int]:
-    """Mark running runs of dead workers ``crashed`` (killing orphan trainers); their ids."""
-    now = utcnow()
+    """Mark running runs of dead workers ``crashed`` (killing orphan trainers), or end them
+    as their trainer's outcome file says; the ids of those marked crashed."""
+    now, me, mine = utcnow(), worker_id(), _mine()
     with read_session() as s:
         cands = s.execute(select(Run.id, Run.worker_id, Run.heartbeat_at).where(
             Run.status == RUNNING)).all()
-    dead = [rid for rid, wid, hb in cands if worker_dead(wid, hb, now)]
+    dead = [rid for rid, wid, hb in cands
+            if not (wid == me and rid in mine) and worker_dead(wid, hb, now)]
     reaped = []
     for rid in dead:
         def mark(s, rid=rid):
             r = s.get(Run, rid)
             if r is None or r.status != RUNNING or not worker_dead(r.worker_id, r.heartbeat_at, utcnow()):
                 return None
-            pid, wid = r.pid, r.worker_id
+            if settle_in(s, r):       # the trainer had finished: its exit status decides
+                return None
+            pid, wid, out = r.pid, r.worker_id, r.output_dir
             hb = as_utc(r.heartbeat_at)
             seen = f"{hb:%H:%M:%S} UTC" if hb is not None else "never"
             r.status, r.finished_at = CRASHED, utcnow()
             r.error = (f"worker {wid} stopped while the run was running (last heartbeat "
                        f"{seen}); retry resumes from the last checkpoint")
-            return pid, wid
+            return pid, wid, out
         got = write(mark)
         if got is None:
             continue
-        pid, wid = got
-        if pid and wid and wid.rsplit(":", 1)[0] == HOST and pid_alive(pid) and _is_trainer(pid):
+        pid, wid, out = got
+        if pid and wid and wid.rsplit(":", 1)[0] == HOST and pid_alive(pid) and _is_trainer(pid, out):
             kill_group(pid, grace=2.0)
         reaped.append(rid)
     reap_orphans()
@@ -154,6 +201,18 @@ def reap_orphans() -> list[int]:
     return done
 
 
+def renew_runs() -> None:
+    """Refresh the heartbeat of the runs this process supervises (after a pause)."""
+    mine, me = _mine(), worker_id()
+
+    def renew(s):
+        for r in s.scalars(select(Run).where(Run.id.in_(mine), Run.status == RUNNING,
+                                             Run.worker_id == me)):
+            r.heartbeat_at = utcnow()
+    if mine:
+        write(renew)
+
+
 def beat(stopped: bool = False) -> None:
     """Upsert this worker's liveness row."""
     wid = worker_id()
@@ -175,9 +234,10 @@ _stopping = threading.Event()
 _thread: threading.Thread | None = None
 
 
-def start_heartbeat() -> None:
+def start_heartbeat(on_tick: Callable[[], object] | None = None) -> None:
     """Start (once per process) the thread that beats and reaps every ``heartbeat_s()`` and
-    reconciles queued runs every ``reconcile_s()``. First the database is checked
+    every ``reconcile_s()`` calls ``on_tick`` (the worker re-enqueues lost queued runs) and
+    settles crashed runs whose trainer has since finished. First the database is checked
     (``StoreError`` when it is damaged or unreachable) and dead workers' runs are reaped."""
     global _thread, _inventory
     with _started:
@@ -191,16 +251,24 @@ def start_heartbeat() -> None:
         reap_stale()
 
         def loop() -> None:
-            from .api import reconcile_queued
-            next_reconcile = time.monotonic()
+            from .outcome import settle_crashed
+            next_reconcile, last, reap_from = time.monotonic(), time.time(), 0.0
             while True:
                 time.sleep(heartbeat_s())
                 try:
+                    if time.time() - last > stale_s():    # wall clock: counts a suspend too
+                        reap_from = time.time() + stale_s()
                     beat()
+                    last = time.time()
+                    if last < reap_from:                   # woken from a pause: renew only
+                        renew_runs()
+                        continue
                     reap_stale()
                     if time.monotonic() >= next_reconcile:
                         next_reconcile = time.monotonic() + reconcile_s()
-                        reconcile_queued()
+                        if on_tick is not None:
+                            on_tick()
+                        settle_crashed()
                 except Exception as e:  # keep beating through transient DB errors
                     print(f"heartbeat: {e!r}", flush=True)
 

@@ -6,6 +6,9 @@ to ``RUN_DIR/train.log``. Every second the supervisor ingests new ``metrics.json
 checkpoints, progress and the heartbeat, and checks the run's cancel flag. A supervisor whose
 run is no longer its attempt's (reaped, or retried and claimed again) stops its trainer and
 writes nothing more; when the trainer exits, what is left of its process group is stopped.
+The trainer's exit status is kept in ``RUN_DIR/outcome.json`` (:mod:`jobs.outcome`; written
+here when a signal killed it), and a run whose trainer writes no event for the row's
+``stall_timeout`` seconds (counted while this supervisor runs) is stopped and failed.
 
 A run starts only when its resource request fits what this worker has free
 (:mod:`jobs.resources`); it gets exactly its GPUs through ``CUDA_VISIBLE_DEVICES`` and its
@@ -16,8 +19,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -27,22 +28,25 @@ from typing import Any
 
 from sqlalchemy import select
 
-from db import (CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, SUCCEEDED, Checkpoint, Run,
-                add_metrics, read_session, runs_dir, utcnow, write)
+from db import (CANCELLED, CRASHED, FAILED, QUEUED, RUNNING, SUCCEEDED, Run, read_session,
+                runs_dir, utcnow, write)
 from db.config import REPO
 
 from .hparams import hparam_args, validate_hparams
-from .liveness import HOST, heartbeat_s, kill_group, worker_id
+from .liveness import HOST, heartbeat_s, kill_group, no_progress_text, pid_alive, supervising, worker_id
+from .outcome import (ATTEMPT_ENV, attempt_tag, clear_outcome, ingest, read_outcome, settle_in,
+                      write_outcome)
 from .resources import fit, host_lock, parse_ids, resolve, worker_gpus, worker_threads
-from .tail import is_video_top1, metric_rows, read_events
+from .tail import read_events
+from .trainer_exit import LOG_TAIL_CHARS, error_line, exit_reason, log_tail as _tail  # noqa: F401 - re-exported
 
-LOG_TAIL_CHARS = 4000
 _active: dict[int, tuple[subprocess.Popen, Path, int, int]] = {}  # run id: proc, log, start, attempt
 _active_lock = threading.Lock()
 _shutting_down = threading.Event()
 SHUTDOWN_ERROR = "worker shut down during the run; retry resumes from the last checkpoint"
 INTERRUPTED_ERROR = "supervisor interrupted (Ctrl-C); retry resumes from the last checkpoint"
 LOST = "lost"  # execute()'s answer when the run row is no longer its attempt's (nothing recorded)
+STALLED = "stalled"  # _watch()'s reason to stop a trainer that made no progress for stall_timeout
 
 
 def train_threads(hparams: dict[str, Any]) -> int:
@@ -124,49 +128,6 @@ def _validate(spec: dict[str, Any], dataset: str, hparams: dict[str, Any]) -> st
     return None
 
 
-def _tail(log: Path, start: int = 0) -> str:
-    try:
-        with log.open("rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(start, size - LOG_TAIL_CHARS))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def error_line(text: str) -> str | None:
-    """The message of the last ``error: ...`` line (argparse's ``prog: error: ...`` too)."""
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("error:"):
-            return line[len("error:"):].strip()
-        if ": error: " in line:
-            return line.split(": error: ", 1)[1].strip()
-    return None
-
-
-CAUSES = {signal.SIGKILL: "most likely the kernel's out-of-memory killer (see `dmesg`); try a "
-                          "smaller batch size, clip or fewer data-loader workers",
-          signal.SIGSEGV: "a crash in native code", signal.SIGBUS: "often a full /dev/shm "
-          "(data-loader workers' shared memory)", signal.SIGTERM: "stopped from outside the worker",
-          signal.SIGINT: "interrupted from outside the worker"}
-
-
-def exit_reason(rc: int, tail: str) -> str:
-    """Why the trainer exited with ``rc``: the signal that killed it (or one of its torchrun
-    ranks) with the likely cause, else its last ``error:`` line, else the status."""
-    m = re.findall(r"exitcode\s*:\s*-(\d+)", tail)
-    signum = -rc if rc < 0 else int(m[-1]) if m else None
-    if signum:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        cause = CAUSES.get(signum)
-        return f"trainer killed by {name} (signal {signum})" + (f": {cause}" if cause else "")
-    return error_line(tail) or f"trainer exited with status {rc}"
-
-
 def command(job: dict[str, Any], run_dir: Path, resume: bool) -> tuple[list[str], dict[str, str]]:
     """The trainer's argv (under torchrun when it has more than one process) and environment:
     exactly its devices in ``CUDA_VISIBLE_DEVICES`` and its threads split over the processes."""
@@ -179,6 +140,8 @@ def command(job: dict[str, Any], run_dir: Path, resume: bool) -> tuple[list[str]
             *hparam_args(job["hparams"]), *(["--resume"] if resume else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(per), MKL_NUM_THREADS=str(per),
                NUMBA_NUM_THREADS=str(per), PYTHONUNBUFFERED="1")
+    if job.get("tag"):
+        env[ATTEMPT_ENV] = job["tag"]           # the trainer's outcome file names its attempt
     if job["devices"] is not None:          # None: a tracked run keeps its node's devices
         env["CUDA_VISIBLE_DEVICES"] = ",".join(job["devices"])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
@@ -186,34 +149,19 @@ def command(job: dict[str, Any], run_dir: Path, resume: bool) -> tuple[list[str]
 
 
 def _sync(run_id: int, attempt: int, events: list[dict[str, Any]], offset: int, run_dir: Path,
-          pid: int | None) -> str | None:
-    """Store new events, progress and heartbeat; returns why to stop the trainer: LOST (the row
-    is not this attempt's any more: nothing is written), CANCELLED, or None."""
-    rows = metric_rows(events)
-
+          pid: int | None) -> tuple[str | None, Any, float | None]:
+    """Store new events, progress and heartbeat. Returns why to stop the trainer (LOST: the row
+    is not this attempt's any more, nothing is written; CANCELLED; or None), the trainer's
+    progress time and the row's ``stall_timeout``."""
     def sync(s):
         r = s.get(Run, run_id)
         if not _owns(r, attempt):
-            return LOST
-        add_metrics(s, run_id, rows)
-        for ev in events:
-            for k in ("epoch", "step", "total_steps", "total_epochs"):
-                if isinstance(ev.get(k), int):
-                    setattr(r, k, ev[k])
-            if ev.get("event") == "checkpoint":
-                path = ev.get("path") or str(run_dir / "checkpoints" / f"epoch_{int(ev.get('epoch') or 0):04d}.pt")
-                path = str(Path(run_dir, path)) if not os.path.isabs(path) else path
-                if not s.query(Checkpoint).filter_by(run_id=run_id, path=path).first():
-                    s.add(Checkpoint(run_id=run_id, epoch=int(ev.get("epoch") or 0), path=path,
-                                     metrics=ev.get("metrics") or {}))
-        for row in rows:
-            if row["split"] == "val" and is_video_top1(row["name"]):
-                if r.best_val_video_top1 is None or row["value"] > r.best_val_video_top1:
-                    r.best_val_video_top1 = row["value"]
+            return LOST, None, None
+        ingest(s, r, events, run_dir)
         r.metrics_offset, r.heartbeat_at = offset, utcnow()
         if pid is not None:
             r.pid = pid
-        return CANCELLED if r.cancel_requested else None
+        return CANCELLED if r.cancel_requested else None, r.progress_at, r.stall_timeout
     return write(sync)
 
 
@@ -232,6 +180,7 @@ def _launch(job: dict[str, Any], run_dir: Path) -> tuple[subprocess.Popen, Path,
     (run_dir / "spec.json").write_text(json.dumps(job["spec"], indent=1))
     ckpts = run_dir / "checkpoints"
     argv, env = command(job, run_dir, ckpts.is_dir() and any(ckpts.glob("*.pt")))
+    clear_outcome(run_dir)
     log_start = log.stat().st_size if log.exists() else 0
     with log.open("ab") as lf:
         lf.write(f"$ {' '.join(argv)}\n".encode())
@@ -244,16 +193,22 @@ def _launch(job: dict[str, Any], run_dir: Path) -> tuple[subprocess.Popen, Path,
 def _watch(run_id: int, attempt: int, proc: subprocess.Popen, run_dir: Path,
            offset: int) -> tuple[int, str | None]:
     """Mirror the trainer into the store until it exits; returns its exit code and why we stopped
-    it (see :func:`_sync`), if we did: a stop counts only while the trainer still runs."""
+    it (see :func:`_sync`, or STALLED), if we did: a stop counts only while the trainer still
+    runs. Quiet time is this process's monotonic time (a suspended machine does not count)."""
     stop, last, pid = None, 0.0, proc.pid
+    seen, quiet_since = None, time.monotonic()
     while True:
         rc = proc.poll()
         events, offset = read_events(run_dir / "metrics.jsonl", offset)
         now = time.monotonic()
         if events or rc is not None or now - last >= min(1.0, heartbeat_s()):
             last = now
-            why = _sync(run_id, attempt, events, offset, run_dir, pid)
+            why, progress_at, stall_timeout = _sync(run_id, attempt, events, offset, run_dir, pid)
             pid = None
+            if progress_at != seen:
+                seen, quiet_since = progress_at, now
+            if why is None and stall_timeout and now - quiet_since > stall_timeout:
+                why = STALLED
             if why and rc is None and stop is None:
                 stop = why
                 kill_group(proc.pid)
@@ -262,12 +217,20 @@ def _watch(run_id: int, attempt: int, proc: subprocess.Popen, run_dir: Path,
         time.sleep(0.25)
 
 
-def _outcome(rc: int, cancelled: bool, tail: str) -> tuple[str, str | None]:
+def stall_error(stall_timeout: float) -> str:
+    """Why a stalled run failed."""
+    return (f"{no_progress_text(stall_timeout)} (stall_timeout {stall_timeout:g} s): the trainer "
+            "was stopped; retry resumes from the last checkpoint")
+
+
+def _outcome(rc: int, cancelled: bool, tail: str, stalled: float | None = None) -> tuple[str, str | None]:
     """Status and error from the exit code: 0 succeeded even if a cancel or shutdown came late."""
     if rc == 0:
         return SUCCEEDED, None
     if cancelled:
         return CANCELLED, None
+    if stalled:
+        return FAILED, stall_error(stalled)
     if _shutting_down.is_set():
         return CRASHED, SHUTDOWN_ERROR          # we stopped the trainer ourselves
     return FAILED, exit_reason(rc, tail)
@@ -277,6 +240,7 @@ def execute(run_id: int, job: dict[str, Any]) -> str:
     """Run a claimed (``running``) run's trainer to the end, mirroring it into the store.
     Returns its final status, or :data:`LOST` when the run was taken from this attempt."""
     run_dir, attempt = Path(job["out"]), job.get("attempt", 1)   # jobs.track's row: attempts=1
+    job = {**job, "tag": attempt_tag(run_id, attempt)}
     try:                       # whatever goes wrong before the trainer runs ends the run here
         problem = _validate(job["spec"], job["dataset"], job["hparams"])
         if problem:
@@ -287,22 +251,56 @@ def execute(run_id: int, job: dict[str, Any]) -> str:
         return FAILED if _finish(run_id, attempt, FAILED, msg) else LOST
     with _active_lock:
         _active[run_id] = (proc, log, log_start, attempt)
+    supervising(run_id, True)
     try:
         rc, stop = _watch(run_id, attempt, proc, run_dir, job["offset"])
-        kill_group(proc.pid, grace=1.0)   # what is left of its group: ranks of a killed torchrun
+        _stop_group(proc)
     except BaseException as e:
-        kill_group(proc.pid, grace=1.0)
+        _stop_group(proc)
         err = (SHUTDOWN_ERROR if _shutting_down.is_set() else
                INTERRUPTED_ERROR if isinstance(e, KeyboardInterrupt) else None)
         _finish(run_id, attempt, CRASHED if err else FAILED, err or f"supervisor error: {e!r}",
                 _tail(log, log_start))
         raise
     finally:
+        supervising(run_id, False)
         with _active_lock:
             _active.pop(run_id, None)
+    if stop != LOST:
+        _record_exit(run_dir, rc, job["tag"])
     tail = _tail(log, log_start)
-    status, err = _outcome(rc, stop == CANCELLED, tail)
-    return status if _finish(run_id, attempt, status, err, tail) else LOST
+    stalled = _stall_timeout(run_id) if stop == STALLED else None
+    status, err = _outcome(rc, stop == CANCELLED, tail, stalled)
+    if _finish(run_id, attempt, status, err, tail):
+        return status
+    # reaped while this supervisor was away: the trainer's own outcome may still end it well
+    return write(lambda s: settle_in(s, s.get(Run, run_id), attempt)) or LOST
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the trainer's process group, or what is left of it once the trainer has exited
+    (ranks of a killed torchrun). After the exit, a live process with the leader's pid is a
+    newer one (the kernel reuses a pid only once its old group is empty), say the trainer of
+    another claim of this run: it is left alone."""
+    if proc.poll() is None or not pid_alive(proc.pid):
+        kill_group(proc.pid, grace=1.0)
+
+
+def _record_exit(run_dir: Path, rc: int, tag: str) -> None:
+    """Keep the exit status in ``outcome.json`` when the trainer did not write it (a signal,
+    a torchrun agent whose rank failed)."""
+    got = read_outcome(run_dir, tag)
+    if got is None or got["exit_status"] != rc:
+        try:
+            write_outcome(run_dir, rc, attempt=tag, by="supervisor")
+        except OSError:
+            pass
+
+
+def _stall_timeout(run_id: int) -> float | None:
+    with read_session() as s:
+        r = s.get(Run, run_id)
+        return r.stall_timeout if r is not None else None
 
 
 @atexit.register

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
+from typing import Any
 
 from huey.exceptions import RetryTask
+from sqlalchemy import select
 
-from .liveness import start_heartbeat
-from .queue import huey
+from db import FAILED, QUEUED, Run, as_utc, read_session, utcnow, write
+
+from .liveness import reconcile_s, start_heartbeat
+from .queue import huey, sync_storage
 from .supervise import WAIT, supervise
 
 
@@ -20,11 +25,57 @@ def wait_s() -> float:
 def run_training(run_id: int) -> str | None:
     """Train run ``run_id`` in a supervised subprocess; returns its final status. A run whose
     resource request does not fit yet goes back to the queue's schedule (same task id)."""
-    start_heartbeat()
+    start_heartbeat(on_tick=reconcile_queued)
     status = supervise(run_id)
     if status == WAIT:
         raise RetryTask(delay=wait_s())
     return status
+
+
+def enqueue_task(run_id: int) -> None:
+    """Put run ``run_id``'s task on the queue and record its id (a failure fails the run)."""
+    sync_storage()
+    try:
+        task_id = run_training(run_id).id
+    except Exception as e:
+        write(lambda s: set_fields(s, run_id, status=FAILED, error=f"could not enqueue: {e}", finished_at=utcnow()))
+        raise
+    write(lambda s: set_fields(s, run_id, task_id=task_id, queued_at=utcnow()))
+
+
+def set_fields(s, run_id: int, **kw: Any) -> None:
+    """Set columns of run ``run_id`` in session ``s``."""
+    r = s.get(Run, run_id)
+    for k, v in kw.items():
+        setattr(r, k, v)
+
+
+def queued_task_ids() -> set[str]:
+    """Ids of the queue's pending and scheduled tasks."""
+    h = sync_storage()
+    return {t.id for t in h.pending()} | {t.id for t in h.scheduled()}
+
+
+def reconcile_queued(grace_s: float | None = None) -> list[int]:
+    """Re-enqueue queued runs (queued longer than ``grace_s``, default ``reconcile_s()``)
+    whose message is neither pending nor scheduled in the queue; a run that cannot be
+    re-enqueued is failed with the reason. Returns the ids of the runs it touched."""
+    grace = timedelta(seconds=reconcile_s() if grace_s is None else grace_s)
+    now = utcnow()
+    with read_session() as s:
+        rows = s.execute(select(Run.id, Run.task_id, Run.queued_at, Run.created_at).where(
+            Run.status == QUEUED)).all()
+    old = [(rid, tid) for rid, tid, qa, ca in rows if now - as_utc(qa or ca) >= grace]
+    if not old:
+        return []
+    known = queued_task_ids()
+    lost = [rid for rid, tid in old if not tid or tid not in known]
+    for rid in lost:
+        try:
+            enqueue_task(rid)   # a failure marks the run failed ("could not enqueue: ...")
+        except Exception as e:  # noqa: BLE001 - reported on the run row
+            print(f"reconcile: run {rid}: {e!r}", flush=True)
+    return lost
 
 
 @huey.on_startup()
@@ -32,7 +83,7 @@ def _startup() -> None:
     """Once per process: check the database, reap dead workers' runs and orphaned trainers,
     start beating. A worker that cannot use the database says why and exits (status 3)."""
     try:
-        start_heartbeat()
+        start_heartbeat(on_tick=reconcile_queued)
     except Exception as e:  # noqa: BLE001 - a worker without a usable store must not idle
         print(f"error: worker cannot start: {e}", file=sys.stderr, flush=True)
         os._exit(3)

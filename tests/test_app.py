@@ -258,6 +258,7 @@ def test_train_page_enqueues_a_run_row(store):
     at.selectbox(key="hp_optimizer").set_value("adamw").run()
     assert at.number_input(key="hp_lr_adamw").value == 0.001   # its own default
     at.text_input(key="train_name").set_value("first").run()
+    at.number_input(key="train_stall").set_value(30).run()
     at.button[[b.label for b in at.button].index("Enqueue run")].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     runs = api.list_runs()
@@ -265,6 +266,7 @@ def test_train_page_enqueues_a_run_row(store):
     r = runs[0]
     assert (r["status"], r["name"], r["spec"]["name"]) == ("queued", "first", "ir-csn-50")
     assert r["hparams"]["epochs"] == 2 and r["dataset"] == str(data.resolve())
+    assert r["stall_timeout"] == 1800 and "stall_timeout" not in r["hparams"]
     assert (r["hparams"]["optimizer"], r["hparams"]["lr"]) == ("adamw", 0.001)
     assert any(f"Queued run #{r['id']}" in s.value for s in at.success)
 

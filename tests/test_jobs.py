@@ -90,7 +90,7 @@ def enqueue_unchecked(spec: dict, dataset: str, hparams: dict) -> int:
     from jobs.hparams import validate_hparams
     rid = db.write(lambda s: api._add(s, db.Run(spec=spec, dataset=dataset, hparams=validate_hparams(hparams),
                                                 status=db.QUEUED, queued_at=db.utcnow(), threads=1)))
-    api._enqueue_task(rid)
+    api.enqueue_task(rid)
     return rid
 
 

@@ -153,3 +153,16 @@ def test_runs_table_shows_the_trainers_defaults_not_none():
     assert (row["epochs"], row["batch"]) == (2, c.batch_size)
     assert row["frames×size"] == f"{c.frames}×{c.size}"
     assert row["best val video@1 (%)"] is None                 # not measured yet
+
+
+def test_runs_and_run_detail_say_when_a_trainer_made_no_progress(store):
+    # its last event 100 s ago (the attempt started 130 s ago)
+    quiet = _run(store, "quiet", status="running", progress_at=utcnow() - timedelta(seconds=100),
+                 stall_timeout=900.0)
+    _run(store, "busy", status="running", progress_at=utcnow())
+    at = _page(_app(), "runs")
+    df = at.dataframe[0].value
+    assert dict(zip(df["name"], df["liveness"])) == {"quiet": "no progress for 1 min", "busy": ""}
+    at = _page(_app(quiet), "run")
+    assert any(w.value.startswith("no progress for 1 min") and "stall_timeout 900 s" in w.value
+               for w in at.warning), [w.value for w in at.warning]

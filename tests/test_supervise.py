@@ -1,6 +1,7 @@
 """The supervisor against a real SQLite store with small shell launchers standing in for the
 trainer: leftover processes of its group, a run taken over by a newer attempt, a cancel or a
-shutdown that comes after the trainer finished, Ctrl-C in ``python -m jobs.track``."""
+shutdown that comes after the trainer finished, Ctrl-C in ``python -m jobs.track``; the reaper
+and retry reading the trainer's outcome file."""
 from __future__ import annotations
 
 import json
@@ -67,6 +68,8 @@ def test_children_of_a_killed_trainer_are_stopped(claimed, tmp_path):
         wait_for(lambda: not pid_alive(pid), 5, "the trainer's left-over child to be stopped")
         r = _row(rid)
         assert status == r.status == db.FAILED and "SIGKILL" in r.error and r.pid is None
+        got = json.loads(Path(r.output_dir, "outcome.json").read_text())   # written for the trainer
+        assert (got["exit_status"], got["attempt"]) == (-signal.SIGKILL, f"{rid}:{job['attempt']}")
     finally:
         _kill(pid)
 
@@ -146,3 +149,87 @@ def test_ctrl_c_in_jobs_track_marks_the_run_crashed(store, tmp_path):
         if track.poll() is None:
             track.kill()
             track.wait()
+
+
+def _stale_run(tmp_path: Path, worker: str, attempts: int = 1, **kw) -> tuple[int, Path]:
+    """A ``running`` row whose heartbeat is long gone, with a run folder."""
+    out = tmp_path / "run"
+    out.mkdir(parents=True, exist_ok=True)
+    old = db.utcnow() - timedelta(minutes=10)
+    rid = db.write(lambda s: _add(s, db.Run(
+        spec=tiny_spec(), dataset=str(tmp_path), hparams={}, status=db.RUNNING, worker_id=worker,
+        attempts=attempts, heartbeat_at=old, started_at=old, output_dir=str(out), **kw)))
+    return rid, out
+
+
+def _write_metrics(out: Path, steps: int) -> None:
+    lines = [json.dumps({"event": "step", "split": "train", "epoch": 1, "step": i, "total_steps": steps,
+                         "metrics": {"loss": 1.0 / i}, "time": 1.7e9 + i}) for i in range(1, steps + 1)]
+    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_the_reaper_skips_runs_this_process_supervises(store, tmp_path):
+    from jobs import liveness
+    rid, _ = _stale_run(tmp_path, liveness.worker_id())
+    liveness.supervising(rid, True)
+    try:
+        assert liveness.reap_stale() == [] and _row(rid).status == db.RUNNING
+    finally:
+        liveness.supervising(rid, False)
+    assert liveness.reap_stale() == [rid] and _row(rid).status == db.CRASHED
+
+
+def test_the_reaper_and_retry_end_a_run_as_its_trainers_outcome_says(store, tmp_path):
+    from jobs import api, liveness
+    from jobs.outcome import write_outcome
+    rid, out = _stale_run(tmp_path, "elsewhere:1", metrics_offset=0)
+    _write_metrics(out, 5)
+    (out / "train.log").write_text("usage: x\nerror: no readable clips in epoch 1\n")
+    write_outcome(out, 1, attempt=f"{rid}:1")
+    assert liveness.reap_stale() == []                  # not crashed: the trainer failed by itself
+    r = _row(rid)
+    assert (r.status, r.error, r.step) == (db.FAILED, "no readable clips in epoch 1", 5)
+    # a reaped run whose trainer exited 0 afterwards: retry finds it finished, every point in
+    rid2, out2 = _stale_run(tmp_path / "b", "elsewhere:1", attempts=2)
+    _write_metrics(out2, 7)
+    write_outcome(out2, 0, attempt=f"{rid2}:1")         # an earlier attempt's file: ignored
+    assert liveness.reap_stale() == [rid2] and _row(rid2).status == db.CRASHED
+    write_outcome(out2, 0, attempt=f"{rid2}:2")
+    assert api.retry_run(rid2) is False
+    r = _row(rid2)
+    assert (r.status, r.error, r.step, r.pid) == (db.SUCCEEDED, None, 7, None)
+    assert [m["step"] for m in api.get_metrics(rid2, name="loss")] == list(range(1, 8))
+
+
+def test_the_trainer_leaves_its_exit_status_in_its_run_folder(tmp_path, monkeypatch):
+    from backend import train
+    monkeypatch.setenv("CSN_RUN_ATTEMPT", "3:2")
+    rc = train.cli(["--arch", "ir-csn-26", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    got = json.loads((tmp_path / "outcome.json").read_text())
+    assert rc == got["exit_status"] != 0 and got["attempt"] == "3:2" and got["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0, True, "60", 1e9])
+def test_enqueue_refuses_a_bad_stall_timeout(store, bad):
+    from jobs import api
+    with pytest.raises(ValueError, match="^stall_timeout must be"):
+        api.enqueue_run(tiny_spec(), str(store), {}, stall_timeout=bad)
+
+
+def test_a_supervisor_whose_trainer_exited_leaves_a_newer_process_with_its_pid_alone():
+    """The exited trainer's pid now leads another claim's trainer (pid reuse): not stopped."""
+    other = subprocess.Popen(["sleep", "600"], start_new_session=True)
+
+    class Exited:          # the exited trainer, as Popen sees it after reaping
+        pid = other.pid
+
+        def poll(self) -> int:
+            return 0
+    try:
+        sup._stop_group(Exited())
+        assert pid_alive(other.pid)
+        sup._stop_group(other)                   # a trainer still running: its group goes
+        assert other.wait(10) == -signal.SIGTERM
+    finally:
+        _kill(other.pid if other.poll() is None else None)
+        other.wait(10)

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import charts, features_panel
 from app.runs_data import (STATUS_ICON, fmt_duration, fmt_when, live_metrics, metric_series,
-                           pace, pick_curves, run_row)
+                           pace, pick_curves, run_row, stall_note)
 from app.state import fmt_count, list_runs_or_stop, require_jobs_api
 
 ss = st.session_state
@@ -141,6 +141,10 @@ def live(run_id: int) -> None:
     actions(r)
     if r.get("error"):
         st.error(r["error"], icon=":material/error:")
+    if stall_note(r):
+        st.warning(f"{stall_note(r)}: the trainer has written no event since"
+                   + (f"; stall_timeout {r['stall_timeout']:g} s fails the run" if r.get("stall_timeout") else ""),
+                   icon=":material/hourglass_empty:")
     curves = pick_curves(metric_series(m.points()))
     if curves:
         cols = st.columns(len(curves))

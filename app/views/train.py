@@ -129,13 +129,17 @@ hp["max_steps_per_epoch"] = h[2].number_input("Max steps/epoch (0 = all)", 0, 10
 hp["workers"] = h[3].number_input("Data-loader workers", 0, 16, 0, key="hp_workers")
 hp.update(finetune_form.controls(spec, dataset if dataset_ok else "", finetune_from))
 name = st.text_input("Run name (optional)", key="train_name")
+stall_min = st.number_input("Stall timeout, minutes (0 = none)", 0, 43200, 0, key="train_stall",
+                            help="Fail the run when its trainer writes no event for this long "
+                                 "(keep it above the longest validation pass).")
 
 # --- enqueue ---------------------------------------------------------------------------------
 ready = spec is not None and dataset_ok
 if st.button("Enqueue run", type="primary", icon=":material/play_arrow:", disabled=not ready):
     try:
         run_id = api.enqueue_run(spec, dataset, {k: v for k, v in hp.items() if v is not None},
-                                 name=name.strip() or None, gpus=None if gpus == "auto" else gpus)
+                                 name=name.strip() or None, gpus=None if gpus == "auto" else gpus,
+                                 stall_timeout=stall_min * 60 or None)
     except Exception as e:  # queue or database trouble: say so inline
         st.error(f"Could not enqueue: {e}")
     else:
