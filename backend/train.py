@@ -394,6 +394,8 @@ def _train_epoch(r: _Run) -> tuple[dict[str, float], float]:
         from tqdm import tqdm
         bar = tqdm(total=r.steps, desc=f"epoch {r.epoch}/{cfg.epochs}", leave=False)
     for i, (x, y, bad) in enumerate(r.train_loader):
+        if _terminated.is_set():
+            raise KeyboardInterrupt("terminated by signal 15")
         if i >= r.steps:
             break
         sums[3] += bad
@@ -487,7 +489,13 @@ def _end_event(r: _Run, metrics: dict[str, float], **extra: Any) -> None:
 
 
 # --- command line --------------------------------------------------------------------------------
+_terminated = threading.Event()
+
+
 def _sigterm(signum, frame) -> None:
+    # raised where the signal lands; an exception raised inside a finaliser is lost, so the
+    # training loop also checks the flag once per step
+    _terminated.set()
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
