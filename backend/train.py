@@ -526,6 +526,11 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
                 _save_checkpoint(r, metrics)
             if d.on:
                 dist.barrier()
+            if _stop_after_checkpoint.is_set() and not d.on and r.epoch < cfg.epochs:
+                raise StopForResume(f"stopped after the epoch {r.epoch} checkpoint on request")
+    except StopForResume:
+        r.events.close()        # no "end" event: the run goes on after --resume
+        raise
     except BaseException as e:
         _end_event(r, metrics, status="cancelled" if isinstance(e, KeyboardInterrupt) else "error",
                    error=f"{type(e).__name__}: {e}")
@@ -618,21 +623,39 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     return cfg
 
 
+RESUME_EXIT = 75   # EX_TEMPFAIL: checkpointed on SIGUSR1 and stopped; --resume continues
+_stop_after_checkpoint = threading.Event()
+
+
+class StopForResume(Exception):
+    """SIGUSR1 came (a scheduler's warning before it stops the job): the epoch's checkpoint
+    is written and the trainer stops, so a requeued job resumes with nothing recomputed."""
+
+
+def _sigusr1(signum, frame) -> None:
+    _stop_after_checkpoint.set()
+
+
 def _sigterm(signum, frame) -> None:
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; SIGTERM (a cancelled job) ends the run with an "end" event, exit 130."""
+    """CLI entry point; SIGTERM (a cancelled job) ends the run with an "end" event, exit 130;
+    SIGUSR1 stops it after the current epoch's checkpoint, exit :data:`RESUME_EXIT`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGUSR1, _sigusr1)
     try:
         cfg = config_from_args(argv)
         result = train(cfg)
     except (DatasetError, SpecError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except StopForResume as e:
+        print(f"stopped for resume: {e}", file=sys.stderr)
+        return RESUME_EXIT
     except KeyboardInterrupt as e:
         print(f"error: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

@@ -79,6 +79,8 @@ class Run(Base):
     devices: Mapped[str | None] = mapped_column(String(200))   # CUDA_VISIBLE_DEVICES it ran with
     wait_reason: Mapped[str | None] = mapped_column(Text)      # why a queued run is not running
     queued_at: Mapped[datetime | None]                         # last (re-)enqueue
+    slurm_job: Mapped[str | None] = mapped_column(String(32))  # Slurm job id (CSN_EXECUTOR=slurm)
+    nodes: Mapped[str | None] = mapped_column(String(200))     # the Slurm job's node list
     architecture: Mapped[Architecture | None] = relationship(back_populates="runs")
 
     @property
