@@ -1,0 +1,123 @@
+"""The Slurm executor against a real Slurm: a single-host cluster (munged, slurmctld, two
+slurmd with one GRES GPU each, :mod:`tests.slurm_cluster`) and real ``huey_consumer`` workers
+with ``CSN_EXECUTOR=slurm`` running tiny trainings as Slurm jobs."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import db
+from tests.jobs_helpers import TINY_HP, tiny_spec, wait_for
+from tests.slurm_cluster import Cluster, missing
+from tests.test_jobs import consumers, dataset, env, jsonl_keys, num_classes  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = missing()
+    if why:
+        pytest.skip(why)
+    c = Cluster(tmp_path_factory.mktemp("slurm")).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture()
+def worker(cluster, consumers):
+    """A Slurm-executor worker (3 threads: each follows one job) pointed at the cluster."""
+    w = consumers(3, SLURM_CONF=cluster.env["SLURM_CONF"], CSN_EXECUTOR="slurm",
+                  CSN_SLURM_POLL_S="0.3", CSN_SLURM_GPUS_PER_NODE="1", CSN_SLURM_MAX_NODES="2",
+                  CSN_SLURM_PARTITION="debug", CSN_SLURM_TIME="20")
+    from jobs import api
+    wait_for(lambda: api.worker_status()["alive"], 60, "worker heartbeat", w.text)
+    return w
+
+
+def run(run_id: int) -> dict:
+    from jobs.api import get_run
+    return get_run(run_id)
+
+
+def stored_once(run_id: int) -> list[dict]:
+    """The run's stored points, checked to be exactly the points its trainer wrote."""
+    from jobs import api
+    m = api.get_metrics(run_id)
+    got = Counter((x["event"], x["split"], x["epoch"], x["step"], x["name"]) for x in m)
+    assert set(got) == jsonl_keys(Path(run(run_id)["output_dir"])) and max(got.values()) == 1
+    return m
+
+
+def test_pending_reason_cancel_failure_and_success(cluster, worker, dataset, tmp_path):
+    from jobs import api
+    blocker = cluster.run("sbatch", "--parsable", "-N2", "--gres=gpu:1", "--wrap", "sleep 300").stdout.strip()
+    wait_for(lambda: cluster.job(blocker)["JobState"] == "RUNNING", 30, "the blocking job", cluster.logs)
+    k = num_classes(dataset)
+    good = api.enqueue_run(tiny_spec(k), str(dataset), {**TINY_HP, "epochs": 2}, gpus=1)
+    gone = api.enqueue_run(tiny_spec(k), str(dataset), TINY_HP, gpus=1)
+    (tmp_path / "empty").mkdir()
+    bad = api.enqueue_run(tiny_spec(k), str(tmp_path / "empty"), TINY_HP, gpus=0)   # fails in the trainer
+    for rid in (good, gone):
+        wait_for(lambda rid=rid: "pending: " in (run(rid)["wait_reason"] or ""), 60, f"run {rid} pending", worker.text)
+    r = run(good)
+    assert r["status"] == "queued" and cluster.job(r["slurm_job"])["JobState"] == "PENDING"
+    assert r["wait_reason"].split("pending: ")[1] in ("Resources", "Priority")
+    assert api.cancel_run(gone)
+    gone_job = run(gone)["slurm_job"]
+    wait_for(lambda: cluster.job(gone_job)["JobState"] == "CANCELLED", 30, "scancel of the cancelled run", worker.text)
+    cluster.run("scancel", blocker)
+    for rid in (good, bad):
+        wait_for(lambda rid=rid: run(rid)["status"] in db.FINISHED, 120, f"run {rid}", worker.text)
+    assert run(gone)["status"] == "cancelled"
+    r = run(good)
+    assert r["status"] == "succeeded", (r["error"], r["log_tail"], worker.text())
+    assert r["nodes"] in ("n1", "n2") and r["attempts"] == 1 and r["progress"] == 1.0
+    assert cluster.job(r["slurm_job"])["JobState"] == "COMPLETED"
+    assert [c["epoch"] for c in r["checkpoints"]] == [1, 2]
+    stored_once(good)
+    f = run(bad)
+    assert f["status"] == "failed" and f["error"].startswith(f"Slurm job {f['slurm_job']} FAILED"), f["error"]
+    assert "exit code 1:0: " in f["error"] and "Traceback" not in f["error"]
+    assert "gpu" not in cluster.job(f["slurm_job"]).get("TresPerNode", "")   # gpus=0: no GPU asked
+
+
+def test_stop_signal_checkpoints_requeues_and_resumes_once(cluster, worker, dataset):
+    from jobs import api
+    rid = api.enqueue_run(tiny_spec(num_classes(dataset)), str(dataset), {**TINY_HP, "epochs": 40}, gpus=1)
+    wait_for(lambda: run(rid)["status"] == "running" and run(rid)["checkpoints"], 90, "the first checkpoint", worker.text)
+    job = run(rid)["slurm_job"]
+    cluster.run("scancel", "--batch", "--signal=USR1", job)   # what --signal=B:USR1@N sends before the limit
+    wait_for(lambda: cluster.job(job)["Restarts"] == "1", 60, "the requeue", worker.text)
+    wait_for(lambda: run(rid)["status"] == "queued", 30, "the run queued again", worker.text)
+    assert "pending: " in run(rid)["wait_reason"]
+    cluster.run("scontrol", "update", f"jobid={job}", "StartTime=now")   # skip Slurm's 2-min requeue hold
+    wait_for(lambda: run(rid)["status"] in db.FINISHED, 120, "the resumed run", worker.text)
+    r = run(rid)
+    assert r["status"] == "succeeded", (r["error"], r["log_tail"])
+    assert r["attempts"] == 1 and r["slurm_job"] == job
+    out = Path(r["output_dir"])
+    starts = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"start"' in x]
+    assert len(starts) == 2 and starts[1]["resumed_from"] and 0 < starts[1]["epoch"] < 40
+    lines = Counter(x for x in (out / "metrics.jsonl").read_text().splitlines() if '"event": "epoch"' in x)
+    assert max(lines.values()) == 1                                   # no epoch trained twice
+    assert "checkpointed on the stop signal; requeueing" in (out / "train.log").read_text()
+    m = stored_once(rid)
+    assert [x["epoch"] for x in m if x["name"] == "video_top1" and x["split"] == "val"] == list(range(1, 41))
+
+
+def test_two_node_run_through_srun_and_torchrun(cluster, worker, dataset):
+    from jobs import api
+    rid = api.enqueue_run(tiny_spec(num_classes(dataset)), str(dataset), {**TINY_HP, "epochs": 1}, gpus=2)
+    wait_for(lambda: run(rid)["status"] in db.FINISHED, 180, "the two-node run", worker.text)
+    r = run(rid)
+    assert r["status"] == "succeeded", (r["error"], r["log_tail"])
+    assert r["nodes"] == "n[1-2]" and cluster.job(r["slurm_job"])["NumNodes"] == "2"
+    out = Path(r["output_dir"])
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["world_size"] == 2
+    assert "--nnodes=2" in (out / "slurm_job.sh").read_text()
+    stored_once(rid)
