@@ -173,6 +173,9 @@ def submit(job: dict[str, Any], run_id: int) -> str:
     script = run_dir / "slurm_job.sh"
     script.write_text(batch_script({**job, "run_id": run_id}, run_dir, job["nodes"]))
     _, env = command(job, run_dir, resume=False)
+    env.pop("CUDA_VISIBLE_DEVICES", None)        # Slurm sets it from the job's GRES
+    if not job["gpus_per_node"]:
+        env["CUDA_VISIBLE_DEVICES"] = ""          # a CPU run sees no GPU of its node
     opts = sbatch_options(run_id, run_dir, job["nodes"], job["gpus_per_node"], job["threads"])
     p = subprocess.run(["sbatch", *opts, str(script)], capture_output=True, text=True, env=env,
                        timeout=60)
