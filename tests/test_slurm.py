@@ -28,14 +28,21 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture()
-def worker(cluster, consumers):
-    """A Slurm-executor worker (3 threads: each follows one job) pointed at the cluster."""
-    w = consumers(3, SLURM_CONF=cluster.env["SLURM_CONF"], CSN_EXECUTOR="slurm",
-                  CSN_SLURM_POLL_S="0.3", CSN_SLURM_GPUS_PER_NODE="1", CSN_SLURM_MAX_NODES="2",
-                  CSN_SLURM_PARTITION="debug", CSN_SLURM_TIME="20")
-    from jobs import api
-    wait_for(lambda: api.worker_status()["alive"], 60, "worker heartbeat", w.text)
-    return w
+def start_worker(cluster, consumers):
+    """Starts a Slurm-executor worker (3 threads: each follows one job) pointed at the cluster."""
+    def start():
+        w = consumers(3, SLURM_CONF=cluster.env["SLURM_CONF"], CSN_EXECUTOR="slurm",
+                      CSN_SLURM_POLL_S="0.3", CSN_SLURM_GPUS_PER_NODE="1", CSN_SLURM_MAX_NODES="2",
+                      CSN_SLURM_PARTITION="debug", CSN_SLURM_TIME="20")
+        from jobs import api
+        wait_for(lambda: api.worker_status()["alive"], 60, "worker heartbeat", w.text)
+        return w
+    return start
+
+
+@pytest.fixture()
+def worker(start_worker):
+    return start_worker()
 
 
 def run(run_id: int) -> dict:
@@ -121,3 +128,32 @@ def test_two_node_run_through_srun_and_torchrun(cluster, worker, dataset):
     assert start["event"] == "start" and start["world_size"] == 2
     assert "--nnodes=2" in (out / "slurm_job.sh").read_text()
     stored_once(rid)
+
+
+def test_job_of_a_dead_worker_is_adopted_and_a_killed_job_resumes_on_retry(cluster, start_worker, dataset):
+    from jobs import api
+    first = start_worker()
+    rid = api.enqueue_run(tiny_spec(num_classes(dataset)), str(dataset), {**TINY_HP, "epochs": 40}, gpus=1)
+    wait_for(lambda: run(rid)["status"] == "running" and run(rid)["checkpoints"], 90, "the first checkpoint", first.text)
+    job = run(rid)["slurm_job"]
+    first.kill()
+    second = start_worker()                                   # reaps the dead worker's run
+    wait_for(lambda: run(rid)["status"] == "crashed", 30, "the reaped run", second.text)
+    assert cluster.job(job)["JobState"] == "RUNNING"          # the job went on without its worker
+    assert api.retry_run(rid)
+    wait_for(lambda: run(rid)["status"] == "running", 30, "the adopted job", second.text)
+    assert run(rid)["slurm_job"] == job and run(rid)["attempts"] == 1   # followed, not resubmitted
+    cluster.run("scancel", job)                   # killed from outside, as at its time limit
+    wait_for(lambda: run(rid)["status"] in db.FINISHED, 60, "the killed job", second.text)
+    r = run(rid)
+    if r["status"] == "succeeded":
+        pytest.fail("the 40-epoch run ended before it could be killed; the test needs a longer run")
+    assert r["status"] == "failed" and r["error"].startswith(f"Slurm job {job} CANCELLED, exit code "), r["error"]
+    assert api.retry_run(rid)                                  # one retry resumes it
+    wait_for(lambda: run(rid)["status"] in db.FINISHED, 120, "the retried run", second.text)
+    r = run(rid)
+    assert r["status"] == "succeeded" and r["attempts"] == 2 and r["slurm_job"] != job, (r["error"], r["log_tail"])
+    starts = [json.loads(x) for x in (Path(r["output_dir"]) / "metrics.jsonl").read_text().splitlines() if '"start"' in x]
+    assert len(starts) == 2 and starts[1]["resumed_from"]
+    m = stored_once(rid)
+    assert [x["epoch"] for x in m if x["name"] == "video_top1" and x["split"] == "val"] == list(range(1, 41))
