@@ -39,7 +39,7 @@ from db.config import REPO
 
 from .liveness import worker_dead, worker_id
 from .slurm_state import Job, job_state
-from .supervise import LOST, WAIT, _sync, _tail, _validate, command, error_line, train_threads
+from .supervise import LOST, _sync, _tail, _validate, command, error_line, train_threads
 from .tail import read_events
 
 RESUME_EXIT = 75          # backend.train.RESUME_EXIT: checkpointed on SIGUSR1, resume continues
@@ -98,6 +98,12 @@ def layout(gpus: int | None, threads: int) -> tuple[int, int, int]:
     if nodes > max_nodes:
         raise ValueError(f"gpus: {want} GPUs need {nodes} nodes, more than CSN_SLURM_MAX_NODES={max_nodes}")
     return nodes, per_node, threads
+
+
+def cluster_gpus() -> list[str]:
+    """GPU "ids" a Slurm worker advertises: one per GPU a single job may ask for."""
+    per_node = _int_env("CSN_SLURM_GPUS_PER_NODE", 1, 0, 64)
+    return [str(i) for i in range(per_node * _int_env("CSN_SLURM_MAX_NODES", 1, 1, 1024))]
 
 
 def sbatch_options(run_id: int, run_dir: Path, nodes: int, gpus: int, cpus: int) -> list[str]:
@@ -184,8 +190,12 @@ def submit(job: dict[str, Any], run_id: int) -> str:
     return p.stdout.strip().split(";")[0]
 
 
-def scancel(job_id: str) -> None:
-    subprocess.run(["scancel", job_id], capture_output=True, timeout=60)
+def scancel(job_id: str) -> bool:
+    """Ask Slurm to cancel the job; whether it accepted (else the caller asks again)."""
+    try:
+        return subprocess.run(["scancel", job_id], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _mine(r: Run | None, attempt: int) -> bool:
@@ -286,7 +296,7 @@ def follow(run_id: int, attempt: int, job_id: str, run_dir: Path, offset: int) -
         why = None
         if info.state in PENDING:       # (again, after a requeue): nothing new to read yet
             if not _set(run_id, attempt, status=QUEUED, heartbeat_at=utcnow(),
-                        wait_reason=f"Slurm job {job_id} pending: {info.reason or info.state}"):
+                        wait_reason=f"Slurm job {job_id} pending: {_reason(info)}"):
                 why = _row_why(run_id)
         elif info.state:                # running, completing or ended: ingest what is written
             if info.state == "RUNNING" and not _running(run_id, attempt, info):
@@ -296,13 +306,19 @@ def follow(run_id: int, attempt: int, job_id: str, run_dir: Path, offset: int) -
             if got != LOST or not info.ended:
                 offset, why = new_offset, got
         if why and not cancelling and info.state and not info.ended:
-            cancelling = True
-            scancel(job_id)
-            if why == LOST:
+            cancelling = scancel(job_id)
+            if why == LOST and cancelling:
                 return LOST
         if info.ended:
             return _end(run_id, attempt, info, run_dir, log, log_start, cancelling)
         time.sleep(poll_s())
+
+
+def _reason(info: Job) -> str:
+    """Slurm's pending reason ("Resources", "Priority", "BeginTime" after a requeue, ...)."""
+    if info.reason in ("", "None"):
+        return "not scheduled yet" if info.state == "PENDING" else info.state
+    return info.reason
 
 
 def _running(run_id: int, attempt: int, info: Job) -> bool:
@@ -320,7 +336,6 @@ def _running(run_id: int, attempt: int, info: Job) -> bool:
 
 def _row_why(run_id: int) -> str:
     """Why a row we could not update is not ours: cancelled by the user, or taken."""
-    from db import read_session
     with read_session() as s:
         r = s.get(Run, run_id)
         return CANCELLED if r is not None and r.cancel_requested else LOST
@@ -344,5 +359,3 @@ def _end(run_id: int, attempt: int, info: Job, run_dir: Path, log: Path, log_sta
         return status
     return CANCELLED if status == CANCELLED else LOST
 
-
-__all__ = ["executor", "supervise", "layout", "sbatch_options", "batch_script", "WAIT"]

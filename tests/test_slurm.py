@@ -4,6 +4,7 @@ with ``CSN_EXECUTOR=slurm`` running tiny trainings as Slurm jobs."""
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("slurm")).start()
     yield c
     c.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_jobs_left(cluster):
+    """Every job of a test ends with it (a failed test must not hold the nodes)."""
+    yield
+    cluster.run("scancel", f"--user={os.getuid()}", check=False)
 
 
 @pytest.fixture()
@@ -61,25 +69,35 @@ def stored_once(run_id: int) -> list[dict]:
 
 def test_pending_reason_cancel_failure_and_success(cluster, worker, dataset, tmp_path):
     from jobs import api
-    blocker = cluster.run("sbatch", "--parsable", "-N2", "--gres=gpu:1", "--wrap", "sleep 300").stdout.strip()
+    blocker = cluster.run("sbatch", "--parsable", "-N2", "--gres=gpu:1", f"--output={tmp_path}/blocker.out",
+                          "--wrap", "sleep 300").stdout.strip()
     wait_for(lambda: cluster.job(blocker)["JobState"] == "RUNNING", 30, "the blocking job", cluster.logs)
     k = num_classes(dataset)
     good = api.enqueue_run(tiny_spec(k), str(dataset), {**TINY_HP, "epochs": 2}, gpus=1)
     gone = api.enqueue_run(tiny_spec(k), str(dataset), TINY_HP, gpus=1)
+    too_big = api.enqueue_run(tiny_spec(k), str(dataset), TINY_HP, gpus=3)
     (tmp_path / "empty").mkdir()
     bad = api.enqueue_run(tiny_spec(k), str(tmp_path / "empty"), TINY_HP, gpus=0)   # fails in the trainer
-    for rid in (good, gone):
-        wait_for(lambda rid=rid: "pending: " in (run(rid)["wait_reason"] or ""), 60, f"run {rid} pending", worker.text)
+    for rid in (good, gone):            # Slurm's reason once its scheduler has looked at the job
+        wait_for(lambda rid=rid: (run(rid)["wait_reason"] or "").endswith((": Resources", ": Priority")),
+                 60, f"run {rid} pending", worker.text)
     r = run(good)
     assert r["status"] == "queued" and cluster.job(r["slurm_job"])["JobState"] == "PENDING"
-    assert r["wait_reason"].split("pending: ")[1] in ("Resources", "Priority")
+    assert r["wait_reason"].startswith(f"Slurm job {r['slurm_job']} pending: ")
     assert api.cancel_run(gone)
     gone_job = run(gone)["slurm_job"]
     wait_for(lambda: cluster.job(gone_job)["JobState"] == "CANCELLED", 30, "scancel of the cancelled run", worker.text)
     cluster.run("scancel", blocker)
+    long = api.enqueue_run(tiny_spec(k), str(dataset), {**TINY_HP, "epochs": 40}, gpus=0)
+    wait_for(lambda: run(long)["status"] == "running", 60, "the long run", worker.text)
+    assert api.cancel_run(long)
     for rid in (good, bad):
         wait_for(lambda rid=rid: run(rid)["status"] in db.FINISHED, 120, f"run {rid}", worker.text)
     assert run(gone)["status"] == "cancelled"
+    wait_for(lambda: run(long)["status"] in db.FINISHED, 60, "the cancelled running run", worker.text)
+    assert run(long)["status"] == "cancelled" and cluster.job(run(long)["slurm_job"])["JobState"] == "CANCELLED"
+    t = run(too_big)
+    assert t["status"] == "failed" and t["error"] == "gpus: 3 GPUs need 3 nodes, more than CSN_SLURM_MAX_NODES=2"
     r = run(good)
     assert r["status"] == "succeeded", (r["error"], r["log_tail"], worker.text())
     assert r["nodes"] in ("n1", "n2") and r["attempts"] == 1 and r["progress"] == 1.0

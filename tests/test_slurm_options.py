@@ -21,6 +21,9 @@ def limits(monkeypatch):
 
 
 def test_layout_spans_nodes_only_within_limits(limits):
+    from jobs.resources import worker_gpus
+    limits.setenv("CSN_EXECUTOR", "slurm")
+    assert len(worker_gpus()) == 8          # what the Train page offers: 4 per node x 2 nodes
     assert slurm.layout(None, 2) == (1, 1, 2)
     assert slurm.layout(0, 1) == (1, 0, 1)
     assert slurm.layout(4, 8) == (1, 4, 8)
