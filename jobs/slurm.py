@@ -139,9 +139,9 @@ head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 addr=$(scontrol show node "$head" | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)
 port=$((20000 + SLURM_JOB_ID % 20000))
 echo "[slurm] job $SLURM_JOB_ID restart ${{SLURM_RESTART_COUNT:-0}} on $SLURM_JOB_NODELIST $resume"
+{trap}
 {argv} $resume &
 child=$!
-trap 'kill -USR1 $child 2>/dev/null' USR1
 wait $child; rc=$?
 while [ $rc -gt 128 ] && kill -0 $child 2>/dev/null; do wait $child; rc=$?; done
 if [ $rc -eq {resume_exit} ]; then
@@ -166,7 +166,9 @@ def batch_script(job: dict[str, Any], run_dir: Path, nodes: int) -> str:
     line = " ".join(shlex.quote(a) for a in argv)
     line = line.replace("--rdzv-endpoint=@ADDR@", '--rdzv-endpoint="$addr:$port"')
     line = line.replace("--rdzv-id=@JOB@", '--rdzv-id="$SLURM_JOB_ID"')
-    return SCRIPT.format(run_id=job.get("run_id", ""), repo=shlex.quote(str(REPO)),
+    trap = ("trap 'kill -USR1 $child 2>/dev/null' USR1" if nodes == 1 and job["nproc"] == 1 else
+            "trap '' USR1   # ranks would have to agree to stop: the last epoch checkpoint serves")
+    return SCRIPT.format(run_id=job.get("run_id", ""), repo=shlex.quote(str(REPO)), trap=trap,
                          ckpts=shlex.quote(str(run_dir / "checkpoints")) + "/'*.pt'",
                          argv=line, resume_exit=RESUME_EXIT)
 
