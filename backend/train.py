@@ -647,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
         signal.signal(signal.SIGUSR1, _sigusr1)
+    _stop_after_checkpoint.clear()
     try:
         cfg = config_from_args(argv)
         result = train(cfg)
