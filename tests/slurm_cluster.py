@@ -138,7 +138,29 @@ class Cluster:
                 raise RuntimeError(f"Slurm test cluster: {what} did not come up\n{self.logs()}")
             time.sleep(0.3)
 
+    def _stepds(self) -> list[int]:
+        """Job step daemons of this cluster (they outlive a stopped slurmd)."""
+        conf, found = f"SLURM_CONF={self.env['SLURM_CONF']}".encode(), []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "slurmstepd" and \
+                        conf in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    found.append(int(pid))
+            except OSError:
+                continue
+        return found
+
     def stop(self) -> None:
+        if self.procs:
+            self.run("scancel", f"--user={os.getuid()}", check=False)
+            deadline = time.monotonic() + 20
+            while self._stepds() and time.monotonic() < deadline:
+                time.sleep(0.3)
+        for pid in self._stepds():
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
