@@ -86,9 +86,12 @@ def stall_note(r: dict[str, Any]) -> str | None:
 
 
 def devices_label(r: dict[str, Any]) -> str:
-    """What the run ran on (``GPU 0,1`` / ``CPU``), or why a queued run is still waiting."""
+    """What the run ran on (``GPU 0,1`` / ``CPU`` / ``Slurm job 12 on n[1-2]``), or why a queued
+    run is still waiting (Slurm's pending reason for a Slurm job)."""
     if r.get("status") == "queued":
         return r.get("wait_reason") or ""
+    if (r.get("slurm_job") or "").isdigit():
+        return f"Slurm job {r['slurm_job']}" + (f" on {r['nodes']}" if r.get("nodes") else "")
     d = r.get("devices")
     return "" if d is None else f"GPU {d}" if d else "CPU"
 

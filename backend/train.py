@@ -466,6 +466,11 @@ def _train(cfg: TrainConfig, callback: Callback | None, d: Dist) -> dict[str, An
                 _save_checkpoint(r, metrics)
             if d.on:
                 dist.barrier()
+            if _stop_after_checkpoint.is_set() and not d.on and r.epoch < cfg.epochs:
+                raise StopForResume(f"stopped after the epoch {r.epoch} checkpoint on request")
+    except StopForResume:
+        r.events.close()        # no "end" event: the run goes on after --resume
+        raise
     except BaseException as e:
         _end_event(r, metrics, status="cancelled" if isinstance(e, KeyboardInterrupt) else "error",
                    error=f"{type(e).__name__}: {e}")
@@ -492,6 +497,19 @@ def _end_event(r: _Run, metrics: dict[str, float], **extra: Any) -> None:
 _terminated = threading.Event()
 
 
+RESUME_EXIT = 75   # EX_TEMPFAIL: checkpointed on SIGUSR1 and stopped; --resume continues
+_stop_after_checkpoint = threading.Event()
+
+
+class StopForResume(Exception):
+    """SIGUSR1 came (a scheduler's warning before it stops the job): the epoch's checkpoint
+    is written and the trainer stops, so a requeued job resumes with nothing recomputed."""
+
+
+def _sigusr1(signum, frame) -> None:
+    _stop_after_checkpoint.set()
+
+
 def _sigterm(signum, frame) -> None:
     # raised where the signal lands; an exception raised inside a finaliser is lost, so the
     # training loop also checks the flag once per step
@@ -500,10 +518,13 @@ def _sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; SIGTERM (a cancelled job) ends the run with an "end" event, exit 130."""
+    """CLI entry point; SIGTERM (a cancelled job) ends the run with an "end" event, exit 130;
+    SIGUSR1 stops it after the current epoch's checkpoint, exit :data:`RESUME_EXIT`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _sigterm)
+        signal.signal(signal.SIGUSR1, _sigusr1)
+    _stop_after_checkpoint.clear()
     try:
         cfg = config_from_args(argv, __doc__)
         if cfg.arch and not cfg.resume:      # a bad spec is refused before any data is read
@@ -512,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, SpecError, CheckpointError, ValueError, FloatingPointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except StopForResume as e:
+        print(f"stopped for resume: {e}", file=sys.stderr)
+        return RESUME_EXIT
     except KeyboardInterrupt as e:
         print(f"error: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

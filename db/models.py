@@ -81,6 +81,8 @@ class Run(Base):
     queued_at: Mapped[datetime | None]                         # last (re-)enqueue
     progress_at: Mapped[datetime | None]        # the trainer's newest event (its own clock)
     stall_timeout: Mapped[float | None] = mapped_column(Float)  # s without progress: fail the run
+    slurm_job: Mapped[str | None] = mapped_column(String(32))  # Slurm job id (CSN_EXECUTOR=slurm)
+    nodes: Mapped[str | None] = mapped_column(String(200))     # the Slurm job's node list
     architecture: Mapped[Architecture | None] = relationship(back_populates="runs")
 
     @property

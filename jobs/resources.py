@@ -25,7 +25,11 @@ def parse_ids(s: str) -> list[str]:
 
 
 def worker_gpus() -> list[str]:
-    """This worker's GPU ids (strings, as ``CUDA_VISIBLE_DEVICES`` takes them)."""
+    """This worker's GPU ids (strings, as ``CUDA_VISIBLE_DEVICES`` takes them); for a Slurm
+    worker, as many as one job may ask for (:func:`jobs.slurm.cluster_gpus`)."""
+    if os.environ.get("CSN_EXECUTOR", "").strip().lower() == "slurm":
+        from .slurm import cluster_gpus
+        return cluster_gpus()
     for var in ("CSN_GPUS", "CUDA_VISIBLE_DEVICES"):
         if os.environ.get(var) is not None:
             return parse_ids(os.environ[var])

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from db import FAILED, QUEUED, Run, as_utc, read_session, utcnow, write
 
+from . import slurm
 from .liveness import reconcile_s, start_heartbeat
 from .queue import huey, sync_storage
 from .supervise import WAIT, supervise
@@ -23,10 +24,11 @@ def wait_s() -> float:
 
 @huey.task()
 def run_training(run_id: int) -> str | None:
-    """Train run ``run_id`` in a supervised subprocess; returns its final status. A run whose
+    """Train run ``run_id`` in a supervised subprocess (or a Slurm job: ``CSN_EXECUTOR``);
+    returns its final status. A run whose
     resource request does not fit yet goes back to the queue's schedule (same task id)."""
     start_heartbeat(on_tick=reconcile_queued)
-    status = supervise(run_id)
+    status = (slurm.supervise if slurm.executor() == "slurm" else supervise)(run_id)
     if status == WAIT:
         raise RetryTask(delay=wait_s())
     return status
@@ -83,6 +85,7 @@ def _startup() -> None:
     """Once per process: check the database, reap dead workers' runs and orphaned trainers,
     start beating. A worker that cannot use the database says why and exits (status 3)."""
     try:
+        slurm.executor()             # a bad CSN_EXECUTOR stops the worker here
         start_heartbeat(on_tick=reconcile_queued)
     except Exception as e:  # noqa: BLE001 - a worker without a usable store must not idle
         print(f"error: worker cannot start: {e}", file=sys.stderr, flush=True)

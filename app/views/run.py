@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import charts, features_panel
-from app.runs_data import (STATUS_ICON, fmt_duration, fmt_when, live_metrics, metric_series,
+from app.runs_data import (STATUS_ICON, devices_label, fmt_duration, fmt_when, live_metrics, metric_series,
                            pace, pick_curves, run_row, stall_note)
 from app.state import fmt_count, list_runs_or_stop, require_jobs_api
 
@@ -185,6 +185,7 @@ def manage(run_id: int) -> None:
                   "started": fmt_when(r.get("started_at")),
                   "finished": fmt_when(r.get("finished_at")), "dataset": r.get("dataset"),
                   "output folder": r.get("output_dir") or "—", "worker": r.get("worker_id") or "—",
+                  **({"Slurm job": devices_label(r)} if r.get("slurm_job") else {}),
                   "attempts": str(r.get("attempts"))})
         st.json({"hparams": r.get("hparams"), "spec": r.get("spec")}, expanded=False)
     features_panel.section(r)
