@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .executor import cluster_gpus
+
 
 def parse_ids(s: str) -> list[str]:
     """``"0, 2"`` -> ``["0", "2"]`` (``-1`` and blanks mean none)."""
@@ -26,9 +28,8 @@ def parse_ids(s: str) -> list[str]:
 
 def worker_gpus() -> list[str]:
     """This worker's GPU ids (strings, as ``CUDA_VISIBLE_DEVICES`` takes them); for a Slurm
-    worker, as many as one job may ask for (:func:`jobs.slurm.cluster_gpus`)."""
+    worker, as many as one job may ask for (:func:`jobs.executor.cluster_gpus`)."""
     if os.environ.get("CSN_EXECUTOR", "").strip().lower() == "slurm":
-        from .slurm import cluster_gpus
         return cluster_gpus()
     for var in ("CSN_GPUS", "CUDA_VISIBLE_DEVICES"):
         if os.environ.get(var) is not None:

@@ -37,6 +37,7 @@ from db import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Run, read_session
                 write)
 from db.config import REPO
 
+from .executor import cluster_gpus, executor, int_env as _int_env  # noqa: F401 - re-exported
 from .liveness import worker_dead, worker_id
 from .slurm_state import Job, job_state
 from .supervise import LOST, _sync, _tail, _validate, command, error_line, train_threads
@@ -47,25 +48,6 @@ PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", 
            "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
 ENDED_OK = {"COMPLETED"}
 MAX_OPTION_CHARS = 2000
-
-
-def executor() -> str:
-    """``local`` (default) or ``slurm``, from ``CSN_EXECUTOR``."""
-    v = os.environ.get("CSN_EXECUTOR", "local").strip().lower() or "local"
-    if v not in ("local", "slurm"):
-        raise ValueError("CSN_EXECUTOR must be 'local' or 'slurm'")
-    return v
-
-
-def _int_env(name: str, default: int, lo: int = 0, hi: int = 4096) -> int:
-    raw = os.environ.get(name, "").strip()
-    try:
-        v = int(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name} must be an integer") from None
-    if not lo <= v <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}")
-    return v
 
 
 def _text_env(name: str) -> str | None:
@@ -98,12 +80,6 @@ def layout(gpus: int | None, threads: int) -> tuple[int, int, int]:
     if nodes > max_nodes:
         raise ValueError(f"gpus: {want} GPUs need {nodes} nodes, more than CSN_SLURM_MAX_NODES={max_nodes}")
     return nodes, per_node, threads
-
-
-def cluster_gpus() -> list[str]:
-    """GPU "ids" a Slurm worker advertises: one per GPU a single job may ask for."""
-    per_node = _int_env("CSN_SLURM_GPUS_PER_NODE", 1, 0, 64)
-    return [str(i) for i in range(per_node * _int_env("CSN_SLURM_MAX_NODES", 1, 1, 1024))]
 
 
 def sbatch_options(run_id: int, run_dir: Path, nodes: int, gpus: int, cpus: int) -> list[str]:
