@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .compare import compare
     from .core import profile
-    fits = {"memory_bytes": budget, "max_batch": max_batch(spec, budget, cfg.optimizer)}
+    fits = {"memory_bytes": budget, "max_batch": max_batch(spec, budget, cfg.optimizer, cfg.device)}
     if args.no_compare:
         rep = profile(spec, cfg)
         out = {"profile": rep.to_dict(), "fits": fits}

@@ -127,7 +127,7 @@ def profile(spec: ArchSpec, cfg: ProfileConfig = ProfileConfig(), *, the_roof: R
     """Per-row FLOPs, forward / backward time, kept activation bytes and roofline of ``spec``."""
     timed = measure(spec, cfg, progress)
     r = the_roof or roof(torch.device(cfg.device))
-    mm = mem.memory_model(spec, cfg.batch, cfg.optimizer)
+    mm = mem.memory_model(spec, cfg.batch, cfg.optimizer, cfg.device)
     counted = count(spec)
     rows = _rows(counted.layers, list(plan(spec)), timed["rows"], mm, r, cfg)
     layers_s = sum(x["fwd_ms"] + x["bwd_ms"] for x in rows) / 1e3

@@ -10,8 +10,9 @@ autograd formulas do:
   the block's last body row;
 * max-pool keeps its input and int64 indices of its output's size; its output is kept by the
   next conv; the stem row also holds the input clip (kept by conv1);
-* the fc head keeps the pooled features (global mean keeps nothing); dropout keeps a bool mask
-  and its output instead; a conv head's average pool output is kept by the 1x1x1 conv.
+* the fc head keeps the pooled features (global mean keeps nothing); dropout keeps its noise
+  tensor (CPU: float32, torch multiplies by it; CUDA: ``native_dropout``'s bool mask) and its
+  output instead; a conv head's average pool output is kept by the 1x1x1 conv.
 
 A row's bytes are what it *produces* that some op keeps, so shared tensors count once.
 """
@@ -66,25 +67,31 @@ def _numel(c: int, size: tuple[int, int, int]) -> int:
     return c * math.prod(size)
 
 
-def activation_rows(spec: ArchSpec, batch: int) -> list[LayerMemory]:
+def mask_bytes(device: str) -> int:
+    """Bytes per element of the dropout mask autograd keeps on ``device``."""
+    return 1 if str(device).startswith("cuda") else FLOAT_BYTES
+
+
+def activation_rows(spec: ArchSpec, batch: int, device: str = "cpu") -> list[LayerMemory]:
     """Per counter row, bytes kept for backward at ``batch`` (float32, see module doc)."""
     layers = list(plan(spec))
     rows = []
     for i, p in enumerate(layers):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        kept, largest = _row_bytes(p, nxt, spec, batch)
+        kept, largest = _row_bytes(p, nxt, spec, batch, mask_bytes(device))
         rows.append(LayerMemory(p.name, kept, largest))
     return rows
 
 
-def _row_bytes(p: LayerPlan, nxt: LayerPlan | None, spec: ArchSpec, n: int) -> tuple[int, int]:
+def _row_bytes(p: LayerPlan, nxt: LayerPlan | None, spec: ArchSpec, n: int,
+               mask: int) -> tuple[int, int]:
     out = n * _numel(p.c_out, p.out_size) * FLOAT_BYTES
     if p.kind == "maxpool":                     # indices + output (kept by the next conv)
         return out // FLOAT_BYTES * INDEX_BYTES + out, out
     if p.kind == "avgpool":                     # conv head pool: output kept by the 1x1x1 conv
         return (0 if spec.dropout > 0 else out), out
     if p.kind == "fc":
-        return _head_bytes(p, spec, n), out
+        return _head_bytes(p, spec, n, mask), out
     kept = out + 2 * p.c_out * FLOAT_BYTES      # BN input + per-channel mean / invstd
     last_body = p.block and p.role != "shortcut" and (
         nxt is None or nxt.block != p.block or nxt.role == "shortcut")
@@ -97,10 +104,10 @@ def _row_bytes(p: LayerPlan, nxt: LayerPlan | None, spec: ArchSpec, n: int) -> t
     return kept, out
 
 
-def _head_bytes(p: LayerPlan, spec: ArchSpec, n: int) -> int:
+def _head_bytes(p: LayerPlan, spec: ArchSpec, n: int, mask: int) -> int:
     feats = n * _numel(p.c_in, p.in_size)
-    if spec.dropout > 0:                        # bool mask + dropped features (kept by fc)
-        return feats * (1 + FLOAT_BYTES)
+    if spec.dropout > 0:                        # mask + dropped features (kept by fc)
+        return feats * (mask + FLOAT_BYTES)
     if spec.head == "fc":
         return feats * FLOAT_BYTES              # pooled features, kept by the linear layer
     return 0                                    # conv head: its input is counted upstream
@@ -130,8 +137,9 @@ def _tensor_counts(spec: ArchSpec) -> tuple[int, int, int]:
     return tensors, bn, count(spec).totals.all_params
 
 
-def memory_model(spec: ArchSpec, batch: int, optimizer: str = "sgd") -> MemoryModel:
-    """The training memory of ``spec`` at ``batch`` clips (float32)."""
+def memory_model(spec: ArchSpec, batch: int, optimizer: str = "sgd",
+                 device: str = "cpu") -> MemoryModel:
+    """The training memory of ``spec`` at ``batch`` clips (float32) on ``device``."""
     if batch < 1:
         raise ValueError("batch must be >= 1")
     tensors, bn_layers, n_params = _tensor_counts(spec)
@@ -139,17 +147,18 @@ def memory_model(spec: ArchSpec, batch: int, optimizer: str = "sgd") -> MemoryMo
     bn_channels = sum(l.bn_params // 2 for l in report.layers)
     pb = n_params * FLOAT_BYTES
     return MemoryModel(
-        batch=batch, layers=activation_rows(spec, batch), param_bytes=pb,
+        batch=batch, layers=activation_rows(spec, batch, device), param_bytes=pb,
         buffer_bytes=2 * bn_channels * FLOAT_BYTES + bn_layers * INDEX_BYTES, grad_bytes=pb,
         optimizer_bytes=optimizer_state_bytes(n_params, tensors, optimizer),
         loss_bytes=batch * (spec.num_classes * FLOAT_BYTES + INDEX_BYTES), optimizer=optimizer)
 
 
-def max_batch(spec: ArchSpec, memory_bytes: int, optimizer: str = "sgd") -> int:
+def max_batch(spec: ArchSpec, memory_bytes: int, optimizer: str = "sgd",
+              device: str = "cpu") -> int:
     """The largest batch whose predicted training peak fits ``memory_bytes`` (0: none fits).
 
     Every batch-dependent term is linear in the batch, so two evaluations give it exactly."""
-    one, two = (memory_model(spec, b, optimizer).peak_bytes for b in (1, 2))
+    one, two = (memory_model(spec, b, optimizer, device).peak_bytes for b in (1, 2))
     per_clip, fixed = two - one, 2 * one - two
     if memory_bytes < one:
         return 0

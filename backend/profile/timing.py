@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections import defaultdict
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -96,7 +97,9 @@ def hooked(model: nn.Module, spec: ArchSpec, clock: _Clock, backward: bool) -> I
             handles.append(mod.register_full_backward_pre_hook(lambda m, g, k=key: clock.push(k)))
             handles.append(mod.register_full_backward_hook(_bwd_post(clock, key)))
     try:
-        yield
+        with warnings.catch_warnings():   # the stem's early call is expected (see _bwd_post)
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            yield
     finally:
         for h in handles:
             h.remove()
