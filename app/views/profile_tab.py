@@ -75,14 +75,11 @@ def _run(job: Job, spec: ArchSpec, baseline: str, batch: int, threads: int, repe
         job.result = {"baseline": res["baseline"], "ratios": res["ratios"],
                       **{k: res[k].to_dict() for k in ("design", "base", "design_infer", "base_infer")}}
     except Cancelled:
-        job.error = "cancelled"
+        job.error = "Profile cancelled."
     except (RuntimeError, MemoryError, ValueError) as e:
         job.error = f"could not profile: {str(e).splitlines()[0][:200]}"
     finally:
         set_threads(old)
-        with _LOCK:
-            if job.error == "cancelled":
-                _JOBS.pop(job.key, None)
 
 
 def start(spec: ArchSpec, baseline: str, batch: int, threads: int, repeats: int) -> Job | str:
@@ -179,8 +176,9 @@ def _ratio_rows(res: dict) -> list[dict]:
 def _show_result(res: dict) -> None:
     rep = res["design"]
     t = rep["totals"]
-    st.success(f"Train step {t['step_ms']:.1f} ms; rows sum to {t['layers_ms']:.1f} ms "
-               f"(gap {100 * t['gap']:+.1f}%); profiler overhead {100 * t['overhead']:+.1f}%")
+    st.success(f"Train step {t['step_ms']:.1f} ms; rows sum to {t['layers_ms']:.1f} ms, loss / "
+               f"optimizer {t['other_ms']:.1f} ms (unattributed {100 * t['gap']:+.1f}%); "
+               f"profiler overhead {100 * t['overhead']:+.1f}%")
     for w in rep["warnings"]:
         st.warning(w)
     st.plotly_chart(_share_bars(rep["stages"], "stage", "Share per stage"), width="stretch")

@@ -87,7 +87,7 @@ def _make_step(model: nn.Module, spec: ArchSpec, cfg: ProfileConfig, s: PerfSett
             clock.start("bwd")
         loss.backward()
         if clock:
-            clock.tick()                     # the stem is still open: it ran last
+            clock.tick()
             clock.start("opt")
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -135,13 +135,15 @@ def profile(spec: ArchSpec, cfg: ProfileConfig = ProfileConfig(), *, the_roof: R
     step = timed["step_s"]
     totals = {"flops": counted.totals.flops, "step_ms": 1e3 * step,
               "hooked_step_ms": 1e3 * timed["hooked_step_s"], "layers_ms": 1e3 * layers_s,
-              "other_ms": 1e3 * other_s, "gap": (step - layers_s) / step if step else 0.0,
+              "other_ms": 1e3 * other_s,
+              # unattributed: the un-hooked step minus rows and loss / optimizer / engine time
+              "gap": (step - layers_s - other_s) / step if step else 0.0,
               "overhead": timed["hooked_step_s"] / step - 1 if step else 0.0,
               "activation_bytes": mm.activation_bytes}
     warnings = []
     if abs(totals["gap"]) > 0.15:
-        warnings.append(f"sum of layers is {100 * totals['gap']:+.0f}% off the measured step "
-                        "(loaded machine or optimizer/loss time); per-row times are approximate")
+        warnings.append(f"rows + loss/optimizer are {100 * totals['gap']:+.0f}% off the measured "
+                        "step (a loaded machine?); per-row times are approximate")
     if cfg.dtype != "fp32":
         warnings.append("memory model is for float32; autocast keeps extra low-precision copies")
     return ProfileReport(spec.name, asdict(cfg), rows, _group(rows, "stage"), _group(rows, "block"),

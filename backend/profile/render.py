@@ -41,8 +41,8 @@ def render_profile(rep: ProfileReport, fits: dict | None = None) -> str:
     lines += ["", "per stage:"] + _table([head[:8]] + [_row(g["stage"], "", g, ()) for g in rep.stages])
     m, r = rep.memory, rep.roof
     lines += ["",
-              f"step {t['step_ms']:.1f} ms measured; rows sum to {t['layers_ms']:.1f} ms "
-              f"(gap {100 * t['gap']:+.1f}%; loss/optimizer/other {t['other_ms']:.1f} ms); "
+              f"step {t['step_ms']:.1f} ms measured; rows sum to {t['layers_ms']:.1f} ms, "
+              f"loss/optimizer/other {t['other_ms']:.1f} ms (unattributed {100 * t['gap']:+.1f}%); "
               f"profiler overhead {100 * t['overhead']:+.1f}%",
               f"roof ({r['device']}): dense conv {r['peak_flops'] / 1e9:.1f} GFLOP/s, copy "
               f"{r['bandwidth'] / 1e9:.1f} GB/s, ridge {r['ridge']:.1f} FLOP/B",

@@ -2,8 +2,8 @@
 
 Every counter row (``plan(spec)`` name) maps to the module that computes it. A clock keeps a
 stack of open rows and charges the time between two hook events to the row on top, so each
-row gets its *exclusive* time: forward hooks open and close it in the forward pass, full
-backward (pre-)hooks in the backward pass. The residual sum and ReLU of a block are charged
+row gets its *exclusive* time: forward hooks open and close it in the forward pass, hooks on
+the autograd nodes its forward created in the backward pass. The residual sum and ReLU of a block are charged
 to the block's last body row (as its memory is); the head's pooling, flatten and dropout to
 ``fc``; the loss, ``zero_grad`` and optimizer step to ``other``. CUDA is synchronised at
 every event.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 import time
-import warnings
 from collections import defaultdict
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -80,38 +79,51 @@ class _Clock:
         self.t = time.perf_counter()
 
 
-def _needs_input_grad(inputs) -> bool:
-    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
-
-
 @contextmanager
 def hooked(model: nn.Module, spec: ArchSpec, clock: _Clock, backward: bool) -> Iterator[None]:
-    """Register the clock's hooks on every row module (and block), removed on exit."""
+    """Register the clock's hooks on every row module (and block), removed on exit.
+
+    Backward: the autograd nodes a row's forward created (walked from its output back to its
+    input) get pre / post hooks, so each node's run is charged to its row, exactly (CPU
+    autograd runs nodes one at a time)."""
     rows, blocks = row_modules(model, spec)
+    claimed: set[int] = set()
     handles = []
-    targets = [(k, m) for k, m in rows.items()] + [(k, m) for k, m in blocks.items()]
-    for key, mod in targets:
+    for key, mod in [*rows.items(), *blocks.items()]:
         handles.append(mod.register_forward_pre_hook(lambda m, i, k=key: clock.push(k)))
-        handles.append(mod.register_forward_hook(lambda m, i, o, k=key: clock.pop(k)))
-        if backward:
-            handles.append(mod.register_full_backward_pre_hook(lambda m, g, k=key: clock.push(k)))
-            handles.append(mod.register_full_backward_hook(_bwd_post(clock, key)))
+        handles.append(mod.register_forward_hook(_fwd_post(clock, key, claimed, backward)))
     try:
-        with warnings.catch_warnings():   # the stem's early call is expected (see _bwd_post)
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            yield
+        yield
     finally:
         for h in handles:
             h.remove()
 
 
-def _bwd_post(clock: _Clock, key: str):
-    # a module whose inputs need no gradient (the stem) gets this call as soon as its output
-    # gradient exists; it stays open instead and closes when backward ends (it runs last)
-    def hook(m, grad_input, grad_output):
-        if any(g is not None for g in grad_input):
-            clock.pop(key)
+def _fwd_post(clock: _Clock, key: str, claimed: set[int], backward: bool):
+    def hook(m, inputs, output):
+        clock.pop(key)
+        if backward and isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            stop = {id(t.grad_fn) for t in inputs if isinstance(t, torch.Tensor) and t.grad_fn}
+            for node in _own_nodes(output.grad_fn, stop, claimed):
+                node.register_prehook(lambda g, k=key: clock.push(k))
+                node.register_hook(lambda gi, go, k=key: clock.pop(k))
     return hook
+
+
+def _own_nodes(root, stop: set[int], claimed: set[int]) -> list:
+    """Nodes from ``root`` back to (not including) the input's, not claimed by an inner row;
+    parameters' AccumulateGrad nodes are left out (they outlive one step)."""
+    todo, found = [root], []
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in stop or id(node) in claimed:
+            continue
+        if type(node).__name__ == "AccumulateGrad":
+            continue
+        claimed.add(id(node))
+        found.append(node)
+        todo.extend(n for n, _ in node.next_functions)
+    return found
 
 
 def sync_fn(device: torch.device) -> Callable[[], None]:
