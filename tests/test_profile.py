@@ -171,3 +171,27 @@ def test_cli_json_and_errors(tmp_path):
         r = subprocess.run(cmd + bad, capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("entry", ["backend", "app"])
+def test_entry_points_set_passive_openmp_before_torch(entry):
+    """Every place the project starts torch gets OMP_WAIT_POLICY=PASSIVE before libgomp loads
+    (an explicit value is kept); the trainer's environment carries it."""
+    import os
+    code = (f"import sys, os; import {entry}; assert 'torch' not in sys.modules; "
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "PASSIVE"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(env, OMP_WAIT_POLICY="ACTIVE"), timeout=60)
+    assert r.stdout.strip() == "ACTIVE"
+
+
+def test_trainer_env_is_passive(tmp_path, monkeypatch):
+    from jobs.supervise import command
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    job = {"nproc": 1, "threads": 2, "dataset": "d", "hparams": {}, "devices": None}
+    _, env = command(job, tmp_path, resume=False)
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["OMP_NUM_THREADS"] == "2"
