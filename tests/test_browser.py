@@ -327,8 +327,7 @@ def test_builder_profile_tab_in_browser(app_url):
     mm = memory_model(spec, 2)
     with _open(app_url, 1500, 1300) as page:
         flops = page.locator('[data-testid="stMetric"]', has_text="Multiply-adds").first
-        expect(flops).to_be_visible(timeout=60_000)
-        expect(flops).to_contain_text("10.6 G", timeout=60_000)
+        expect(flops).to_be_visible(timeout=60_000)    # any design: the data dir keeps the last
         _choose(page, _selectbox(page, "Start from preset").first, "ir-csn-26")
         expect(flops).to_contain_text(f"{count(preset('ir-csn-26')).totals.flops / 1e9:.2f} G",
                                       timeout=30_000)
