@@ -167,7 +167,7 @@ def test_cli_json_and_errors(tmp_path):
                                                  2 * 10**9)
     assert (tmp_path / "roofline.json").is_file()
     for bad in (["no-such-preset"], ["ir-csn-26", "--batch", "0"], ["ir-csn-26", "--memory", "lots"],
-                ["ir-csn-26", "--device", "tpu"]):
+                ["ir-csn-26", "--device", "tpu"], ["ir-csn-26", "--size", "4096", "--batch", "64"]):
         r = subprocess.run(cmd + bad, capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1

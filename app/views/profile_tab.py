@@ -215,7 +215,10 @@ def render(spec: ArchSpec, baseline: str) -> None:
     _memory_section(spec, batch)
     key = (spec.to_json(), "cpu", batch, threads, repeats, baseline)
     if st.button("Profile on this machine", icon=":material/speed:", key="profile_run"):
-        got = start(spec, baseline, batch, threads, repeats)
+        need = memory_model(spec, batch).peak_bytes
+        got = (start(spec, baseline, batch, threads, repeats) if need <= _ram() // 2 else
+               f"the predicted training peak ({need / 1e9:.1f} GB) is more than half this "
+               "machine's memory; lower the batch or the clip")
         if isinstance(got, str):
             st.error(got)
     job = _JOBS.get(key)

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--memory", help="memory to fit, e.g. 24GB (default: the device's)")
     ap.add_argument("--baseline", help="baseline preset (default: the ResNet3D of the same depth)")
     ap.add_argument("--no-compare", action="store_true", help="skip the baseline ratio table")
+    ap.add_argument("--remeasure-roof", action="store_true",
+                    help="measure the roofline again (it is cached per machine)")
     ap.add_argument("--json", action="store_true")
     return ap
 
@@ -68,7 +70,7 @@ def _config(args):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        from .memory import max_batch, parse_bytes
+        from .memory import max_batch, memory_model, parse_bytes
         spec = load_spec(args.spec)
         changes = {k: v for k, v in (("frames", args.frames), ("height", args.size),
                                      ("width", args.size)) if v is not None}
@@ -76,18 +78,28 @@ def main(argv: list[str] | None = None) -> int:
         spec.validate()
         cfg = _config(args)
         budget = parse_bytes(args.memory) if args.memory else _device_memory(args.device)
+        need = memory_model(spec, cfg.batch, cfg.optimizer, cfg.device).peak_bytes
+        if need > _device_memory(args.device):
+            raise ValueError(f"--batch/--size: the predicted training peak {need / 1e9:.1f} GB "
+                             "exceeds this device's memory")
     except (SpecError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    import torch
+
     from .compare import compare
     from .core import profile
+    from .roofline import roof
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    the_roof = roof(torch.device(cfg.device), remeasure=args.remeasure_roof)
     fits = {"memory_bytes": budget, "max_batch": max_batch(spec, budget, cfg.optimizer, cfg.device)}
     if args.no_compare:
-        rep = profile(spec, cfg)
+        rep = profile(spec, cfg, the_roof=the_roof)
         out = {"profile": rep.to_dict(), "fits": fits}
         text = render_profile(rep, fits)
     else:
-        res = compare(spec, cfg, args.baseline)
+        res = compare(spec, cfg, args.baseline, the_roof=the_roof)
         main_rep = res["design"] if cfg.mode == "train" else res["design_infer"]
         out = {"profile": main_rep.to_dict(), "fits": fits, "baseline": res["baseline"],
                "ratios": res["ratios"]}

@@ -54,6 +54,11 @@ def render_profile(rep: ProfileReport, fits: dict | None = None) -> str:
     lines.append(f"memory-bound rows take {100 * mem_time:.1f}% of the time, "
                  f"{100 * sum(x['flop_share'] for x in rep.rows if x['bound'] == 'memory'):.1f}% "
                  "of the FLOPs")
+    dw = [x for x in rep.rows if x["kind"] == "depthwise"]
+    if dw:
+        lines.append(f"depthwise rows ({sum(x['bound'] == 'memory' for x in dw)}/{len(dw)} "
+                     f"memory-bound): {100 * sum(x['time_share'] for x in dw):.1f}% of the time, "
+                     f"{100 * sum(x['flop_share'] for x in dw):.1f}% of the FLOPs")
     if fits:
         lines.append(f"largest training batch fitting {fits['memory_bytes'] / 1e9:.1f} GB: "
                      f"{fits['max_batch']}")
