@@ -64,6 +64,9 @@ def _config(args):
                         repeats=args.repeats, dtype=args.dtype,
                         channels_last=args.layout == "channels_last", optimizer=args.optimizer)
     cfg.check()
+    if cfg.dtype == "bf16":
+        from backend.csn.perf import check_amp
+        check_amp(cfg.device, "bf16")      # refuses a CPU that would run a slow fallback
     return cfg
 
 
