@@ -22,10 +22,10 @@ from test_model_agreement import valid_specs
 ROOF = Roof("test", 1e11, 1e10, "test")
 
 
-
 # the 101/152-layer presets build 50-120 M parameter nets: end-to-end speed, run in CI
 PRESETS = [pytest.param(n, marks=pytest.mark.slow) if n.endswith(("-101", "-152")) else n
            for n in list_presets()]
+
 
 def small(name: str, **kw):
     return preset(name, **{"frames": 8, "height": 32, "width": 32, "num_classes": 5, **kw})

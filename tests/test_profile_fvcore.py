@@ -21,10 +21,10 @@ from backend.csn.spec import plan
 from backend.profile.timing import row_modules
 
 
-
 # the 101/152-layer presets build 50-120 M parameter nets: end-to-end speed, run in CI
 PRESETS = [pytest.param(n, marks=pytest.mark.slow) if n.endswith(("-101", "-152")) else n
            for n in list_presets()]
+
 
 def by_module(spec):
     model = build_model(spec).eval()
