@@ -1,6 +1,7 @@
 """Train-step and inference throughput: fast depthwise path + recommended settings vs plain.
 
     python bench/bench_step.py [--threads 2] [--batch 4] [--repeat 3] [--quick] [--no-infer]
+    python bench/bench_step.py --contended-only [--batch 2 --repeat 2]   # only the rows of 3.
 
 1. Train step (forward + backward + SGD step), clips/s, 8x112x112, for ir-CSN-50, ip-CSN-50
    and ResNet3D-50. "plain" = nn.Conv3d everywhere, contiguous float32 (the way the models
@@ -11,6 +12,9 @@
    speed-up of ir-CSN-50 over ResNet3D-50 beside their FLOP ratio (``backend.csn.count``).
 2. Inference (batch 1, no_grad, eval), clips/s, ir-CSN-152 at 8x224x224 and 32x224x224
    (``--quick``: 8 frames only).
+3. Contended (``--contended``, ``--contended-only``; ``bench/_contention.py``): the ir-CSN-50
+   step alone and beside another 2-thread training process, per ``OMP_WAIT_POLICY``, and the
+   profiler's overhead.
 Repetitions are interleaved across variants; times are best-of (the machine is shared).
 """
 from __future__ import annotations
@@ -99,7 +103,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer variants, inference at 8 frames")
     ap.add_argument("--no-infer", action="store_true")
+    ap.add_argument("--contended", action="store_true", help="also the contended rows")
+    ap.add_argument("--contended-only", action="store_true", help="only the contended rows")
     args = ap.parse_args()
+    if args.contended or args.contended_only:
+        from _contention import contended_rows
+        if args.contended_only:
+            return contended_rows(args.threads, args.batch, args.repeat)
+        import atexit
+        atexit.register(contended_rows, args.threads, args.batch, args.repeat)
     torch.set_num_threads(args.threads)
     frames, size, b = 8, 112, args.batch
     print(f"threads={args.threads} torch={torch.__version__}; best-of-{args.repeat} interleaved")

@@ -139,7 +139,8 @@ def command(job: dict[str, Any], run_dir: Path, resume: bool) -> tuple[list[str]
             "--data", job["dataset"], "--out", str(run_dir), "--threads", str(per),
             *hparam_args(job["hparams"]), *(["--resume"] if resume else [])]
     env = dict(os.environ, OMP_NUM_THREADS=str(per), MKL_NUM_THREADS=str(per),
-               NUMBA_NUM_THREADS=str(per), PYTHONUNBUFFERED="1")
+               NUMBA_NUM_THREADS=str(per), PYTHONUNBUFFERED="1",
+               OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))  # no spinning on shared cores
     if job.get("tag"):
         env[ATTEMPT_ENV] = job["tag"]           # the trainer's outcome file names its attempt
     if job["devices"] is not None:          # None: a tracked run keeps its node's devices

@@ -338,7 +338,13 @@ def test_layer_table_and_measure_on_this_machine():
     at.number_input(key="bld_height").set_value(64).run()
     at.number_input(key="bld_width").set_value(64).run()
     spec = preset("ir-csn-26", height=64, width=64)
-    assert len(at.dataframe[0].value) == len(count(spec).layers)
+    table = at.dataframe[0].value
+    assert len(table) == len(count(spec).layers) + 1          # + the totals row
+    assert table["layer"].iloc[-1] == "total"
+    assert table["params"].iloc[-1] == count(spec).totals.params
+    from backend.profile import memory_model
+    assert abs(table["activations (MiB/clip)"].iloc[-1] * 2**20
+               - memory_model(spec, 1).activation_bytes) < 1
     [b for b in at.button if b.label == "Measure"][0].click().run(timeout=120)
     assert not at.exception and not at.error
     ms = {m.label: m.value for m in at.metric}["Forward (best)"]

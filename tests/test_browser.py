@@ -293,3 +293,75 @@ def test_launch_a_tiny_study_and_see_its_table_and_figures(tmp_path):
         assert page.locator('[data-testid="stException"]').count() == 0
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "study.png"), full_page=True)
+
+
+def _number(page, label: str, value: int) -> None:
+    box = page.locator('[data-testid="stNumberInput"]', has_text=label).first.locator("input")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+@contextmanager
+def _open(url: str, width: int, height: int):
+    """A Chromium page at ``url`` with that viewport; closed afterwards."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url, wait_until="domcontentloaded")
+            yield page
+        finally:
+            browser.close()
+
+
+def test_builder_profile_tab_in_browser(app_url):
+    """The Profile tab runs backend.profile in the background and shows the figures the
+    library computes: activation memory, predicted peak, largest batch, MAC ratios."""
+    from playwright.sync_api import expect
+
+    from backend.csn import count, preset
+    from backend.profile import max_batch, memory_model, parse_bytes
+
+    spec = preset("ir-csn-26", height=32, width=32, frames=8)
+    mm = memory_model(spec, 2)
+    with _open(app_url, 1500, 1300) as page:
+        flops = page.locator('[data-testid="stMetric"]', has_text="Multiply-adds").first
+        expect(flops).to_be_visible(timeout=60_000)    # any design: the data dir keeps the last
+        _choose(page, _selectbox(page, "Start from preset").first, "ir-csn-26")
+        expect(flops).to_contain_text(f"{count(preset('ir-csn-26')).totals.flops / 1e9:.2f} G",
+                                      timeout=30_000)
+        _number(page, "Height H", 32)
+        expect(flops).not_to_contain_text(f"{count(preset('ir-csn-26')).totals.flops / 1e9:.2f} G",
+                                          timeout=30_000)
+        _number(page, "Width W", 32)
+        expect(flops).to_contain_text(f"{count(spec).totals.flops / 1e6:.1f} M", timeout=30_000)
+        page.get_by_role("tab", name="Profile on this machine").click()
+        expect(page.get_by_text("Memory to fit")).to_be_visible(timeout=30_000)
+        page.locator('[data-testid="stTextInput"]', has_text="Memory to fit").locator(
+            "input").fill("1GB")
+        page.keyboard.press("Enter")
+        expect(page.locator('[data-testid="stMetric"]', has_text="Largest batch").locator(
+            '[data-testid="stMetricValue"]')).to_have_text(
+                str(max_batch(spec, parse_bytes("1GB"))), timeout=30_000)
+        assert _metric(page, "Activations kept (batch 2)") == f"{mm.activation_bytes / 2**20:.1f} MiB"
+        assert _metric(page, "Predicted peak") == f"{mm.peak_bytes / 2**20:.1f} MiB"
+        reps = page.locator(".st-key-profile_repeats input")   # not the Measure tab's
+        reps.fill("1")
+        reps.press("Enter")
+        page.get_by_role("button", name="Profile on this machine").click()
+        expect(page.get_by_text("Train step")).to_be_visible(timeout=240_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator(".js-plotly-plot").count() >= 4   # batch line, 2 share bars, roofline
+        ratios = page.locator('[data-testid="stDataFrame"]').nth(1)
+        expect(ratios).to_be_visible()
+        r3 = count(preset("resnet3d-26", height=32, width=32, frames=8)).totals.flops
+        total_ratio = f"{r3 / count(spec).totals.flops:.2f}"
+        expect(ratios).to_contain_text(total_ratio, timeout=10_000)
+        _shot(page, "builder-profile")
+        # a longer run (another cache key) stops on Cancel
+        reps.fill("10")
+        reps.press("Enter")
+        page.get_by_role("button", name="Profile on this machine").click()
+        page.get_by_role("button", name="Cancel").click(timeout=30_000)
+        expect(page.get_by_text("Profile cancelled.")).to_be_visible(timeout=120_000)

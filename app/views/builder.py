@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from app import charts
+from app.views import profile_tab
 from app.state import (BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, jobs_api, load_design,
                        remember_design, save_architecture)
 from backend import explore
@@ -337,16 +338,20 @@ if report is None:
 spec, report = shown_spec, shown_report
 
 # --- detail ----------------------------------------------------------------------------------
-tab_layers, tab_stages, tab_paper, tab_measure, tab_export = st.tabs(
-    ["Layers", "Per stage", "Among the paper's models", "Measure on this machine", "Export / save"])
+tab_layers, tab_stages, tab_paper, tab_measure, tab_profile, tab_export = st.tabs(
+    ["Layers", "Per stage", "Among the paper's models", "Measure on this machine",
+     "Profile on this machine", "Export / save"])
 
 with tab_layers:
-    st.dataframe(explore.layer_rows(report), hide_index=True, width="stretch", height=420,
+    st.dataframe(profile_tab.layer_table(report), hide_index=True, width="stretch", height=420,
                  column_config={
                      "params": st.column_config.NumberColumn("params", format="localized"),
                      "MAdds (M)": st.column_config.NumberColumn("MAdds (M)", format="%.2f"),
                      "interactions": st.column_config.NumberColumn("interactions",
-                                                                   format="localized")})
+                                                                   format="localized"),
+                     "activations (MiB/clip)": st.column_config.NumberColumn(
+                         "activations (MiB/clip)", format="%.2f",
+                         help="float32 bytes this row keeps for backward in training, per clip")})
 
 with tab_stages:
     base_report = count(explore.baseline_spec(baseline, spec))
@@ -387,6 +392,9 @@ with tab_measure:
         st.info("FLOPs do not predict the speed of depthwise convolutions: they do few "
                 "multiply-adds per byte moved, so a CSN usually runs slower than its FLOPs "
                 "suggest.", icon=":material/info:")
+
+with tab_profile:
+    profile_tab.render(spec, baseline)
 
 with tab_export:
     st.download_button("Download spec JSON", spec.to_json(indent=2),

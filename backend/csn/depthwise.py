@@ -125,10 +125,11 @@ class DepthwiseConv3dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor,
                 stride: tuple[int, int, int]) -> torch.Tensor:
-        x = x.contiguous(memory_format=_CL)
         ctx.stride = tuple(stride)
+        # keep the caller's tensor (already kept by the op before): a channels-last copy would
+        # be a second copy of the activation until backward, which re-lays it out if needed
         ctx.save_for_backward(x, weight)
-        return F.conv3d(x, weight, None, stride, 1, 1, weight.shape[0])
+        return F.conv3d(x.contiguous(memory_format=_CL), weight, None, stride, 1, 1, weight.shape[0])
 
     @staticmethod
     @once_differentiable
