@@ -120,7 +120,8 @@ def test_parse_bytes_refuses(bad):
 
 @pytest.mark.parametrize("name,head", [("ir-csn-26", "fc"), ("ip-csn-26", "conv")])
 def test_profile_rows_are_the_counters(name, head):
-    spec = replace(small(name), head=head, head_pool=(2, 1, 1) if head == "conv" else (0, 0, 0))
+    # 16 frames: conv5's map is (2, 1, 1), so the conv head's (2, 1, 1) window fits
+    spec = replace(small(name, frames=16), head=head, head_pool=(2, 1, 1) if head == "conv" else (0, 0, 0))
     rep = profile(spec, ProfileConfig(batch=2, repeats=1, threads=1), the_roof=ROOF)
     assert [r["name"] for r in rep.rows] == [l.name for l in count(spec).layers]
     assert [r["activation_bytes"] for r in rep.rows] == [l.activation_bytes
