@@ -244,8 +244,10 @@ def _page(at: AppTest, name: str) -> AppTest:
 def test_train_page_enqueues_a_run_row(store):
     from jobs import api
 
-    data = store / "var" / "videos"   # inside the data dir (the default data root)
-    data.mkdir(parents=True)
+    from motion_data import make_dataset
+
+    # inside the data dir (the default data root)
+    data = make_dataset(store / "var" / "videos", per_class=2, val_per_class=1)
     at = _page(_app(), "train")  # the builder ran first: its design is the default choice
     assert any("huey_consumer jobs.tasks" in c.value for c in at.code)  # no worker alive
     assert at.radio(key="train_src").value == "Current builder design"
@@ -253,6 +255,10 @@ def test_train_page_enqueues_a_run_row(store):
     at.text_input(key="train_path").set_value(str(store / "var" / "missing")).run()
     assert any("No such file" in e.value for e in at.error)
     at.text_input(key="train_path").set_value(str(data)).run()
+    found = [m.value for m in at.success if m.value.startswith("Found")]
+    assert found == ["Found 9 videos in 3 classes: 6 train, 3 validation. Validation: the val/ "
+                     "folder."], found
+    assert len(at.get("image")) == 3                       # a thumbnail per class
     at.number_input(key="hp_epochs").set_value(2).run()
     assert at.number_input(key="hp_lr_sgd").value == 0.01
     at.selectbox(key="hp_optimizer").set_value("adamw").run()
@@ -277,6 +283,28 @@ def test_train_page_enqueues_a_run_row(store):
     cancel[0].click().run()
     assert api.get_run(r["id"])["status"] == "cancelled"
     _page(at, "compare")
+
+
+def test_train_form_is_kept_across_pages(store):
+    """Architecture source, dataset and hyper-parameters survive a visit to another page."""
+    at = _page(_app(), "train")
+    at.radio(key="train_src").set_value("Preset").run()
+    at.selectbox(key="train_preset").set_value("bottleneck-DG-16").run()
+    assert any(c.value.startswith("bottleneck-DG-16: bottleneck blocks with a depthwise")
+               and "16 blocks (3+4+6+3)" in c.value for c in at.caption)
+    at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
+    at.text_input(key="train_path").set_value("datasets/mine").run()
+    at.number_input(key="hp_epochs").set_value(7).run()
+    at.selectbox(key="hp_optimizer").set_value("adamw").run()
+    _page(at, "runs")
+    _page(at, "builder")
+    _page(at, "train")
+    assert (at.radio(key="train_src").value, at.selectbox(key="train_preset").value) == (
+        "Preset", "bottleneck-DG-16")
+    assert at.radio(key="train_dsrc").value == "A folder or CSV on the server"
+    assert at.text_input(key="train_path").value == "datasets/mine"
+    assert (at.number_input(key="hp_epochs").value, at.selectbox(key="hp_optimizer").value) == (
+        7, "adamw")
 
 
 def test_run_page_shows_curves_and_error(store):

@@ -96,7 +96,7 @@ def server(tmp_path_factory):
         log.close()
 
 
-def _analyze(client, path: Path, method: str = "Grad-CAM (stage)", clips: int = 2, crops: int = 1):
+def _analyze(client, path: Path, method: str = "Grad-CAM (stage)", clips: int = 2, crops: str = "1"):
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(path)), "checkpoint: tiny.pt", clips, crops, method, "conv3",
@@ -186,7 +186,7 @@ def test_shipped_model_classifies_generated_clips_and_overlays(server):
     for k, want in enumerate(labels):
         clip = write_video(d / f"shipped_{k}.webm", render(make_scene(want, (424242, k), size=64, frames=32)), fps=15)
         label, info, video, gallery, plot = client.predict(
-            handle_file(str(clip)), "shipped: motion_csn", 3, 1, "Grad-CAM (stage)", "conv4", api_name="/analyze")
+            handle_file(str(clip)), "shipped: motion_csn", 3, "1", "Grad-CAM (stage)", "conv4", api_name="/analyze")
         right += label["label"] == want
         vpath = video["video"] if isinstance(video, dict) else video
         with av.open(vpath) as c:
@@ -207,7 +207,7 @@ def test_big_model_defaults_progress_and_stop(server):
     spec = preset("ir-csn-50", num_classes=len(CLASSES), frames=16, height=112, width=112)
     assert "What it cannot do" in card and f"{fmt_count(count(spec).totals.all_params)} parameters" in card
     clip = _video(d, "big_in.mp4", frames=40)
-    job = client.submit(handle_file(str(clip)), "checkpoint: big.pt", 1, 1, "Integrated Gradients",
+    job = client.submit(handle_file(str(clip)), "checkpoint: big.pt", 1, "1", "Integrated Gradients",
                         "conv4", api_name="/analyze")
     deadline = time.time() + 120
     while len(job.outputs()) < 1 and time.time() < deadline:   # the top-5 came back first

@@ -42,7 +42,7 @@ def test_paths_outside_the_roots_are_refused_alike(store, tmp_path):
         assert len(msgs) == 1, msgs        # existing or not, readable or not: the same answer
         (msg,) = msgs
         assert "refused" in msg and "SECRET" not in msg and "/etc" not in msg and "No such" not in msg
-    assert data_roots() == [store.resolve()]
+    assert data_roots() == [store.resolve(), Path(MAIN).parent.parent / "data"]
     assert check_dataset("datasets/x") == store.resolve() / "datasets" / "x"   # relative: first root
     assert check_checkpoint(str(model_roots()[-1] / "motion_csn.pt")).name == "motion_csn.pt"
 
