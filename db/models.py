@@ -79,6 +79,7 @@ class Run(Base):
     devices: Mapped[str | None] = mapped_column(String(200))   # CUDA_VISIBLE_DEVICES it ran with
     wait_reason: Mapped[str | None] = mapped_column(Text)      # why a queued run is not running
     queued_at: Mapped[datetime | None]                         # last (re-)enqueue
+    prior_s: Mapped[float | None] = mapped_column(Float)       # wall time of earlier attempts
     architecture: Mapped[Architecture | None] = relationship(back_populates="runs")
 
     @property

@@ -184,6 +184,8 @@ def test_uploaded_spec_loads_and_bad_json_is_reported():
         "s.json", spec.to_json().encode(), "application/json").run()
     assert not at.exception
     assert _metrics(at)["Multiply-adds"] == "11.9 G"
+    assert at.selectbox(key="bld_preset").value is None     # no longer names the last preset
+    assert at.selectbox(key="bld_preset").placeholder == "loaded from s.json"
     bad = dict(spec.to_dict(), colour="red")
     at.file_uploader(key="builder_upload").upload(
         "bad.json", json.dumps(bad).encode(), "application/json").run()

@@ -256,3 +256,68 @@ def test_model_cards_say_where_a_model_came_from(tmp_path: Path):
         test = json.loads(SHIPPED.with_suffix(".json").read_text())["test"]
         assert f"Held-out accuracy:** {test['video_top1'] * 100:.1f} %" in card
         assert "generated clips of moving shapes" in card
+
+
+def _value_from_api(param: dict, video: Path, choice: int = 0):
+    """A value for one ``view_api()`` parameter, from what it reports and nothing else: a file
+    for a file, else an allowed (enum) value, else its default."""
+    from gradio_client import handle_file
+
+    if param["python_type"]["type"] == "filepath":
+        return handle_file(str(video))
+    allowed = param["type"].get("enum")
+    if allowed:
+        return allowed[choice % len(allowed)]
+    assert param["parameter_has_default"], param
+    return param["parameter_default"]
+
+
+@pytest.mark.slow
+def test_a_client_written_from_view_api_works(server):
+    """Every parameter of /analyze filled from view_api() alone (each allowed value of every
+    choice tried) is accepted, and /model_card and /stop take what they report."""
+    client, d, _ = server
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = api["/analyze"]["parameters"]
+    crops = next(p for p in params if p["parameter_name"] == "crops")
+    assert crops["python_type"]["type"] == "Literal['1', '3']"
+    clip = _video(d, "api.mp4")
+    for choice in range(2):           # first, then second allowed value of every choice
+        kwargs = {p["parameter_name"]: _value_from_api(p, clip, choice) for p in params}
+        kwargs["method_label"] = "Saliency"   # the quickest explanation
+        kwargs["model_name"] = "checkpoint: tiny.pt"
+        assert kwargs["model_name"] in next(p for p in params if p["parameter_name"]
+                                            == "model_name")["type"]["enum"]
+        label, info, *_ = client.predict(**kwargs, api_name="/analyze")
+        assert label["label"] in CLASSES and f"{kwargs['num_clips']}" in info
+        assert f"({int(kwargs['num_clips']) * int(kwargs['crops'])} clip(s)" in info
+    card_params = api["/model_card"]["parameters"]
+    card = client.predict(*[_value_from_api(p, clip) for p in card_params], api_name="/model_card")
+    assert "What it cannot do" in card[0]
+    assert api["/stop"]["parameters"] == []
+
+
+def test_stop_lands_while_clips_are_decoded(tmp_path: Path, monkeypatch):
+    """Stop pressed after the first of ten clips is decoded ends the request there, before the
+    other nine are decoded or any is classified."""
+    from types import SimpleNamespace
+
+    from app.demo import Handlers
+
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    ck = tiny_checkpoint(tmp_path / "tiny.pt")
+    h = Handlers(Registry([str(ck)]), tmp_path / "cache")
+    request = SimpleNamespace(session_hash="s1")
+    seen: list[str] = []
+
+    def progress(fraction: float, desc: str = "") -> None:
+        seen.append(desc)
+        if desc.startswith("decoded 1/"):
+            h.stop(request)                    # as the Stop button does, between two clips
+    clip = _video(tmp_path, "ten.mp4", frames=48)
+    outs = list(h.analyze(str(clip), "checkpoint: tiny.pt", 10, "1", "Saliency", "conv3",
+                          request, progress))
+    assert "Stopped" in outs[-1][1], outs[-1][1]
+    assert "decoded 1/10 clip(s)" in seen and not any(
+        s.startswith(("decoded 2/", "classified")) for s in seen), seen

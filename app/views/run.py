@@ -11,6 +11,7 @@ import streamlit as st
 from app import charts
 from app.runs_data import (STATUS_ICON, fmt_duration, fmt_when, live_metrics, metric_series,
                            pace, pick_curves, run_row)
+from app.export_view import export_section
 from app.state import fmt_count, list_runs_or_stop, require_jobs_api
 
 ss = st.session_state
@@ -70,9 +71,11 @@ def header(r: dict, m) -> None:
                 f"epoch {r['epoch']}/{r['total_epochs'] or '?'} · step {r['step']}/"
                 f"{r['total_steps'] or '?'}")
     elapsed, eta, cps = pace(r, m, datetime.now(timezone.utc))
-    c = st.columns(6)
-    c[0].metric("elapsed", fmt_duration(elapsed),
-                help="Wall time of this attempt" if r.get("attempts", 0) > 1 else None)
+    c = st.columns(3) + st.columns(3)   # two rows: durations fit at 1280 px
+    prior = r.get("prior_s") or 0.0
+    c[0].metric("elapsed", fmt_duration(None if elapsed is None else elapsed + prior),
+                help=f"Wall time over {r['attempts']} attempts; this attempt "
+                     f"{fmt_duration(elapsed)}" if prior else "Wall time of the run")
     c[1].metric("ETA", fmt_duration(eta) if eta is not None else "—",
                 help="Remaining training steps at this attempt's mean step rate "
                      "(validation not counted)")
@@ -199,3 +202,4 @@ if chosen.get("tags") or chosen.get("notes"):
                + (chosen.get("notes") or ""))
 live(rid)
 manage(rid)
+export_section(api.get_run(rid))

@@ -1,0 +1,70 @@
+"""Readable plotly axes and labels: log ticks that show their whole value, point labels placed
+where they do not cover each other."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+# where a point's label may go, in order of preference: (plotly textposition, dx, dy) with the
+# offset of the label's centre from the point in label widths / heights
+_POSITIONS = (("top center", 0.0, 1.0), ("bottom center", 0.0, -1.0),
+              ("middle right", 0.6, 0.0), ("middle left", -0.6, 0.0),
+              ("top right", 0.55, 0.9), ("bottom left", -0.55, -0.9),
+              ("top left", -0.55, 0.9), ("bottom right", 0.55, -0.9))
+CHAR_PX, LINE_PX = 7.0, 16.0   # a label's size at plotly's default 12 px font, with a margin
+
+
+def log_ticks(values: Sequence[float]) -> dict:
+    """Tick values and texts for a log axis over ``values``: 1-2-5 steps per decade (powers of
+    ten only over more than three decades), each labelled with its whole value, so 0.4 never
+    reads as "4" nor 20 as "2" (plotly's default minor-digit labels)."""
+    vs = [v for v in values if v and v > 0 and math.isfinite(v)]
+    if not vs:
+        return {}
+    lo, hi = math.floor(math.log10(min(vs))), math.ceil(math.log10(max(vs)))
+    hi = max(hi, lo + 1)
+    steps = (1,) if hi - lo > 3 else (1, 2, 5)
+    ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in steps]
+    lo_v, hi_v = min(vs) / 1.6, max(vs) * 1.6
+    ticks = [t for t in ticks if lo_v <= t <= hi_v] or [10.0 ** lo, 10.0 ** hi]
+    return {"tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
+
+
+def _norm(vs: Sequence[float], log: bool) -> list[float]:
+    xs = [math.log10(v) if log else v for v in vs]
+    lo, hi = min(xs), max(xs)
+    span = (hi - lo) or 1.0
+    return [(x - lo) / span for x in xs]
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return abs(a[0] - b[0]) * 2 < a[2] + b[2] and abs(a[1] - b[1]) * 2 < a[3] + b[3]
+
+
+def label_positions(xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], *,
+                    width_px: float = 560, height_px: float = 360,
+                    log: tuple[bool, bool] = (True, True)) -> list[str]:
+    """A plotly ``textposition`` per point so that no two labels (and no label and marker)
+    cover each other, for a plot area of about ``width_px`` × ``height_px``; greedy, first
+    choice "top center"."""
+    nx, ny = _norm(xs, log[0]), _norm(ys, log[1])
+    # the data span covers about 80 % of the plot area (plotly pads the autorange)
+    px = [(0.1 + 0.8 * x) * width_px for x in nx]
+    py = [(0.1 + 0.8 * y) * height_px for y in ny]
+    markers = [(x, y, 12.0, 12.0) for x, y in zip(px, py)]
+    placed: list[tuple[float, ...]] = []
+    out = []
+    for i, text in enumerate(texts):
+        w, h = CHAR_PX * len(text) + 4, LINE_PX
+        options = []
+        for pos, dx, dy in _POSITIONS:
+            box = (px[i] + dx * w, py[i] + dy * h, w, h)
+            hits = sum(_overlaps(box, b) for b in placed) + sum(
+                _overlaps(box, m) for j, m in enumerate(markers) if j != i)
+            options.append((hits, pos, box))
+            if hits == 0:
+                break
+        hits, pos, box = min(options, key=lambda o: o[0])
+        placed.append(box)
+        out.append(pos)
+    return out
