@@ -392,3 +392,65 @@ def test_saved_architecture_is_offered_on_train_page(store):
     _page(at, "train")
     at.radio(key="train_src").set_value("Saved architecture").run()
     assert at.selectbox(key="train_saved").value == "my-dg"
+
+
+def test_run_page_elapsed_counts_every_attempt_and_exports_the_model(store):
+    """A retried run's elapsed time is the sum over its attempts; a finished run's model is
+    exported to ONNX from the page and checked against PyTorch."""
+    from datetime import timedelta
+
+    import torch
+
+    from backend.csn import ArchSpec, build_model
+    from db import Run, utcnow, write
+    from jobs import api
+    from motion_data import TINY_SPEC
+
+    now = utcnow()
+
+    def mk(s):
+        r = Run(name="twice", spec=preset("ir-csn-26").to_dict(), dataset="/x", hparams={},
+                status="failed", started_at=now - timedelta(minutes=10),
+                finished_at=now - timedelta(minutes=8), attempts=1)
+        s.add(r)
+        s.flush()
+        return r.id
+    rid = write(mk)
+    assert api.retry_run(rid)
+    assert api.get_run(rid)["prior_s"] == pytest.approx(120, abs=1)
+
+    def second_attempt(s):
+        r = s.get(Run, rid)
+        r.status, r.started_at, r.attempts = "running", utcnow() - timedelta(seconds=60), 2
+    write(second_attempt)
+    at = _app()
+    at.query_params["run"] = str(rid)
+    _page(at, "run")
+    elapsed = next(m for m in at.metric if m.label == "elapsed")
+    assert elapsed.value.startswith("3 min 0"), elapsed.value     # 2 min + 1 min, not 1 min
+
+    out = store / "var" / "runs" / "done"
+    (out / "checkpoints").mkdir(parents=True)
+    spec = ArchSpec.from_dict(dict(TINY_SPEC, num_classes=3, frames=8, height=32, width=32))
+    ck = out / "checkpoints" / "epoch_0001.pt"
+    torch.save({"format": "csn-explorer/1", "model": build_model(spec).state_dict(),
+                "spec": spec.to_dict(), "classes": ["a", "b", "c"],
+                "config": {"frames": 8, "rate": 2, "size": 32}}, ck)
+
+    def done(s):
+        from db import Checkpoint
+        r = Run(name="done", spec=spec.to_dict(), dataset="/x", hparams={}, status="succeeded",
+                output_dir=str(out))
+        s.add(r)
+        s.flush()
+        s.add(Checkpoint(run_id=r.id, epoch=1, path=str(ck), metrics={}))
+        return r.id
+    did = write(done)
+    _page(at, "run")
+    at.selectbox(key="run_pick").set_value(did).run()
+    at.radio(key="export_fmt").set_value("onnx").run()
+    at.button(key="export_go").click().run(timeout=180)
+    assert not at.exception
+    msg = [s.value for s in at.success if "max |export - torch|" in s.value]
+    assert msg and "onnx" in msg[0], [e.value for e in at.error]
+    assert (out / "exports" / "epoch_0001.onnx").stat().st_size > 1000
