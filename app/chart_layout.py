@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-# where a point's label may go, in order of preference: (plotly textposition, dx, dy) with the
-# offset of the label's centre from the point in label widths / heights
-_POSITIONS = (("top center", 0.0, 1.0), ("bottom center", 0.0, -1.0),
-              ("middle right", 0.6, 0.0), ("middle left", -0.6, 0.0),
-              ("top right", 0.55, 0.9), ("bottom left", -0.55, -0.9),
-              ("top left", -0.55, 0.9), ("bottom right", 0.55, -0.9))
-CHAR_PX, LINE_PX = 7.0, 16.0   # a label's size at plotly's default 12 px font, with a margin
+# where a point's label may go, in order of preference: (plotly textposition, sx, sy), the
+# side of the marker the label's box sits on
+_POSITIONS = (("top center", 0, 1), ("bottom center", 0, -1), ("middle right", 1, 0),
+              ("middle left", -1, 0), ("top right", 1, 1), ("bottom left", -1, -1),
+              ("top left", -1, 1), ("bottom right", 1, -1))
+CHAR_PX, LINE_PX = 7.5, 18.0   # a label's box at plotly's default 12 px font, with a margin
+MARKER_PX = 8.0                # half a marker, with a margin
 
 
 def log_ticks(values: Sequence[float]) -> dict:
@@ -51,14 +51,14 @@ def label_positions(xs: Sequence[float], ys: Sequence[float], texts: Sequence[st
     # the data span covers about 80 % of the plot area (plotly pads the autorange)
     px = [(0.1 + 0.8 * x) * width_px for x in nx]
     py = [(0.1 + 0.8 * y) * height_px for y in ny]
-    markers = [(x, y, 12.0, 12.0) for x, y in zip(px, py)]
+    markers = [(x, y, 2 * MARKER_PX, 2 * MARKER_PX) for x, y in zip(px, py)]
     placed: list[tuple[float, ...]] = []
     out = []
     for i, text in enumerate(texts):
-        w, h = CHAR_PX * len(text) + 4, LINE_PX
+        w, h = CHAR_PX * len(text) + 8, LINE_PX
         options = []
-        for pos, dx, dy in _POSITIONS:
-            box = (px[i] + dx * w, py[i] + dy * h, w, h)
+        for pos, sx, sy in _POSITIONS:
+            box = (px[i] + sx * (w / 2 + MARKER_PX), py[i] + sy * (h / 2 + MARKER_PX), w, h)
             hits = sum(_overlaps(box, b) for b in placed) + sum(
                 _overlaps(box, m) for j, m in enumerate(markers) if j != i)
             options.append((hits, pos, box))

@@ -70,7 +70,7 @@ def paper_scatter(points: Iterable[dict[str, Any]], report, name: str) -> go.Fig
     fig.update_xaxes(type="log", title="multiply-adds (G, paper FLOPs)")
     fig.update_yaxes(type="log", title="channel interactions (G pairs)")
     fig.update_layout(height=460, margin=dict(t=20, b=10, l=10, r=10))
-    _placed_labels(fig, 900, 380)
+    _placed_labels(fig, 700, 380)   # the plot area at 1280 px
     return fig
 
 
@@ -108,7 +108,10 @@ def curves(series: dict[str, list[tuple[float, float]]], title: str, x_title: st
     layout = dict(title=dict(text=title, font=dict(size=14)), height=340,
                   margin=dict(t=36, b=10, l=10, r=10), xaxis=dict(title=dict(text=x_title)),
                   yaxis=dict(title=dict(text=y_title)),
-                  legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)))
+                  # at the figure's foot (container coordinates): the plot shrinks to make room,
+                  # so a legend of many runs never covers the x-axis title
+                  legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0,
+                              font=dict(size=11)))
     ys = {y for t in data for y in t["y"]}
     if len(ys) == 1:   # a constant (e.g. the lr between steps of a schedule): a readable range
         v = ys.pop()
@@ -131,7 +134,7 @@ def accuracy_vs(rows: list[dict[str, Any]], x: str, x_title: str) -> go.Figure:
     # the legend above the plot: beside it, it squeezes a half-width chart
     fig.update_layout(height=400, margin=dict(t=40, b=10, l=10, r=10), legend_title_text="block",
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
-    _placed_labels(fig, 420, 320)
+    _placed_labels(fig, 360, 300)   # half the page at 1280 px
     return fig
 
 
