@@ -87,7 +87,7 @@ def _readme_dataset() -> tuple[list[str], str]:
     line = re.search(r"python -m backend\.synth --out data/motion[^\n`#]*",
                      (ROOT / "README.md").read_text()).group(0).split()
     out = line[line.index("--out") + 1]
-    line[line.index("--per-class") + 1] = "2"
+    line[line.index("--per-class") + 1] = "7"
     return [sys.executable, *line[1:]], out
 
 
@@ -108,9 +108,14 @@ def _at_widths(page, where: str, plots: bool = False) -> None:
 
 
 def _shot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so the viewport grows to it."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.wait_for_timeout(800)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    tall = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(max(1200, tall), 4000)})
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1200})
 
 
 def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
@@ -147,13 +152,16 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
             path = page.locator('[data-testid="stTextInput"]', has_text="Path").locator("input")
             path.fill(typed)
             path.press("Enter")
-            expect(page.get_by_text("Found 16 videos in 8 classes")).to_be_visible(timeout=60_000)
+            found = page.get_by_text(re.compile(r"Found \d+ videos in 8 classes: \d+ train, [1-9]\d* validation"))
+            expect(found).to_be_visible(timeout=60_000)
             expect(page.locator('[data-testid="stImage"]')).to_have_count(8, timeout=30_000)
             _shot(page, "train")
             _at_widths(page, "Train")
 
             page.goto(f"{url}/runs", wait_until="domcontentloaded")
             expect(page.get_by_text("4 of 4 runs")).to_be_visible(timeout=60_000)
+            expect(page.locator('[data-testid="stDataFrame"] canvas').first).to_be_visible(
+                timeout=30_000)
             _shot(page, "runs")
 
             page.goto(f"{url}/run?run={live}", wait_until="domcontentloaded")

@@ -321,3 +321,20 @@ def test_stop_lands_while_clips_are_decoded(tmp_path: Path, monkeypatch):
     assert "Stopped" in outs[-1][1], outs[-1][1]
     assert "decoded 1/10 clip(s)" in seen and not any(
         s.startswith(("decoded 2/", "classified")) for s in seen), seen
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped model not trained yet")
+def test_readme_client_example_runs(server, capsys):
+    """The README's gradio_client example, run as printed (its URL and clip swapped for this
+    server's and a generated one)."""
+    import re
+
+    _, d, url = server
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(from gradio_client import.*?)```", text, re.S).group(1)
+    clip = _video(d, "readme.mp4", label="zoom-in")
+    code = code.replace("http://127.0.0.1:7860/", url).replace('"clip.mp4"', repr(str(clip)))
+    exec(compile(code, "README.md", "exec"), {})
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if "Top-5 in" in ln]
+    assert len(printed) == 1 and printed[0].split()[0] in CLASSES, printed

@@ -96,7 +96,7 @@ def actions(r: dict) -> None:
     if r["status"] in ACTIVE and b[0].button("Cancel", icon=":material/stop:", key="cancel"):
         st.toast("Cancelling…" if api.cancel_run(r["id"]) else "The run had already finished.")
         st.rerun(scope="fragment")
-    if r["status"] in ("failed", "cancelled", "crashed") and b[1].button(
+    if r["status"] in ("failed", "cancelled", "crashed") and b[0].button(
             "Retry", icon=":material/replay:", key="retry"):
         resumes = any(Path(c["path"]).is_file() for c in r.get("checkpoints") or [])
         ok = api.retry_run(r["id"])
