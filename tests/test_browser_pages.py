@@ -163,6 +163,7 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
             expect(page.locator('[data-testid="stDataFrame"] canvas').first).to_be_visible(
                 timeout=30_000)
             _shot(page, "runs")
+            _at_widths(page, "Runs")
 
             page.goto(f"{url}/run?run={live}", wait_until="domcontentloaded")
             expect(page.locator('[data-testid="stMetric"]', has_text="ETA")).to_be_visible(
@@ -180,6 +181,7 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
             page.goto(f"{url}/study", wait_until="domcontentloaded")
             expect(page.locator("h1").first).to_be_visible(timeout=60_000)
             _shot(page, "study")
+            _at_widths(page, "Study")
 
             page.goto(f"{url}/demo", wait_until="domcontentloaded")
             outer = page.locator('iframe[title="st.iframe"]').first
