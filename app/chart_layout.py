@@ -14,19 +14,27 @@ CHAR_PX, LINE_PX = 7.5, 18.0   # a label's box at plotly's default 12 px font, w
 MARKER_PX = 8.0                # half a marker, with a margin
 
 
+_STEPS = ((1,), (1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9))
+
+
 def log_ticks(values: Sequence[float]) -> dict:
-    """Tick values and texts for a log axis over ``values``: 1-2-5 steps per decade (powers of
-    ten only over more than three decades), each labelled with its whole value, so 0.4 never
-    reads as "4" nor 20 as "2" (plotly's default minor-digit labels)."""
+    """Tick values and texts for a log axis over ``values``, each labelled with its whole
+    value, so 0.4 never reads as "4" nor 20 as "2" (plotly's default minor-digit labels): the
+    coarsest of powers of ten, 1-2-5, 1-2-3-5-7 or every digit that puts three ticks inside
+    the data's range; the data values themselves when even that does not."""
     vs = [v for v in values if v and v > 0 and math.isfinite(v)]
     if not vs:
         return {}
-    lo, hi = math.floor(math.log10(min(vs))), math.ceil(math.log10(max(vs)))
-    hi = max(hi, lo + 1)
-    steps = (1,) if hi - lo > 3 else (1, 2, 5)
-    ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in steps]
-    lo_v, hi_v = min(vs) / 1.6, max(vs) * 1.6
-    ticks = [t for t in ticks if lo_v <= t <= hi_v] or [10.0 ** lo, 10.0 ** hi]
+    lo_v, hi_v = min(vs) / 1.05, max(vs) * 1.05   # about what plotly's autorange shows
+    lo, hi = math.floor(math.log10(lo_v)), math.ceil(math.log10(hi_v))
+    ticks: list[float] = []
+    for steps in _STEPS:
+        ticks = [float(f"{m * 10.0 ** e:.3g}") for e in range(lo, hi + 1) for m in steps]
+        ticks = [t for t in ticks if lo_v <= t <= hi_v]
+        if len(ticks) >= 3:
+            break
+    if len(ticks) < 2:
+        ticks = sorted({float(f"{v:.3g}") for v in vs})
     return {"tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
 
 

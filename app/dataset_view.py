@@ -40,9 +40,9 @@ def show_dataset_preview(path: str) -> bool:
     if pv is None:
         st.error(f"The trainer cannot use this dataset: {err}", icon=":material/error:")
         return False
-    test = f", {pv.test} in test/ (left for evaluation)" if pv.test is not None else ""
-    st.success(f"Found {pv.train + pv.val} videos in {len(pv.classes)} classes: {pv.train} train, "
-               f"{pv.val} validation{test}. Validation: {pv.validation}.",
+    test = f", {pv.test} test (left for evaluation)" if pv.test is not None else ""
+    st.success(f"Found {pv.train + pv.val + (pv.test or 0)} videos in {len(pv.classes)} classes: "
+               f"{pv.train} train, {pv.val} validation{test}. Validation: {pv.validation}.",
                icon=":material/folder_open:")
     if pv.val == 0:
         st.warning("No validation videos: the run will report no validation accuracy.",

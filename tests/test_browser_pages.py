@@ -14,8 +14,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.test_browser import ARTIFACTS, ROOT, _app_page, _env, _need_chromium
-from tests.test_browser_runs import _seed
+from tests.test_browser import ARTIFACTS, ROOT, _app_page
+from tests.test_browser_runs import _seed, _store
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 WIDTHS = (1280, 1400, 1920)
@@ -29,7 +29,8 @@ CUT_JS = """() => [...document.querySelectorAll(
   .map(e => e.innerText.trim().slice(0, 60))"""
 
 # per plotly chart: point labels that overlap, a legend over an axis or chart title, and log
-# axes whose tick labels do not increase (plotly's "2, 5, 10, 2, 5" minor-digit labels)
+# axes with fewer than two tick labels or labels that do not increase (plotly's "2, 5, 10, 2, 5"
+# minor-digit labels)
 PLOT_JS = """() => {
   const hit = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
   const out = [];
@@ -49,6 +50,7 @@ PLOT_JS = """() => {
       if (!lay[ax] || lay[ax].type !== 'log') continue;
       const sel = ax === 'xaxis' ? '.xtick text' : '.ytick text';
       const ticks = [...p.querySelectorAll(sel)].map(t => parseFloat(t.textContent.replace('\u2212', '-')));
+      if (ticks.length < 2) out.push(`${title}: ${ax} shows ${ticks.length} tick label(s)`);
       for (let i = 1; i < ticks.length; i++)
         if (!(ticks[i] > ticks[i - 1])) { out.push(`${title}: ${ax} ticks ${ticks.join(',')}`); break; }
     }
@@ -79,6 +81,16 @@ def _finished(data, name: str, arch: str, acc: float, prior_s: float = 0.0) -> i
              "value": 2.0 / s, "time": t0 + 40 * s} for s in range(1, 21)]
     write(lambda s: db.add_metrics(s, rid, pts))
     return rid
+
+
+def _beating(rid: int) -> None:
+    """Make run ``rid`` a live one: a fresh heartbeat from a worker on another host."""
+    from db import Run, utcnow, write
+
+    def beat(s):
+        r = s.get(Run, rid)
+        r.heartbeat_at, r.worker_id = utcnow(), "elsewhere:1"
+    write(beat)
 
 
 def _readme_dataset() -> tuple[list[str], str]:
@@ -123,13 +135,10 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
 
     import db
 
-    _need_chromium()
-    data = tmp_path / "var"
-    env = _env(data)
-    monkeypatch.setenv("CSN_DATA_DIR", str(data))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    db.dispose_engines()
+    data, env = _store(tmp_path, monkeypatch)
     live = _seed(data, "ir-lr0.01", "ir-csn-26", 0.01)
+    _beating(live)
+    env["CSN_STALE_S"] = "3600"        # its worker (elsewhere) stays alive while the test runs
     for name, arch, acc in (("ir-csn", "ir-csn-26", 0.62), ("ip-csn", "ip-csn-26", 0.6),
                             ("resnet3d", "resnet3d-26", 0.55)):
         _finished(data, name, arch, acc, prior_s=600.0 if name == "ir-csn" else 0.0)
@@ -146,6 +155,7 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
             page.get_by_role("tab", name="Among the paper's models").click()
             expect(page.locator('.js-plotly-plot >> visible=true').first).to_be_visible(timeout=30_000)
             _at_widths(page, "Builder paper scatter", plots=True)
+            _shot(page, "builder-paper")
 
             page.goto(f"{url}/train", wait_until="domcontentloaded")
             page.get_by_text("A folder or CSV on the server").click()
@@ -166,8 +176,8 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
             _at_widths(page, "Runs")
 
             page.goto(f"{url}/run?run={live}", wait_until="domcontentloaded")
-            expect(page.locator('[data-testid="stMetric"]', has_text="ETA")).to_be_visible(
-                timeout=60_000)
+            expect(page.locator('[data-testid="stMetric"]', has_text="ETA")).to_contain_text(
+                "min", timeout=60_000)                       # a running run: a real ETA
             expect(page.locator('.js-plotly-plot >> visible=true').first).to_be_visible(timeout=30_000)
             _shot(page, "run")
             _at_widths(page, "Run detail", plots=True)
@@ -200,5 +210,5 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
         if made:
             shutil.rmtree(ROOT / typed, ignore_errors=True)
         db.dispose_engines()
-    for name in ("builder", "train", "runs", "run", "compare", "study", "demo"):
+    for name in ("builder", "builder-paper", "train", "runs", "run", "compare", "study", "demo"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name

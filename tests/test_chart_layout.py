@@ -14,6 +14,8 @@ def test_log_ticks_show_whole_values():
     wide = log_ticks([1e-3, 50.0])                              # > 3 decades: powers of ten
     assert all(math.log10(v).is_integer() for v in wide["tickvals"])
     assert log_ticks([]) == {} and log_ticks([0.0, -1.0]) == {}
+    narrow = log_ticks([0.268, 0.42])                           # less than a decade
+    assert len(narrow["tickvals"]) >= 2 and all(0.25 <= v <= 0.45 for v in narrow["tickvals"])
 
 
 def test_close_points_get_labels_on_different_sides():
