@@ -289,7 +289,7 @@ def test_a_client_written_from_view_api_works(server):
         assert kwargs["model_name"] in next(p for p in params if p["parameter_name"]
                                             == "model_name")["type"]["enum"]
         label, info, *_ = client.predict(**kwargs, api_name="/analyze")
-        assert label["label"] in CLASSES and f"{kwargs['num_clips']}" in info
+        assert label["label"] in CLASSES
         assert f"({int(kwargs['num_clips']) * int(kwargs['crops'])} clip(s)" in info
     card_params = api["/model_card"]["parameters"]
     card = client.predict(*[_value_from_api(p, clip) for p in card_params], api_name="/model_card")
