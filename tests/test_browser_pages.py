@@ -2,7 +2,7 @@
 and 1920 px (``scrollWidth > clientWidth`` on the rendered labels and values), chart labels and
 legends apart, log ticks with whole values, the README's dataset command accepted as written on
 the Train page, the Demo iframe's height stable over 60 s; screenshots of every page at 1400 px
-in test-artifacts/."""
+in test-artifacts/page-*.png."""
 from __future__ import annotations
 
 import re
@@ -126,7 +126,7 @@ def _shot(page, name: str) -> None:
     tall = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": 1400, "height": min(max(1200, tall), 4000)})
     page.wait_for_timeout(800)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"))
     page.set_viewport_size({"width": 1400, "height": 1200})
 
 
@@ -211,4 +211,4 @@ def test_every_page_fits_and_reads_right(tmp_path, monkeypatch):
             shutil.rmtree(ROOT / typed, ignore_errors=True)
         db.dispose_engines()
     for name in ("builder", "builder-paper", "train", "runs", "run", "compare", "study", "demo"):
-        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name
+        assert (ARTIFACTS / f"page-{name}.png").stat().st_size > 10_000, name
