@@ -6,6 +6,8 @@ from typing import Any, Iterable
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app.chart_layout import label_positions, log_ticks
+
 STAGE_COLORS = {"conv1": "#8c8c8c", "pool1": "#bbbbbb", "conv2": "#4c78a8", "conv3": "#f58518",
                 "conv4": "#54a24b", "conv5": "#e45756", "head": "#b279a2"}
 FAMILY_COLORS = {"resnet3d": "#4c78a8", "ir-csn": "#e45756", "ip-csn": "#54a24b"}
@@ -29,6 +31,21 @@ def stage_bars(report, baseline, name: str, baseline_name: str) -> go.Figure:
     return fig
 
 
+def _placed_labels(fig: go.Figure, width_px: float, height_px: float) -> None:
+    """Give every text-labelled trace per-point text positions that keep all labels of the
+    figure apart, and log axes ticks that show whole values."""
+    traces = [t for t in fig.data if t.text is not None]
+    xs = [x for t in traces for x in t.x]
+    ys = [y for t in traces for y in t.y]
+    pos = label_positions(xs, ys, [str(s) for t in traces for s in t.text],
+                          width_px=width_px, height_px=height_px)
+    for t in traces:
+        t.textposition, pos = pos[:len(t.x)], pos[len(t.x):]
+    fig.update_xaxes(**log_ticks(xs))
+    if fig.layout.yaxis.type == "log":
+        fig.update_yaxes(**log_ticks(ys))
+
+
 def paper_scatter(points: Iterable[dict[str, Any]], report, name: str) -> go.Figure:
     """Multiply-adds vs channel interactions (log axes): Table 2's models and the current one."""
     fig = go.Figure()
@@ -38,7 +55,7 @@ def paper_scatter(points: Iterable[dict[str, Any]], report, name: str) -> go.Fig
         fig.add_trace(go.Scatter(
             x=[p["flops (G)"] for p in ps], y=[p["interactions (G)"] for p in ps],
             mode="markers+text", name=fam, text=[p["model"] for p in ps],
-            textposition="top center", marker=dict(size=11, color=FAMILY_COLORS.get(fam)),
+            marker=dict(size=11, color=FAMILY_COLORS.get(fam)),
             customdata=[[p["video@1"], p["params (M)"]] for p in ps],
             hovertemplate="%{text}<br>%{x:.1f} G multiply-adds<br>%{y:.2f} G interactions"
                           "<br>%{customdata[1]:.1f} M params<br>video@1 %{customdata[0]}%"
@@ -46,13 +63,14 @@ def paper_scatter(points: Iterable[dict[str, Any]], report, name: str) -> go.Fig
     t = report.totals
     fig.add_trace(go.Scatter(
         x=[t.flops / 1e9], y=[max(t.interactions, 1) / 1e9], mode="markers+text", name="this design",
-        text=[name], textposition="bottom center",
+        text=[name],
         marker=dict(symbol="star", size=18, color="#222", line=dict(width=1, color="gold")),
         hovertemplate="%{text}<br>%{x:.2f} G multiply-adds<br>%{y:.3f} G interactions"
                       "<extra>current</extra>"))
     fig.update_xaxes(type="log", title="multiply-adds (G, paper FLOPs)")
     fig.update_yaxes(type="log", title="channel interactions (G pairs)")
     fig.update_layout(height=460, margin=dict(t=20, b=10, l=10, r=10))
+    _placed_labels(fig, 700, 380)   # the plot area at 1280 px
     return fig
 
 
@@ -90,7 +108,10 @@ def curves(series: dict[str, list[tuple[float, float]]], title: str, x_title: st
     layout = dict(title=dict(text=title, font=dict(size=14)), height=340,
                   margin=dict(t=36, b=10, l=10, r=10), xaxis=dict(title=dict(text=x_title)),
                   yaxis=dict(title=dict(text=y_title)),
-                  legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)))
+                  # at the figure's foot (container coordinates): the plot shrinks to make room,
+                  # so a legend of many runs never covers the x-axis title
+                  legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0,
+                              font=dict(size=11)))
     ys = {y for t in data for y in t["y"]}
     if len(ys) == 1:   # a constant (e.g. the lr between steps of a schedule): a readable range
         v = ys.pop()
@@ -107,10 +128,13 @@ def accuracy_vs(rows: list[dict[str, Any]], x: str, x_title: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=[r[x] for r in rs], y=[r["video@1"] for r in rs],
                                  mode="markers+text", name=block,
                                  text=[_short(r["name"]) for r in rs], hovertext=[r["name"] for r in rs],
-                                 textposition="top center", marker=dict(size=11)))
+                                 marker=dict(size=11)))
     fig.update_xaxes(type="log", title=x_title)
     fig.update_yaxes(title="val video@1 (%)")
-    fig.update_layout(height=400, margin=dict(t=20, b=10, l=10, r=10), legend_title_text="block")
+    # the legend above the plot: beside it, it squeezes a half-width chart
+    fig.update_layout(height=400, margin=dict(t=40, b=10, l=10, r=10), legend_title_text="block",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    _placed_labels(fig, 360, 300)   # half the page at 1280 px
     return fig
 
 

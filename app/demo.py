@@ -35,14 +35,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "backend" / "assets" / "motion_csn.pt"
 DEFAULT_PORT = 7860
 KEEP_OUTPUTS = 16
-# sent to the embedding page (app/views/demo.py) so it can size its iframe to the content
+# sent to the embedding page (app/views/demo.py) so it can size its iframe to the content. The
+# content is measured by its blocks' bottom edge, not by Gradio's container, which stretches to
+# the iframe's height (measuring that would feed each new height back into the next).
 RESIZE_JS = """<script>
 (() => {
   let last = 0;
   const post = () => {
-    const el = document.querySelector(".gradio-container") || document.body;
-    const h = Math.ceil(el.getBoundingClientRect().height) + 24;
-    if (h !== last && window.parent !== window) { last = h; window.parent.postMessage({csnDemoHeight: h}, "*"); }
+    const blocks = document.querySelectorAll(".gradio-container .contain > *");
+    if (!blocks.length || window.parent === window) return;
+    let bottom = 0;
+    for (const b of blocks) bottom = Math.max(bottom, b.getBoundingClientRect().bottom);
+    const footer = document.querySelector(".gradio-container footer");
+    const h = Math.ceil(bottom + window.scrollY + (footer ? footer.offsetHeight : 0) + 48);
+    if (Math.abs(h - last) > 1) { last = h; window.parent.postMessage({csnDemoHeight: h}, "*"); }
   };
   addEventListener("load", () => { new ResizeObserver(post).observe(document.body); post(); });
   setInterval(post, 1000);
@@ -365,7 +371,8 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
                     ck_btn = gr.Button("Load", size="sm")
                     ck_msg = gr.Markdown()
                 num_clips = gr.Slider(1, max_clips, value=3, step=1, label="Clips")
-                crops = gr.Radio([1, 3], value=1, label="Crops per clip")
+                # string choices: Gradio reports a Radio's values as strings in its API (view_api)
+                crops = gr.Radio(["1", "3"], value="1", label="Crops per clip")
                 method = gr.Dropdown(list(METHOD_NAMES), value="Grad-CAM (stage)", label="Explanation")
                 stage = gr.Dropdown(list(STAGES), value="conv4", label="Grad-CAM stage")
                 big_note = gr.Markdown()

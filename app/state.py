@@ -5,6 +5,9 @@ import math
 from typing import Any
 
 FORM_PREFIX = "bld_"            # builder form fields (kept across page switches)
+# form fields kept across page switches: the builder's and the Train page's
+KEPT_PREFIXES = (FORM_PREFIX, "train_", "synth_", "hp_")
+KEPT_EXCEPT = {"train_workers"}  # a table, not an input
 BUILDER_SPEC = "builder_spec"   # last valid builder spec, as a dict (read by Train)
 _PREFIXES = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
@@ -30,9 +33,10 @@ def fmt_delta(cur: float, ref: float, unit: str = "") -> str:
 
 
 def keep_form_state(session_state: Any) -> None:
-    """Re-assign the builder's widget keys so Streamlit keeps them while another page shows."""
+    """Re-assign the Builder's and the Train page's widget keys so Streamlit keeps them while
+    another page shows (it drops a widget's state on a run that does not draw it)."""
     for k in list(session_state.keys()):
-        if isinstance(k, str) and k.startswith(FORM_PREFIX):
+        if isinstance(k, str) and k.startswith(KEPT_PREFIXES) and k not in KEPT_EXCEPT:
             session_state[k] = session_state[k]
 
 

@@ -88,10 +88,15 @@ class Predictor:
         self.totals = count(clip_spec).totals  # params and multiply-adds of one clip
         self.big = self.totals.flops >= BIG_MADDS
 
-    def clips(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1) -> torch.Tensor:
-        """The model's input for a video: float (num_clips*crops, 3, T, S, S)."""
+    def clips(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1,
+              progress: Progress | None = None) -> torch.Tensor:
+        """The model's input for a video: float (num_clips*crops, 3, T, S, S); ``progress``
+        runs after each decoded clip (it may raise to cancel)."""
+        def decoded(done: int, total: int) -> None:
+            progress(0.0, f"decoded {done}/{total} clip(s)")
         return test_clips(video, frames=self.frames, rate=self.rate, size=self.size,
-                          num_clips=num_clips, crops=crops, threads=1, norm=self.norm)
+                          num_clips=num_clips, crops=crops, threads=1, norm=self.norm,
+                          progress=decoded if progress is not None else None)
 
     def transform(self, crops: int = 1) -> ClipTransform:
         """The test-time scaling, crop(s) and normalisation :meth:`clips` applies."""
@@ -114,12 +119,10 @@ class Predictor:
     def predict(self, video: str | os.PathLike, num_clips: int = 1, crops: int = 1,
                 topk: int = 5, progress: Progress | None = None) -> Prediction:
         """Top-k of the softmax averaged over clips; ``progress`` as in :meth:`probs`, called
-        once after decoding too (batches of 1 for big models, so a cancel lands quickly)."""
+        after each decoded clip too (batches of 1 for big models, so a cancel lands quickly)."""
         t0 = time.perf_counter()
-        x = self.clips(video, num_clips, crops)
+        x = self.clips(video, num_clips, crops, progress=progress)
         t1 = time.perf_counter()
-        if progress is not None:
-            progress(0.0, f"decoded {len(x)} clip(s)")
         p = self.probs(x, batch=1 if self.big else 4, progress=progress).mean(0)
         t2 = time.perf_counter()
         k = min(topk, len(self.classes))

@@ -2,10 +2,12 @@
 
 Datasets may come only from the data roots: ``CSN_DATA_ROOTS`` (folders separated by
 ``os.pathsep``), default the data dir (``CSN_DATA_DIR``, default ``<repo>/var``), which holds
-the generated datasets, run outputs and imported models. Checkpoints may come from the same
-roots and from the shipped ``backend/assets``. A relative path is taken relative to the first
-root. A refusal names the allowed roots only: it never says whether the path exists, and
-nothing here reads a file.
+the generated datasets, run outputs and imported models, and the repository's ``data/`` (where
+the README's commands write datasets). Checkpoints may come from the same roots and from the
+shipped ``backend/assets``. A relative path is tried against the working directory, then
+against each root in order: the first of those that lies inside a root and exists is taken,
+else the path under the first root. A refusal names the allowed roots only: it never says
+whether the path exists, and nothing here reads a file.
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ def data_dir() -> Path:
 
 
 def data_roots() -> list[Path]:
-    """Folders datasets may come from: ``CSN_DATA_ROOTS``, else ``[data_dir()]``."""
+    """Folders datasets may come from: ``CSN_DATA_ROOTS``, else ``[data_dir(), <repo>/data]``."""
     env = [p for p in os.environ.get("CSN_DATA_ROOTS", "").split(os.pathsep) if p.strip()]
-    return [Path(p).expanduser().resolve() for p in env] or [data_dir()]
+    roots = [Path(p).expanduser().resolve() for p in env] or [data_dir(), (REPO / "data").resolve()]
+    return list(dict.fromkeys(roots))
 
 
 def model_roots() -> list[Path]:
@@ -36,9 +39,14 @@ def model_roots() -> list[Path]:
     return data_roots() + [ASSETS]
 
 
+def _within(real: Path, roots: list[Path]) -> bool:
+    return any(real == r or real.is_relative_to(r) for r in roots)
+
+
 def inside_roots(typed: str | os.PathLike, roots: list[Path], what: str = "path") -> Path:
     """``typed`` resolved (symlinks followed) if it lies inside one of ``roots``; otherwise
-    :class:`PathRefused`. Relative paths are relative to ``roots[0]``."""
+    :class:`PathRefused`. A relative path is tried against the working directory, then each
+    root; the first candidate inside a root that exists wins, else the one under the first root."""
     text = str(typed).strip()
     if not text:
         raise PathRefused(f"no {what} given")
@@ -48,15 +56,26 @@ def inside_roots(typed: str | os.PathLike, roots: list[Path], what: str = "path"
     if "\x00" in text:
         raise refused
     p = Path(text).expanduser()
-    if not p.is_absolute():
-        p = roots[0] / p
     try:
-        real = Path(os.path.realpath(p))
-    except (OSError, ValueError):
-        raise refused from None
-    if not any(real == r or real.is_relative_to(r) for r in roots):
+        cwd = [Path.cwd()]
+    except OSError:   # the working directory was removed
+        cwd = []
+    bases = [*cwd, *roots] if not p.is_absolute() else [Path("/")]
+    found = []
+    for base in bases:
+        try:
+            real = Path(os.path.realpath(base / p))
+        except (OSError, ValueError):
+            continue
+        # existence is checked only inside the roots, so the answer reveals nothing outside them
+        if _within(real, roots) and real.exists():
+            return real
+        found.append((base, real))
+    # nothing exists: the path as the first root (absolute: as typed) would hold it
+    fallback = next((real for base, real in found if base in (roots[0], Path("/"))), None)
+    if fallback is None or not _within(fallback, roots):
         raise refused
-    return real
+    return fallback
 
 
 def check_dataset(typed: str | os.PathLike) -> Path:

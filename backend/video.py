@@ -19,7 +19,7 @@ import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import av
 from av.video.reformatter import VideoReformatter
@@ -503,14 +503,21 @@ def test_clips(
     limits: Limits = DEFAULT_LIMITS,
     threads: int = 0,
     norm: Norm | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Paper test sampling: ``num_clips`` uniformly spaced clips x ``crops`` crops.
 
     Returns float (num_clips * crops, 3, T, S, S), clip-major (clip 0's crops first),
-    normalised with ``norm`` (default: Kinetics mean/std, RGB).
+    normalised with ``norm`` (default: Kinetics mean/std, RGB). ``progress(done, total)`` runs
+    after each decoded clip (it may raise to cancel).
     """
     tf = ClipTransform(size=size, train=False, test_scale=test_scale, crops=crops, norm=norm or Norm())
     with VideoReader(path, limits=limits, threads=threads) as r:
         starts = sample_clip_times(r.duration, r.fps, frames=frames, rate=rate, num_clips=num_clips)
-        return torch.cat([tf.load(r, t, frames, rate) for t in starts])
+        out = []
+        for i, t in enumerate(starts):
+            out.append(tf.load(r, t, frames, rate))
+            if progress is not None:
+                progress(i + 1, len(starts))
+        return torch.cat(out)
 

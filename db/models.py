@@ -83,6 +83,7 @@ class Run(Base):
     stall_timeout: Mapped[float | None] = mapped_column(Float)  # s without progress: fail the run
     slurm_job: Mapped[str | None] = mapped_column(String(32))  # Slurm job id (CSN_EXECUTOR=slurm)
     nodes: Mapped[str | None] = mapped_column(String(200))     # the Slurm job's node list
+    prior_s: Mapped[float | None] = mapped_column(Float)       # wall time of earlier attempts
     architecture: Mapped[Architecture | None] = relationship(back_populates="runs")
 
     @property

@@ -184,6 +184,8 @@ def test_uploaded_spec_loads_and_bad_json_is_reported():
         "s.json", spec.to_json().encode(), "application/json").run()
     assert not at.exception
     assert _metrics(at)["Multiply-adds"] == "11.9 G"
+    assert at.selectbox(key="bld_preset").value is None     # no longer names the last preset
+    assert at.selectbox(key="bld_preset").placeholder == "loaded from s.json"
     bad = dict(spec.to_dict(), colour="red")
     at.file_uploader(key="builder_upload").upload(
         "bad.json", json.dumps(bad).encode(), "application/json").run()
@@ -244,8 +246,10 @@ def _page(at: AppTest, name: str) -> AppTest:
 def test_train_page_enqueues_a_run_row(store):
     from jobs import api
 
-    data = store / "var" / "videos"   # inside the data dir (the default data root)
-    data.mkdir(parents=True)
+    from motion_data import make_dataset
+
+    # inside the data dir (the default data root)
+    data = make_dataset(store / "var" / "videos", per_class=2, val_per_class=1)
     at = _page(_app(), "train")  # the builder ran first: its design is the default choice
     assert any("huey_consumer jobs.tasks" in c.value for c in at.code)  # no worker alive
     assert at.radio(key="train_src").value == "Current builder design"
@@ -253,6 +257,10 @@ def test_train_page_enqueues_a_run_row(store):
     at.text_input(key="train_path").set_value(str(store / "var" / "missing")).run()
     assert any("No such file" in e.value for e in at.error)
     at.text_input(key="train_path").set_value(str(data)).run()
+    found = [m.value for m in at.success if m.value.startswith("Found")]
+    assert found == ["Found 9 videos in 3 classes: 6 train, 3 validation. Validation: the val/ "
+                     "folder."], found
+    assert len(at.get("image")) == 3                       # a thumbnail per class
     at.number_input(key="hp_epochs").set_value(2).run()
     assert at.number_input(key="hp_lr_sgd").value == 0.01
     at.selectbox(key="hp_optimizer").set_value("adamw").run()
@@ -279,6 +287,28 @@ def test_train_page_enqueues_a_run_row(store):
     cancel[0].click().run()
     assert api.get_run(r["id"])["status"] == "cancelled"
     _page(at, "compare")
+
+
+def test_train_form_is_kept_across_pages(store):
+    """Architecture source, dataset and hyper-parameters survive a visit to another page."""
+    at = _page(_app(), "train")
+    at.radio(key="train_src").set_value("Preset").run()
+    at.selectbox(key="train_preset").set_value("bottleneck-DG-16").run()
+    assert any(c.value.startswith("bottleneck-DG-16: bottleneck blocks with a depthwise")
+               and "16 blocks (3+4+6+3)" in c.value for c in at.caption)
+    at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
+    at.text_input(key="train_path").set_value("datasets/mine").run()
+    at.number_input(key="hp_epochs").set_value(7).run()
+    at.selectbox(key="hp_optimizer").set_value("adamw").run()
+    _page(at, "runs")
+    _page(at, "builder")
+    _page(at, "train")
+    assert (at.radio(key="train_src").value, at.selectbox(key="train_preset").value) == (
+        "Preset", "bottleneck-DG-16")
+    assert at.radio(key="train_dsrc").value == "A folder or CSV on the server"
+    assert at.text_input(key="train_path").value == "datasets/mine"
+    assert (at.number_input(key="hp_epochs").value, at.selectbox(key="hp_optimizer").value) == (
+        7, "adamw")
 
 
 def test_run_page_shows_curves_and_error(store):
@@ -370,3 +400,65 @@ def test_saved_architecture_is_offered_on_train_page(store):
     _page(at, "train")
     at.radio(key="train_src").set_value("Saved architecture").run()
     assert at.selectbox(key="train_saved").value == "my-dg"
+
+
+def test_run_page_elapsed_counts_every_attempt_and_exports_the_model(store):
+    """A retried run's elapsed time is the sum over its attempts; a finished run's model is
+    exported to ONNX from the page and checked against PyTorch."""
+    from datetime import timedelta
+
+    import torch
+
+    from backend.csn import ArchSpec, build_model
+    from db import Run, utcnow, write
+    from jobs import api
+    from motion_data import TINY_SPEC
+
+    now = utcnow()
+
+    def mk(s):
+        r = Run(name="twice", spec=preset("ir-csn-26").to_dict(), dataset="/x", hparams={},
+                status="failed", started_at=now - timedelta(minutes=10),
+                finished_at=now - timedelta(minutes=8), attempts=1)
+        s.add(r)
+        s.flush()
+        return r.id
+    rid = write(mk)
+    assert api.retry_run(rid)
+    assert api.get_run(rid)["prior_s"] == pytest.approx(120, abs=1)
+
+    def second_attempt(s):
+        r = s.get(Run, rid)
+        r.status, r.started_at, r.attempts = "running", utcnow() - timedelta(seconds=60), 2
+    write(second_attempt)
+    at = _app()
+    at.query_params["run"] = str(rid)
+    _page(at, "run")
+    elapsed = next(m for m in at.metric if m.label == "elapsed")
+    assert elapsed.value.startswith("3 min 0"), elapsed.value     # 2 min + 1 min, not 1 min
+
+    out = store / "var" / "runs" / "done"
+    (out / "checkpoints").mkdir(parents=True)
+    spec = ArchSpec.from_dict(dict(TINY_SPEC, num_classes=3, frames=8, height=32, width=32))
+    ck = out / "checkpoints" / "epoch_0001.pt"
+    torch.save({"format": "csn-explorer/1", "model": build_model(spec).state_dict(),
+                "spec": spec.to_dict(), "classes": ["a", "b", "c"],
+                "config": {"frames": 8, "rate": 2, "size": 32}}, ck)
+
+    def done(s):
+        from db import Checkpoint
+        r = Run(name="done", spec=spec.to_dict(), dataset="/x", hparams={}, status="succeeded",
+                output_dir=str(out))
+        s.add(r)
+        s.flush()
+        s.add(Checkpoint(run_id=r.id, epoch=1, path=str(ck), metrics={}))
+        return r.id
+    did = write(done)
+    _page(at, "run")
+    at.selectbox(key="run_pick").set_value(did).run()
+    at.radio(key="export_fmt").set_value("onnx").run()
+    at.button(key="export_go").click().run(timeout=180)
+    assert not at.exception
+    msg = [s.value for s in at.success if "max |export - torch|" in s.value]
+    assert msg and "onnx" in msg[0], [e.value for e in at.error]
+    assert (out / "exports" / "epoch_0001.onnx").stat().st_size > 1000

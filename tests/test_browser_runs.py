@@ -38,17 +38,24 @@ def _seed(data, name: str, arch: str, lr: float, steps: int = 400) -> int:
     return rid
 
 
+def _store(tmp_path, monkeypatch):
+    """A fresh SQLite store under ``tmp_path/var`` for this process and the app's: (data, env)."""
+    import db
+
+    _need_chromium()
+    data = tmp_path / "var"
+    monkeypatch.setenv("CSN_DATA_DIR", str(data))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    db.dispose_engines()
+    return data, _env(data)
+
+
 def test_run_pages_live_in_browser(tmp_path, monkeypatch):
     from playwright.sync_api import expect
 
     import db
 
-    _need_chromium()
-    data = tmp_path / "var"
-    env = _env(data)
-    monkeypatch.setenv("CSN_DATA_DIR", str(data))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    db.dispose_engines()
+    data, env = _store(tmp_path, monkeypatch)
     a = _seed(data, "ir-lr0.01", "ir-csn-26", 0.01)
     _seed(data, "ip-lr0.1", "ip-csn-26", 0.1)
     ARTIFACTS.mkdir(exist_ok=True)

@@ -96,7 +96,7 @@ def server(tmp_path_factory):
         log.close()
 
 
-def _analyze(client, path: Path, method: str = "Grad-CAM (stage)", clips: int = 2, crops: int = 1):
+def _analyze(client, path: Path, method: str = "Grad-CAM (stage)", clips: int = 2, crops: str = "1"):
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(path)), "checkpoint: tiny.pt", clips, crops, method, "conv3",
@@ -186,7 +186,7 @@ def test_shipped_model_classifies_generated_clips_and_overlays(server):
     for k, want in enumerate(labels):
         clip = write_video(d / f"shipped_{k}.webm", render(make_scene(want, (424242, k), size=64, frames=32)), fps=15)
         label, info, video, gallery, plot = client.predict(
-            handle_file(str(clip)), "shipped: motion_csn", 3, 1, "Grad-CAM (stage)", "conv4", api_name="/analyze")
+            handle_file(str(clip)), "shipped: motion_csn", 3, "1", "Grad-CAM (stage)", "conv4", api_name="/analyze")
         right += label["label"] == want
         vpath = video["video"] if isinstance(video, dict) else video
         with av.open(vpath) as c:
@@ -207,7 +207,7 @@ def test_big_model_defaults_progress_and_stop(server):
     spec = preset("ir-csn-50", num_classes=len(CLASSES), frames=16, height=112, width=112)
     assert "What it cannot do" in card and f"{fmt_count(count(spec).totals.all_params)} parameters" in card
     clip = _video(d, "big_in.mp4", frames=40)
-    job = client.submit(handle_file(str(clip)), "checkpoint: big.pt", 1, 1, "Integrated Gradients",
+    job = client.submit(handle_file(str(clip)), "checkpoint: big.pt", 1, "1", "Integrated Gradients",
                         "conv4", api_name="/analyze")
     deadline = time.time() + 120
     while len(job.outputs()) < 1 and time.time() < deadline:   # the top-5 came back first
@@ -256,3 +256,85 @@ def test_model_cards_say_where_a_model_came_from(tmp_path: Path):
         test = json.loads(SHIPPED.with_suffix(".json").read_text())["test"]
         assert f"Held-out accuracy:** {test['video_top1'] * 100:.1f} %" in card
         assert "generated clips of moving shapes" in card
+
+
+def _value_from_api(param: dict, video: Path, choice: int = 0):
+    """A value for one ``view_api()`` parameter, from what it reports and nothing else: a file
+    for a file, else an allowed (enum) value, else its default."""
+    from gradio_client import handle_file
+
+    if param["python_type"]["type"] == "filepath":
+        return handle_file(str(video))
+    allowed = param["type"].get("enum")
+    if allowed:
+        return allowed[choice % len(allowed)]
+    assert param["parameter_has_default"], param
+    return param["parameter_default"]
+
+
+@pytest.mark.slow
+def test_a_client_written_from_view_api_works(server):
+    """Every parameter of /analyze filled from view_api() alone (each allowed value of every
+    choice tried) is accepted, and /model_card and /stop take what they report."""
+    client, d, _ = server
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = api["/analyze"]["parameters"]
+    crops = next(p for p in params if p["parameter_name"] == "crops")
+    assert crops["python_type"]["type"] == "Literal['1', '3']"
+    clip = _video(d, "api.mp4")
+    for choice in range(2):           # first, then second allowed value of every choice
+        kwargs = {p["parameter_name"]: _value_from_api(p, clip, choice) for p in params}
+        kwargs["method_label"] = "Saliency"   # the quickest explanation
+        kwargs["model_name"] = "checkpoint: tiny.pt"
+        assert kwargs["model_name"] in next(p for p in params if p["parameter_name"]
+                                            == "model_name")["type"]["enum"]
+        label, info, *_ = client.predict(**kwargs, api_name="/analyze")
+        assert label["label"] in CLASSES
+        assert f"({int(kwargs['num_clips']) * int(kwargs['crops'])} clip(s)" in info
+    card_params = api["/model_card"]["parameters"]
+    card = client.predict(*[_value_from_api(p, clip) for p in card_params], api_name="/model_card")
+    assert "What it cannot do" in card[0]
+    assert api["/stop"]["parameters"] == []
+
+
+def test_stop_lands_while_clips_are_decoded(tmp_path: Path, monkeypatch):
+    """Stop pressed after the first of ten clips is decoded ends the request there, before the
+    other nine are decoded or any is classified."""
+    from types import SimpleNamespace
+
+    from app.demo import Handlers
+
+    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    ck = tiny_checkpoint(tmp_path / "tiny.pt")
+    h = Handlers(Registry([str(ck)]), tmp_path / "cache")
+    request = SimpleNamespace(session_hash="s1")
+    seen: list[str] = []
+
+    def progress(fraction: float, desc: str = "") -> None:
+        seen.append(desc)
+        if desc.startswith("decoded 1/"):
+            h.stop(request)                    # as the Stop button does, between two clips
+    clip = _video(tmp_path, "ten.mp4", frames=48)
+    outs = list(h.analyze(str(clip), "checkpoint: tiny.pt", 10, "1", "Saliency", "conv3",
+                          request, progress))
+    assert "Stopped" in outs[-1][1], outs[-1][1]
+    assert "decoded 1/10 clip(s)" in seen and not any(
+        s.startswith(("decoded 2/", "classified")) for s in seen), seen
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped model not trained yet")
+def test_readme_client_example_runs(server, capsys):
+    """The README's gradio_client example, run as printed (its URL and clip swapped for this
+    server's and a generated one)."""
+    import re
+
+    _, d, url = server
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(from gradio_client import.*?)```", text, re.S).group(1)
+    clip = _video(d, "readme.mp4", label="zoom-in")
+    code = code.replace("http://127.0.0.1:7860/", url).replace('"clip.mp4"', repr(str(clip)))
+    exec(compile(code, "README.md", "exec"), {})
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if "Top-5 in" in ln]
+    assert len(printed) == 1 and printed[0].split()[0] in CLASSES, printed

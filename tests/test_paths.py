@@ -42,7 +42,7 @@ def test_paths_outside_the_roots_are_refused_alike(store, tmp_path):
         assert len(msgs) == 1, msgs        # existing or not, readable or not: the same answer
         (msg,) = msgs
         assert "refused" in msg and "SECRET" not in msg and "/etc" not in msg and "No such" not in msg
-    assert data_roots() == [store.resolve()]
+    assert data_roots() == [store.resolve(), Path(MAIN).parent.parent / "data"]
     assert check_dataset("datasets/x") == store.resolve() / "datasets" / "x"   # relative: first root
     assert check_checkpoint(str(model_roots()[-1] / "motion_csn.pt")).name == "motion_csn.pt"
 
@@ -98,7 +98,11 @@ def test_train_page_and_job_api_refuse_typed_paths(store):
     assert api.list_runs() == []                             # nothing was created
     (store / "videos").mkdir()
     at.text_input(key="train_path").set_value("videos").run()   # relative to the data dir
-    assert not at.error
+    # accepted, and the preview says why the trainer could not use an empty folder
+    errs = [e.value for e in at.error]
+    assert len(errs) == 1 and errs[0].startswith(
+        f"The trainer cannot use this dataset: no training videos found in {store.resolve()}"
+        "/videos (looked for "), errs
 
 
 def test_demo_checkpoint_loader_refuses_typed_paths(store):
@@ -114,3 +118,24 @@ def test_demo_checkpoint_loader_refuses_typed_paths(store):
     with pytest.raises(FileNotFoundError):                      # inside the roots: may say so
         reg.import_path("models/none.pt")
     assert not any(n.startswith("imported") for n in reg.models)
+
+
+def test_relative_paths_from_the_working_dir_then_each_root(store, tmp_path, monkeypatch):
+    """`--out data/motion` typed as written (from the working directory), a name under any
+    root, and an absolute path inside a root are all accepted; what does not exist resolves
+    under the first root; the repository's data/ is a default root."""
+    from backend.paths import REPO
+
+    other = tmp_path / "data"
+    (other / "motion").mkdir(parents=True)
+    (store / "here").mkdir()
+    monkeypatch.setenv("CSN_DATA_ROOTS", os.pathsep.join([str(store), str(other)]))
+    monkeypatch.chdir(tmp_path)
+    assert check_dataset("data/motion") == (other / "motion").resolve()       # from the cwd
+    assert check_dataset("motion") == (other / "motion").resolve()            # second root
+    assert check_dataset("here") == (store / "here").resolve()                # first root
+    assert check_dataset("missing") == store.resolve() / "missing"
+    assert "refused" in _refusal(check_dataset, "../outside")
+    monkeypatch.delenv("CSN_DATA_ROOTS")
+    assert REPO / "data" in data_roots()
+    assert check_dataset(str(REPO / "data" / "motion")) == REPO / "data" / "motion"

@@ -18,6 +18,7 @@ from backend import explore
 from backend.csn import BLOCK_TYPES, UNITS, ArchSpec, SpecError, count, list_presets, preset
 from backend.csn.bounds import MAX_JSON_BYTES
 from backend.csn.loading import spec_from_text
+from backend.csn.describe import describe_preset
 from backend.csn.presets import DEFAULT_GROUPS, DEFAULT_PW_GROUPS
 from backend.csn.spec import HEADS, STAGE_NAMES, canonical_block
 
@@ -109,7 +110,14 @@ def _seed(spec: ArchSpec, overwrite: bool) -> None:
 def _load_preset() -> None:
     ss.pop("bld_upload_error", None)
     ss.pop("bld_upload_note", None)
+    ss.pop(K + "loaded_from", None)
     _seed(preset(ss[K + "preset"]), overwrite=True)
+
+
+def _loaded_elsewhere(what: str) -> None:
+    """The design came from a file or the database: the preset box no longer names it."""
+    ss[K + "preset"] = None
+    ss[K + "loaded_from"] = what
 
 
 def _load_upload() -> None:
@@ -127,6 +135,7 @@ def _load_upload() -> None:
     ss.pop("bld_upload_error", None)
     ss["bld_upload_note"] = f"{name}: {loaded.note()}" if loaded.filled else None
     _seed(loaded.spec, overwrite=True)
+    _loaded_elsewhere(f"loaded from {name}")
 
 
 def _load_saved() -> None:
@@ -135,6 +144,7 @@ def _load_saved() -> None:
     if spec is not None:
         ss.pop("bld_upload_error", None)
         _seed(spec, overwrite=True)
+        _loaded_elsewhere(f"saved architecture {pick}")
 
 
 def _saved_specs() -> dict[str, ArchSpec]:
@@ -181,7 +191,7 @@ def form_spec() -> ArchSpec:
 # --- state -----------------------------------------------------------------------------------
 presets = list_presets()
 ss.setdefault(K + "preset", "ir-csn-50")
-_seed(load_design() or preset(ss[K + "preset"]), overwrite=False)  # a fresh session resumes
+_seed(load_design() or preset(ss[K + "preset"] or "ir-csn-50"), overwrite=False)  # a fresh session resumes
 _seed_hidden(ss[K + "base"])
 spec = form_spec()
 err: SpecError | None = None
@@ -247,7 +257,10 @@ st.caption("Compose a 3D ResNet or channel-separated network (Tran et al., ICCV 
 
 src1, src2, src3 = st.columns([2, 2, 2])
 src1.selectbox("Start from preset", presets, key=K + "preset", on_change=_load_preset,
+               placeholder=ss.get(K + "loaded_from") or "choose a preset",
                help="Loading a preset resets the form.")
+if ss[K + "preset"]:
+    src1.caption(describe_preset(ss[K + "preset"]))
 saved = _saved_specs()
 if saved:
     src1.selectbox("…or a saved architecture", list(saved), index=None, key="builder_saved",
@@ -264,7 +277,8 @@ elif ss.get("bld_upload_note"):
 totals_box = st.container()
 
 st.subheader("Input clip and head")
-c = st.columns([2, 1, 1, 1, 1, 1, 1.1, 1.1, 1.3])
+# the toggles get a row of their own: beside six inputs their labels are cut off at 1400 px
+c = st.columns([2, 1, 1, 1, 1, 1]) + st.columns(6)[:3]
 for col, field in zip(c, CLIP_FORM):
     widget(col, field, K + field, CLIP_FORM)
 if ss[K + "head"] == "conv":

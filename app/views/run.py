@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import charts, features_panel
+from app.export_view import export_section
 from app.runs_data import (STATUS_ICON, devices_label, fmt_duration, fmt_when, live_metrics, metric_series,
                            pace, pick_curves, run_row, stall_note)
 from app.state import fmt_count, list_runs_or_stop, require_jobs_api
@@ -70,9 +71,11 @@ def header(r: dict, m) -> None:
                 f"epoch {r['epoch']}/{r['total_epochs'] or '?'} · step {r['step']}/"
                 f"{r['total_steps'] or '?'}")
     elapsed, eta, cps = pace(r, m, datetime.now(timezone.utc))
-    c = st.columns(6)
-    c[0].metric("elapsed", fmt_duration(elapsed),
-                help="Wall time of this attempt" if r.get("attempts", 0) > 1 else None)
+    c = st.columns(3) + st.columns(3)   # two rows: durations fit at 1280 px
+    prior = r.get("prior_s") or 0.0
+    c[0].metric("elapsed", fmt_duration(None if elapsed is None else elapsed + prior),
+                help=f"Wall time over {r['attempts']} attempts; this attempt "
+                     f"{fmt_duration(elapsed)}" if prior else "Wall time of the run")
     c[1].metric("ETA", fmt_duration(eta) if eta is not None else "—",
                 help="Remaining training steps at this attempt's mean step rate "
                      "(validation not counted)")
@@ -93,7 +96,7 @@ def actions(r: dict) -> None:
     if r["status"] in ACTIVE and b[0].button("Cancel", icon=":material/stop:", key="cancel"):
         st.toast("Cancelling…" if api.cancel_run(r["id"]) else "The run had already finished.")
         st.rerun(scope="fragment")
-    if r["status"] in ("failed", "cancelled", "crashed") and b[1].button(
+    if r["status"] in ("failed", "cancelled", "crashed") and b[0].button(
             "Retry", icon=":material/replay:", key="retry"):
         resumes = any(Path(c["path"]).is_file() for c in r.get("checkpoints") or [])
         ok = api.retry_run(r["id"])
@@ -208,3 +211,4 @@ if (detail := api.get_run(rid)) is not None:
     from app.views.run_eval import held_out_panel
     held_out_panel(detail)
 manage(rid)
+export_section(api.get_run(rid))

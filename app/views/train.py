@@ -8,7 +8,9 @@ import streamlit as st
 from app import finetune_form
 from app.state import (BUILDER_SPEC, checked_dataset, fmt_count, generate_synth, load_design, require_jobs_api,
                        spec_from_choice, synth_available, worker_rows)
+from app.dataset_view import show_dataset_preview
 from backend.csn import SpecError, count, list_presets
+from backend.csn.describe import describe_preset
 from backend.paths import data_roots
 
 ss = st.session_state
@@ -56,6 +58,7 @@ elif src == "Saved architecture":
 else:
     names = list_presets()
     pick = st.selectbox("Preset", names, index=names.index("ir-csn-26"), key="train_preset")
+    st.caption(describe_preset(pick))
     spec = spec_from_choice("preset", pick)
 if spec is not None:
     try:
@@ -100,9 +103,12 @@ else:
     typed = st.text_input("Path", key="train_path", placeholder="datasets/my_videos or list.csv",
                           help="a folder with train/ and val/ (each with one folder per class), "
                                "a folder per class, or a CSV of path,label; inside the data roots "
-                               "(CSN_DATA_ROOTS), relative paths start at the first one")
+                               "(CSN_DATA_ROOTS); a relative path is looked up from the "
+                               "working directory, then from each root")
     st.caption(f"Allowed data roots: {roots}")
     dataset, dataset_ok = checked_dataset(typed)
+if dataset_ok:
+    dataset_ok = show_dataset_preview(dataset)
 
 # --- hyper-parameters ------------------------------------------------------------------------
 st.subheader("3. Hyper-parameters")
