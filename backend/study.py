@@ -192,7 +192,8 @@ def run_one(study: Study, run: PlannedRun, data: str, out: Path,
         result = train(cfg, callback=events.append)
         m = result["metrics"]
         rec.update(status="succeeded", video_top1=m.get("val_video_top1"),
-                   clip_top1=m.get("val_clip_top1"), train_clip_top1=m.get("train_clip_top1"))
+                   clip_top1=m.get("val_clip_top1"), train_clip_top1=m.get("train_clip_top1"),
+                   val_videos=m.get("val_videos"))
     except Exception as e:  # noqa: BLE001 - one failed run does not end the study
         rec.update(status="failed", error=f"{type(e).__name__}: {e}")
     rec.update(wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),

@@ -8,8 +8,9 @@ import streamlit as st
 from app.state import checked_dataset, fmt_count, require_jobs_api
 from backend.csn import SpecError, list_presets
 from backend.study import RECIPES, TEMPLATES, plan
-from backend.study_report import (COLUMNS, PAPER_NOTE, doc_from_runs, figure_bytes, figures, table_csv,
-                                  table_markdown, table_rows)
+from backend.study_report import (COLUMNS, PAIR_COLUMNS, PAPER_NOTE, RUN_COLUMNS, STATS_NOTE,
+                                  display_rows, doc_from_runs, figure_bytes, figures, paired_rows,
+                                  run_rows, table_csv, table_markdown, table_rows)
 
 ss = st.session_state
 st.title("Study")
@@ -118,12 +119,15 @@ def results(sid: int) -> None:
     doc = doc_from_runs(s["plan"], runs, metrics)
     rows = table_rows(doc)
     st.subheader("Table 2 layout")
-    st.table([{c: ("" if r.get(c) is None else r.get(c)) for c in COLUMNS} for r in rows])
-    if any("paper flops" in r for r in rows):
-        st.caption(PAPER_NOTE + ".")
+    st.table(display_rows(rows, COLUMNS))     # strings: one type per column, "—" = cannot say
+    st.caption(STATS_NOTE + "." + (" " + PAPER_NOTE + "." if any("paper flops" in r for r in rows)
+                                   else ""))
+    with st.expander("Runs (Wilson 95 %) and paired differences"):
+        st.table(display_rows(run_rows(doc), RUN_COLUMNS))
+        st.table(display_rows(paired_rows(rows), PAIR_COLUMNS))
     d = st.columns(2)
     d[0].download_button("Table as CSV", table_csv(rows), f"{s['name']}.csv", "text/csv")
-    d[1].download_button("Table as Markdown", table_markdown(rows), f"{s['name']}.md",
+    d[1].download_button("Table as Markdown", table_markdown(rows, doc), f"{s['name']}.md",
                          "text/markdown")
     done = [r["key"] for r in doc["results"] if r["history"]["train_error"]]
     pick = st.multiselect("Figure 5 runs (two)", done, default=done[:2], max_selections=2,
