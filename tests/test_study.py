@@ -47,7 +47,7 @@ def test_fig67_and_grid_plans_follow_the_paper_order():
 
 
 def test_plan_cli_and_errors(capsys):
-    assert main(["plan", "table2-quick"]) == 0
+    assert main(["plan", "table2-quick", "--no-predict"]) == 0
     out = capsys.readouterr().out
     assert "ir-CSN-26_s0" in out and "recipe quick" in out
     assert main(["plan", "table2", "--depth", "50", "--width", "16", "--json"]) == 0

@@ -8,6 +8,7 @@ import streamlit as st
 from app.state import checked_dataset, fmt_count, require_jobs_api
 from backend.csn import SpecError, list_presets
 from backend.study import RECIPES, TEMPLATES, plan
+from backend.study_progress import prediction_text
 from backend.study_report import (COLUMNS, PAIR_COLUMNS, PAPER_NOTE, RUN_COLUMNS, STATS_NOTE,
                                   display_rows, doc_from_runs, figure_bytes, figures, paired_rows,
                                   run_rows, table_csv, table_markdown, table_rows)
@@ -69,6 +70,11 @@ with st.expander("New study", expanded=not api.list_studies()):
                      hide_index=True, width="stretch")
         st.caption(f"{len(study.runs)} runs; recipe {study.recipe_name}: {study.recipe}")
     dataset, ok = checked_dataset(typed, require="classes.txt")
+    if study is not None and ok and st.button("Predict wall time", icon=":material/timer:",
+                                              help="times a few train steps of each model here"):
+        ss["st_prediction"] = prediction_text(study, dataset)
+    if ss.get("st_prediction"):
+        st.info(ss["st_prediction"], icon=":material/timer:")
     if st.button("Launch study", type="primary", icon=":material/rocket_launch:",
                  disabled=study is None or not ok):
         try:
