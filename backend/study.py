@@ -7,7 +7,8 @@ the paper's table and figures from their results (:mod:`backend.study_report`).
 
 Templates: ``table2`` (ResNet3D / ir-CSN / ip-CSN at ``--depth``), ``table2-quick`` (the
 same at depth 26, conv2 width 16, recipe ``quick``), ``fig67`` (simple-X and bottleneck-X
-families with ``--blocks`` 8 or 16 over a ``--groups`` sweep, paper §4.4) and ``grid`` (a
+families with ``--blocks`` 8 or 16 over a ``--groups`` sweep, paper §4.4), ``fig67-quick``
+(``fig67`` at 8 blocks, conv2 width 16, recipe ``quick``) and ``grid`` (a
 ``--base`` preset with ``--field NAME=V1,V2,..`` [``--stage I``]). ``--width`` scales every
 stage so that conv2's 3x3x3 conv has that many channels (the paper's: 64). Held-out
 accuracy is the last epoch's validation video@1 (no model selection on it).
@@ -128,8 +129,11 @@ def _grid(base: str = "ir-csn-26", field_: str = "groups=1,2,4", stage: int | No
 
 
 TEMPLATES: dict[str, Callable[..., list]] = {"table2": _table2, "table2-quick": _table2,
-                                             "fig67": _fig67, "grid": _grid}
-QUICK_DEFAULTS = {"depth": 26, "width": 16}
+                                             "fig67": _fig67, "fig67-quick": _fig67,
+                                             "grid": _grid}
+#: the quick templates: their fixed arguments (recipe ``quick``)
+QUICK_DEFAULTS: dict[str, dict[str, Any]] = {"table2-quick": {"depth": 26, "width": 16},
+                                             "fig67-quick": {"blocks": 8, "width": 16}}
 
 
 def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | None = None,
@@ -138,9 +142,10 @@ def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | 
     """The runs of a study with their counted costs at the recipe's clip (no training)."""
     if template not in TEMPLATES:
         raise SpecError("", f"unknown study template {template!r}; one of {', '.join(TEMPLATES)}")
-    if template == "table2-quick":
-        args = {**QUICK_DEFAULTS, **{k: v for k, v in args.items() if v is not None}}
-        width = width or QUICK_DEFAULTS["width"]
+    if template in QUICK_DEFAULTS:
+        quick = {k: v for k, v in QUICK_DEFAULTS[template].items() if k != "width"}
+        args = {**quick, **{k: v for k, v in args.items() if v is not None}}
+        width = width or QUICK_DEFAULTS[template]["width"]
         recipe = recipe or "quick"
     recipe_name = recipe if isinstance(recipe, str) else "custom"
     rec = dict(RECIPES[recipe] if isinstance(recipe, str) else (recipe or RECIPES["quick"]))

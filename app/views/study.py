@@ -35,9 +35,10 @@ with st.expander("New study", expanded=not api.list_studies()):
     args: dict = {}
     if template == "table2":
         args["depth"] = st.selectbox("Depth", [26, 50, 101, 152], key="st_depth")
-    elif template == "fig67":
+    elif template in ("fig67", "fig67-quick"):
         g = st.columns(2)
-        args["blocks"] = g[0].selectbox("Blocks", [8, 16], key="st_blocks")
+        if template == "fig67":
+            args["blocks"] = g[0].selectbox("Blocks", [8, 16], key="st_blocks")
         args["groups"] = tuple(int(v) for v in g[1].text_input("Groups sweep", "2,4,8",
                                                                key="st_groups").split(",") if v.strip())
     elif template == "grid":
@@ -58,7 +59,7 @@ with st.expander("New study", expanded=not api.list_studies()):
     try:
         seeds = [int(v) for v in seeds_text.split(",") if v.strip()] or [0]
         study = plan(template, seeds=seeds, recipe=recipe,
-                     width=None if template == "table2-quick" else int(width),
+                     width=None if template.endswith("-quick") else int(width),
                      name=name.strip() or None, **args)
     except (SpecError, ValueError) as e:
         st.error(f"Cannot plan this study: {e}")
@@ -80,7 +81,7 @@ with st.expander("New study", expanded=not api.list_studies()):
         try:
             classes = (Path(dataset) / "classes.txt").read_text().split()
             study = plan(template, seeds=seeds, recipe=recipe, num_classes=len(classes),
-                         width=None if template == "table2-quick" else int(width),
+                         width=None if template.endswith("-quick") else int(width),
                          name=name.strip() or None, **args)
             ss["study_id"] = api.enqueue_study(study.to_dict(), dataset)
         except Exception as e:  # queue or database trouble: say so inline

@@ -1,0 +1,72 @@
+"""Probe the early epochs of one quick-study run: training clip@1 and loss per epoch for the
+first N epochs of the full schedule (the run is stopped there), to see how long a recipe
+sits at chance. Small on purpose (about 1-2 CPU-minutes at N=16).
+
+    python bench/probe_plateau.py --data DIR --model ip-CSN-26 --stop 16 [--seed 0]
+        [--set lr=3e-3 --set batch_size=16] [--zero-init-residual]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+import backend.train as train_mod
+from backend.study import RECIPES, _setting, plan, train_hparams
+
+
+class _Stop(Exception):
+    pass
+
+
+def zero_init_residual(model: torch.nn.Module) -> torch.nn.Module:
+    """The last BatchNorm of every residual branch starts at gamma 0 (each block starts as
+    its shortcut; Goyal et al. 2017)."""
+    from backend.csn.model import ResBlock
+    for m in model.modules():
+        if isinstance(m, ResBlock):
+            torch.nn.init.zeros_(getattr(m, m.roles[-1]).bn.weight)
+    return model
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", default="ip-CSN-26")
+    p.add_argument("--stop", type=int, default=16, help="epochs to run of the schedule")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--zero-init-residual", action="store_true")
+    p.add_argument("--out", default="/tmp/probe")
+    a = p.parse_args()
+    recipe = {**RECIPES["quick"], "eval_every": 10_000, **dict(_setting(s) for s in a.set)}
+    study = plan("table2-quick", seeds=[a.seed], recipe=recipe)
+    run = next(r for r in study.runs if r.label == a.model)
+    if a.zero_init_residual:
+        build = train_mod.build_model
+        train_mod.build_model = lambda spec: zero_init_residual(build(spec))
+    accs: list[str] = []
+
+    def on_event(e: dict) -> None:
+        if e["event"] == "epoch" and e["split"] == "train":
+            accs.append(f"{100 * e['metrics']['clip_top1']:.0f}")
+            if e["epoch"] >= a.stop:
+                raise _Stop
+    cfg = train_mod.TrainConfig(arch=json.dumps(run.spec), data=a.data, out=f"{a.out}/{time.time()}",
+                                threads=1, progress=False, tensorboard=False, keep_last=1,
+                                **train_hparams(study, run))
+    t0 = time.process_time()
+    try:
+        train_mod.train(cfg, callback=on_event)
+    except _Stop:
+        pass
+    print(f"{a.model} seed {a.seed} {' '.join(a.set)}{' zero-init' if a.zero_init_residual else ''}"
+          f": train clip@1 per epoch {' '.join(accs)} ({time.process_time() - t0:.0f} CPU-s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
