@@ -145,6 +145,9 @@ def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, 
             "ResNet3D-26_s0", "ir-CSN-26_s0", "ip-CSN-26_s0"]
         assert all(r["status"] == "queued" and r["spec"]["num_classes"] == 3 for r in got["runs"])
         assert got["runs"][0]["hparams"]["epochs"] == 1 and "pool1" not in got["runs"][0]["hparams"]
+        table = at.table[0].value            # pending runs: every cell a string, "—" = unknown
+        assert list(table["model"]) == ["ResNet3D-26", "ir-CSN-26", "ip-CSN-26"]
+        assert set(table["std (%)"]) == {"—"} and set(table["video@1 (%)"]) == {"—"}
         assert api.cancel_study(st["id"]) == 3
         assert {r["status"] for r in api.get_study(st["id"])["runs"]} == {"cancelled"}
         assert api.list_studies()[0]["cancelled"] and api.cancel_study(st["id"]) == 0
