@@ -284,4 +284,5 @@ def describe(p: dict[str, Any], runs: int, source: str) -> str:
     return (f"predicted: {fmt_s(p['wall_s'])} wall, {p['cpu_s']:.0f} CPU-s for {runs} runs, "
             f"{p['jobs']} at a time x {p['threads']} thread(s) on {p['cpus']} cores; "
             f"{p['n_train']} train / {p['n_val']} held-out videos ({source}); calibration: "
-            f"{per_label} (load {p['load'][0]:.1f}: a loaded machine measures slower)")
+            f"{per_label} (load {p['load'][0]:.1f}: a loaded machine runs slower than this; "
+            f"process start and filling the frame cache, a few s a run, are not counted)")
