@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,8 @@ def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, 
         assert any("No dataset" in e.value for e in at.error)
         at.text_input(key="st_data").set_value(str(data)).run()
         at.text_input(key="st_name").set_value("t2").run()
+        at.button[[b.label for b in at.button].index("Predict wall time")].click().run()
+        assert any(re.match(r"predicted: .* wall, \d+ CPU-s for 3 runs", i.value) for i in at.info)
         at.button[[b.label for b in at.button].index("Launch study")].click().run()
         assert not at.exception, at.exception
         (st,) = api.list_studies()
