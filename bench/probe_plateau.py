@@ -4,6 +4,7 @@ sits at chance. Small on purpose (about 1-2 CPU-minutes at N=16).
 
     python bench/probe_plateau.py --data DIR --model ip-CSN-26 --stop 16 [--seed 0]
         [--set lr=3e-3 --set batch_size=16] [--zero-init-residual]
+    python bench/probe_plateau.py --data DIR --linear-probe   # untrained nets, per stage
 """
 from __future__ import annotations
 
@@ -32,6 +33,44 @@ def zero_init_residual(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def _ridge_accuracy(ftr, ytr, fva, yva, classes: int) -> float:
+    """Held-out accuracy of a one-vs-all ridge classifier (best of a few penalties)."""
+    mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
+    a, b = (ftr - mu) / sd, (fva - mu) / sd
+    target = torch.nn.functional.one_hot(ytr, classes).float()
+    best = 0.0
+    for lam in (0.1, 1.0, 10.0, 100.0):
+        w = torch.linalg.solve(a.T @ a + lam * torch.eye(a.shape[1]), a.T @ target)
+        best = max(best, ((b @ w).argmax(1) == yva).float().mean().item())
+    return best
+
+
+def linear_probe(data: str, seed: int) -> None:
+    """How much motion the globally pooled features of each untrained Table 2 net carry."""
+    from backend.csn import ArchSpec, build_model
+    from backend.datasets import ClipDataset, load_splits
+    torch.manual_seed(seed)
+    splits = load_splits(data)
+
+    def clips(items):
+        ds = ClipDataset(items, frames=8, rate=2, size=32, scale=(37, 37), train=True)
+        xs, ys = zip(*[ds[i][:2] for i in range(len(items))])
+        return torch.stack(xs), torch.tensor(ys)
+    (xtr, ytr), (xva, yva) = clips(splits.train), clips(splits.val)
+    for run in plan("table2-quick", num_classes=len(splits.classes)).runs:
+        model, feats = build_model(ArchSpec.from_dict(run.spec)).train(), {}
+        for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+            getattr(model, name).register_forward_hook(
+                lambda mod, i, o, name=name: feats.__setitem__(name, o.mean((2, 3, 4))))
+        with torch.no_grad():
+            model(xtr)
+            ftr = dict(feats)
+            model(xva)
+        acc = {k: _ridge_accuracy(ftr[k], ytr, feats[k], yva, len(splits.classes)) for k in ftr}
+        print(f"{run.label} untrained, ridge on pooled features, held-out accuracy: "
+              + ", ".join(f"{k} {100 * v:.1f}%" for k, v in acc.items()))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", required=True)
@@ -41,7 +80,11 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--zero-init-residual", action="store_true")
     p.add_argument("--out", default="/tmp/probe")
+    p.add_argument("--linear-probe", action="store_true")
     a = p.parse_args()
+    if a.linear_probe:
+        linear_probe(a.data, a.seed)
+        return 0
     recipe = {**RECIPES["quick"], "eval_every": 10_000, **dict(_setting(s) for s in a.set)}
     study = plan("table2-quick", seeds=[a.seed], recipe=recipe)
     run = next(r for r in study.runs if r.label == a.model)
