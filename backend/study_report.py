@@ -65,13 +65,15 @@ def _row_stats(row: dict[str, Any]) -> dict[str, Any]:
     accs, binom = list(row["by_seed"].values()), row.pop("binom")
     ci = mean_ci(accs)
     halves = [b.half_width for b in binom if b is not None]
+    binom_half = sum(halves) / len(halves) if halves and len(halves) == len(binom) else None
     one = binom[0] if len(binom) == 1 and binom[0] is not None else None
     return {**row, "video@1 (%)": _pct(ci.estimate if ci else None),
-            "CI low (%)": _pct(ci.low if ci else None), "CI high (%)": _pct(ci.high if ci else None),
+            "CI low (%)": _pct(ci.low if ci else None),
+            "CI high (%)": _pct(ci.high if ci else None),
             "± 95% CI (%)": _pct(ci.half_width if ci else None),
             "std (%)": _pct(sample_std(accs)), "seeds": len(accs),
             "held-out n": ",".join(sorted({str(b.n) for b in binom if b is not None})) or None,
-            "binomial ± (%)": _pct(sum(halves) / len(halves)) if len(halves) == len(binom) and halves else None,
+            "binomial ± (%)": _pct(binom_half),
             "binom low (%)": _pct(one.low if one else None),
             "binom high (%)": _pct(one.high if one else None)}
 
@@ -175,7 +177,8 @@ def table_markdown(rows: list[dict[str, Any]], doc: dict[str, Any] | None = None
             return f"{r['video@1 (%)']:.1f} (± —, 1 seed)"
         return f"{r['video@1 (%)']:.1f} ± {r['± 95% CI (%)']:.1f}"
     has_paper = any("paper flops" in r for r in rows)
-    head = "| model | MAdds (G) | params (M) | interactions (G) | video@1 (%) | seeds | binomial ± (%) |"
+    head = ("| model | MAdds (G) | params (M) | interactions (G) | video@1 (%) | seeds "
+            "| binomial ± (%) |")
     sep = "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     if has_paper:
         head += " paper: GFLOPs / M params / G inter. / video@1 (Kinetics) |"
@@ -191,7 +194,8 @@ def table_markdown(rows: list[dict[str, Any]], doc: dict[str, Any] | None = None
             line += f" {p} |"
         lines.append(line)
     if doc is not None:
-        lines += ["", "Runs (Wilson 95 % on the held-out set):", ""] + _md_table(run_rows(doc), RUN_COLUMNS)
+        lines += ["", "Runs (Wilson 95 % on the held-out set):", ""]
+        lines += _md_table(run_rows(doc), RUN_COLUMNS)
         lines += ["", "Paired differences (95 % paired t over shared seeds):", ""]
         lines += _md_table(paired_rows(rows), PAIR_COLUMNS)
     lines.append(f"\n_{STATS_NOTE}._")

@@ -53,7 +53,8 @@ def main() -> int:
     a = p.parse_args()
     g = gflops_per_core(a.threads, a.repeat)
     print(f"dense 3x3x3 conv step {SHAPE}, float32 channels-last, {a.threads} thread(s): "
-          f"{g:.1f} GFLOP/s per core ({step_flops() / 1e9:.2f} GFLOP a step; {platform.processor() or platform.machine()}, "
+          f"{g:.1f} GFLOP/s per core ({step_flops() / 1e9:.2f} GFLOP a step; "
+          f"{platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, torch {torch.__version__}, "
           f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})")
     return 0

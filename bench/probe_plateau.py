@@ -98,7 +98,8 @@ def main() -> int:
             accs.append(f"{100 * e['metrics']['clip_top1']:.0f}")
             if e["epoch"] >= a.stop:
                 raise _Stop
-    cfg = train_mod.TrainConfig(arch=json.dumps(run.spec), data=a.data, out=f"{a.out}/{time.time()}",
+    cfg = train_mod.TrainConfig(arch=json.dumps(run.spec), data=a.data,
+                                out=f"{a.out}/{time.time()}",
                                 threads=1, progress=False, tensorboard=False, keep_last=1,
                                 **train_hparams(study, run))
     t0 = time.process_time()

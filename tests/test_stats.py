@@ -23,7 +23,8 @@ def test_t_quantile_closed_forms_and_the_normal_limit():
         assert t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)
         assert t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
     assert round(t_quantile(0.975, 1e7), 4) == 1.9600
-    assert betainc(2, 3, 0.4) == pytest.approx(0.5248, abs=1e-4)   # 1 - sum binom(4,k) .4^k .6^(4-k), k<2
+    # I_x(a, b) = P(Binomial(a + b - 1, x) >= a): 1 - .6^4 - 4 (.4) .6^3
+    assert betainc(2, 3, 0.4) == pytest.approx(0.5248, abs=1e-4)
     with pytest.raises(ValueError):
         t_quantile(1.0, 3)
 

@@ -56,7 +56,8 @@ def test_progress_lines_off_a_terminal_then_resume_and_add_seeds(data, tmp_path,
     (got,) = json.loads((out / "study.json").read_text())["results"]
     (want,) = ref["results"]
     assert got["resumed"] and not want["resumed"]
-    assert [p[0] for p in got["history"]["train_error"]] == [p[0] for p in want["history"]["train_error"]]
+    steps = [[p[0] for p in r["history"]["train_error"]] for r in (got, want)]
+    assert steps[0] == steps[1]
     for kind in ("train_error", "val_error"):              # the resumed run's curve is the same
         assert sum(got["history"][kind], []) == pytest.approx(sum(want["history"][kind], []))
     assert got["video_top1"] == pytest.approx(want["video_top1"]) and got["val_videos"] == 6
@@ -93,3 +94,15 @@ def test_plan_prints_a_measured_prediction(data, capsys):
     assert re.search(r"predicted: .* wall, \d+ CPU-s for 1 runs, 1 at a time x \d+ thread\(s\)",
                      out), out
     assert "ir-CSN-26 " in out and "ms/step" in out
+
+
+def test_fig67_quick_is_the_fig67_sweep_at_8_blocks_width_16_and_plans_with_a_prediction():
+    st = plan("fig67-quick", seeds=[0, 1, 2])
+    assert st.recipe_name == "quick" and st.args == {"blocks": 8, "width": 16}
+    assert len(st.runs) == 3 * 13
+    assert {r.family for r in st.runs} == {"simple-X-8", "bottleneck-X-8"}
+    assert [r.label for r in st.runs if r.seed == 0][:5] == [
+        "simple-8", "simple-G-8 g2", "simple-G-8 g4", "simple-G-8 g8", "simple-D-8"]
+    timing = {"train_step_s": 0.1, "eval_clip_s": 0.001}
+    p = predict(st, 336, 144, jobs=3, threads=1, cpus=2, timings={r.label: timing for r in st.runs})
+    assert p["wall_s"] == pytest.approx(sum(p["runs"].values()) / 2)   # 2 cores kept busy
