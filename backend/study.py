@@ -191,15 +191,25 @@ def _events(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-def prepare_run_dir(out: Path, run: PlannedRun) -> bool:
-    """True when the run has a checkpoint to resume from; otherwise clear a stale event log
-    (a run stopped before its first checkpoint starts over)."""
+def prepare_run_dir(study: Study, out: Path, run: PlannedRun) -> bool:
+    """True when the run has a checkpoint to resume from (refused when it was trained with
+    another spec or recipe); otherwise clear a stale event log (a run stopped before its first
+    checkpoint starts over)."""
     from backend.checkpoint import latest_checkpoint
     run_dir = out / "runs" / run.key
-    if latest_checkpoint(run_dir) is not None:
-        return True
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    return False
+    if latest_checkpoint(run_dir) is None:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return False
+    saved = json.loads((run_dir / "config.json").read_text())
+    differ = sorted(k for k, v in train_hparams(study, run).items()
+                    if saved["config"].get(k, v) != v)
+    same_net = ({k: v for k, v in saved.get("spec", {}).items() if k != "num_classes"}
+                == {k: v for k, v in run.spec.items() if k != "num_classes"})  # data sets classes
+    if not same_net or differ:
+        raise ValueError(f"runs/{run.key}: its checkpoint was trained with another "
+                         f"{'spec' if not same_net else ', '.join(differ)}; "
+                         "resume it with the same study or use a new --out")
+    return True
 
 
 def run_one(study: Study, run: PlannedRun, data: str, out: Path,
@@ -215,8 +225,9 @@ def run_one(study: Study, run: PlannedRun, data: str, out: Path,
                            "load_before": list(os.getloadavg()), "resumed": resume}
     try:
         train(cfg)
-        val = [e for e in _events(run_dir) if e["event"] == "epoch" and e["split"] == "val"]
-        train_m = [e for e in _events(run_dir) if e["event"] == "epoch" and e["split"] == "train"]
+        epochs = [e for e in _events(run_dir) if e["event"] == "epoch"]
+        val = [e for e in epochs if e["split"] == "val"]
+        train_m = [e for e in epochs if e["split"] == "train"]
         m = val[-1]["metrics"] if val else {}
         rec.update(status="succeeded", video_top1=m.get("video_top1"),
                    clip_top1=m.get("clip_top1"), val_videos=m.get("videos"),
@@ -260,7 +271,7 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
     jobs = jobs or default_jobs(len(todo))
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     doc["jobs"], doc["threads_per_run"] = jobs, threads
-    resume = {r.key: prepare_run_dir(out, r) for r in todo}
+    resume = {r.key: prepare_run_dir(study, out, r) for r in todo}
     path.write_text(json.dumps(doc, indent=1))      # --resume DIR works from the start
     t0 = time.time()
     monitor = Monitor([r.key for r in todo], {r.key: r.label for r in study.runs}, out, jobs,

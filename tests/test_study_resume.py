@@ -51,6 +51,9 @@ def test_progress_lines_off_a_terminal_then_resume_and_add_seeds(data, tmp_path,
         run_study(_plan(), data, out, threads=1, jobs=1, only=["ir-CSN-26"], log=lambda _: None)
     monkeypatch.setattr(train_mod, "_save_checkpoint", save)
     assert json.loads((out / "study.json").read_text())["results"] == []
+    other = plan("table2", depth=26, width=4, recipe={**RECIPE, "epochs": 4}, num_classes=3)
+    with pytest.raises(ValueError, match="trained with another epochs"):
+        run_study(other, data, out, jobs=1, only=["ir-CSN-26"], log=lambda _: None)
     assert main(["run", "--resume", str(out), "--only", "ir-CSN-26", "--threads", "1"]) == 0
     assert "resuming 1 from checkpoints" in capsys.readouterr().out
     (got,) = json.loads((out / "study.json").read_text())["results"]
