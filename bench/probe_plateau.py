@@ -33,6 +33,31 @@ def zero_init_residual(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def twin_sampler(base_cls):
+    """A SeededSampler whose batches hold the twins of one appearance (the i-th video of
+    every class, ``<class>_<i>.mp4``), the groups in a seeded random order per epoch."""
+    import random
+    import re
+
+    class TwinSampler(base_cls):
+        def __init__(self, dataset, **kw):
+            super().__init__(dataset, **kw)
+            groups: dict[str, list[int]] = {}
+            for i, item in enumerate(dataset.items):
+                m = re.search(r"_(\d+)\.\w+$", str(item.path))
+                groups.setdefault(m.group(1) if m else str(i), []).append(i)
+            self.groups = list(groups.values())
+
+        def __iter__(self):
+            rng = random.Random(hash((self.seed, self.epoch)))
+            order = self.groups[:]
+            rng.shuffle(order)
+            for g in order:
+                for i in rng.sample(g, len(g)):
+                    yield i, hash((self.seed, self.epoch, i)) & 0x7FFFFFFF
+    return TwinSampler
+
+
 def _ridge_accuracy(ftr, ytr, fva, yva, classes: int) -> float:
     """Held-out accuracy of a one-vs-all ridge classifier (best of a few penalties)."""
     mu, sd = ftr.mean(0), ftr.std(0) + 1e-6
@@ -81,6 +106,8 @@ def main() -> int:
     p.add_argument("--zero-init-residual", action="store_true")
     p.add_argument("--out", default="/tmp/probe")
     p.add_argument("--linear-probe", action="store_true")
+    p.add_argument("--twin-batches", action="store_true",
+                   help="each batch: one appearance's twins (use batch_size=8 for 8 classes)")
     a = p.parse_args()
     if a.linear_probe:
         linear_probe(a.data, a.seed)
@@ -91,6 +118,8 @@ def main() -> int:
     if a.zero_init_residual:
         build = train_mod.build_model
         train_mod.build_model = lambda spec: zero_init_residual(build(spec))
+    if a.twin_batches:
+        train_mod.SeededSampler = twin_sampler(train_mod.SeededSampler)
     accs: list[str] = []
 
     def on_event(e: dict) -> None:
@@ -108,6 +137,7 @@ def main() -> int:
     except _Stop:
         pass
     print(f"{a.model} seed {a.seed} {' '.join(a.set)}{' zero-init' if a.zero_init_residual else ''}"
+          f"{' twin-batches' if a.twin_batches else ''}"
           f": train clip@1 per epoch {' '.join(accs)} ({time.process_time() - t0:.0f} CPU-s)")
     return 0
 
