@@ -27,19 +27,23 @@ from typing import Any, Callable
 
 from backend.csn import ArchSpec, SpecError, count, preset
 
-#: Shared recipes: TrainConfig fields, plus ``pool1`` applied to every spec. ``quick`` was
-#: chosen by measurement on ``backend.synth --difficulty easy`` data (README "The quick Table 2
-#: study: measured"); ``tiny`` is a seconds-long smoke test.
+#: Shared recipes: TrainConfig fields, plus ``pool1`` and ``input_centre`` applied to every
+#: spec. ``quick`` was chosen by measurement on ``backend.synth --difficulty easy`` data (README
+#: "The quick Table 2 study: measured"; ``input_centre`` "temporal" ends the nets' plateau at
+#: chance, README "The plateau"); ``tiny`` is a seconds-long smoke test.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"optimizer": "sgd", "epochs": 45, "batch_size": 8, "frames": 8, "rate": 2,
               "size": 112, "eval_clips": 10, "pool1": True},
     "quick": {"optimizer": "adamw", "lr": 1.5e-3, "epochs": 120, "warmup_epochs": 1,
               "batch_size": 8, "frames": 8, "rate": 2, "size": 32, "eval_clips": 2,
-              "eval_every": 4, "weight_decay": 1e-4, "pool1": False, "workers": 1},
+              "eval_every": 4, "weight_decay": 1e-4, "pool1": False, "input_centre": "temporal",
+              "workers": 1},
     "tiny": {"optimizer": "adamw", "lr": 1e-3, "epochs": 1, "batch_size": 4, "frames": 8,
              "rate": 2, "size": 32, "eval_clips": 1, "max_steps_per_epoch": 2, "pool1": False,
              "workers": 0, "log_every": 1},
 }
+#: recipe keys that set a spec field of every run (not TrainConfig fields)
+SPEC_KNOBS = ("pool1", "input_centre")
 FAMILY_LABEL = {"resnet3d": "ResNet3D", "ir-csn": "ir-CSN", "ip-csn": "ip-CSN"}
 
 
@@ -155,7 +159,8 @@ def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | 
                                                                    if v is not None}):
         spec = replace(scale_width(spec, width), frames=rec.get("frames", 8),
                        height=rec.get("size", 112), width=rec.get("size", 112),
-                       num_classes=num_classes, pool1=rec.get("pool1", spec.pool1)).validate()
+                       num_classes=num_classes, pool1=rec.get("pool1", spec.pool1),
+                       input_centre=rec.get("input_centre", spec.input_centre)).validate()
         t = count(spec).totals
         costs = {"params": t.params, "flops": t.flops, "interactions": t.interactions}
         for s in seeds:
@@ -166,7 +171,7 @@ def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | 
 
 def train_hparams(study: Study, run: PlannedRun) -> dict[str, Any]:
     """The TrainConfig fields of one run (recipe + seed; the clip and pool1 are in the spec)."""
-    return {**{k: v for k, v in study.recipe.items() if k != "pool1"}, "seed": run.seed}
+    return {**{k: v for k, v in study.recipe.items() if k not in SPEC_KNOBS}, "seed": run.seed}
 
 
 # --- running from the command line -------------------------------------------------------------
@@ -342,8 +347,9 @@ def _ints(text: str) -> list[int]:
 def _setting(item: str) -> tuple[str, Any]:
     from backend.train import TrainConfig
     key, _, text = item.partition("=")
-    if key not in {f.name for f in fields(TrainConfig)} | {"pool1"} or not text:
-        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field or pool1")
+    if key not in {f.name for f in fields(TrainConfig)} | set(SPEC_KNOBS) or not text:
+        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field, "
+                         f"{' or '.join(SPEC_KNOBS)}")
     try:
         return key, json.loads(text)
     except json.JSONDecodeError:

@@ -3,7 +3,8 @@ first N epochs of the full schedule (the run is stopped there), to see how long 
 sits at chance. Small on purpose (about 1-2 CPU-minutes at N=16).
 
     python bench/probe_plateau.py --data DIR --model ip-CSN-26 --stop 16 [--seed 0]
-        [--set lr=3e-3 --set batch_size=16] [--zero-init-residual]
+        [--set lr=3e-3 --set batch_size=16 --set input_centre=none] [--zero-init-residual]
+        [--twin-batches]
     python bench/probe_plateau.py --data DIR --linear-probe   # untrained nets, per stage
 """
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _ridge_accuracy(ftr, ytr, fva, yva, classes: int) -> float:
     return best
 
 
-def linear_probe(data: str, seed: int) -> None:
+def linear_probe(data: str, seed: int, recipe: dict) -> None:
     """How much motion the globally pooled features of each untrained Table 2 net carry."""
     from backend.csn import ArchSpec, build_model
     from backend.datasets import ClipDataset, load_splits
@@ -82,7 +83,7 @@ def linear_probe(data: str, seed: int) -> None:
         xs, ys = zip(*[ds[i][:2] for i in range(len(items))])
         return torch.stack(xs), torch.tensor(ys)
     (xtr, ytr), (xva, yva) = clips(splits.train), clips(splits.val)
-    for run in plan("table2-quick", num_classes=len(splits.classes)).runs:
+    for run in plan("table2-quick", recipe=recipe, num_classes=len(splits.classes)).runs:
         model, feats = build_model(ArchSpec.from_dict(run.spec)).train(), {}
         for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
             getattr(model, name).register_forward_hook(
@@ -109,10 +110,10 @@ def main() -> int:
     p.add_argument("--twin-batches", action="store_true",
                    help="each batch: one appearance's twins (use batch_size=8 for 8 classes)")
     a = p.parse_args()
-    if a.linear_probe:
-        linear_probe(a.data, a.seed)
-        return 0
     recipe = {**RECIPES["quick"], "eval_every": 10_000, **dict(_setting(s) for s in a.set)}
+    if a.linear_probe:
+        linear_probe(a.data, a.seed, recipe)
+        return 0
     study = plan("table2-quick", seeds=[a.seed], recipe=recipe)
     run = next(r for r in study.runs if r.label == a.model)
     if a.zero_init_residual:

@@ -34,6 +34,7 @@ BLOCK_ALIASES: dict[str, str] = {"ir": "bottleneck-D", "ir-csn": "bottleneck-D",
 HEADS: tuple[str, ...] = ("fc", "conv")
 STAGE_NAMES: tuple[str, ...] = ("conv2", "conv3", "conv4", "conv5")
 INPUT_ORDERS: tuple[str, ...] = ("RGB", "BGR")
+INPUT_CENTRES: tuple[str, ...] = ("none", "temporal")
 #: Default input normalisation: Kinetics statistics as VMZ uses them, per channel on the 0-1
 #: scale (pixel / 255), RGB order. backend.video normalises with a spec's own values.
 KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
@@ -119,6 +120,9 @@ class ArchSpec:
     input_mean: tuple[float, ...] = KINETICS_MEAN
     input_std: tuple[float, ...] = KINETICS_STD
     input_order: str = "RGB"
+    # "temporal": the net sees each clip minus its per-pixel mean over time (static appearance
+    # removed, only what changes is left; not in the paper, not counted: one op per input value)
+    input_centre: str = "none"
 
     # --- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -268,6 +272,8 @@ def _check_positive(spec: ArchSpec) -> None:
 
 
 def _check_input(spec: ArchSpec) -> None:
+    if spec.input_centre not in INPUT_CENTRES:
+        raise SpecError("input_centre", f"must be one of {INPUT_CENTRES}, got {spec.input_centre!r}")
     if spec.input_order not in INPUT_ORDERS:
         raise SpecError("input_order", f"must be one of {INPUT_ORDERS}, got {spec.input_order!r}")
     if spec.input_order == "BGR" and spec.in_channels != 3:
