@@ -71,11 +71,12 @@ with st.expander("New study", expanded=not api.list_studies()):
                      hide_index=True, width="stretch")
         st.caption(f"{len(study.runs)} runs; recipe {study.recipe_name}: {study.recipe}")
     dataset, ok = checked_dataset(typed, require="classes.txt")
+    planned = (dataset, str(study.recipe), [r.key for r in study.runs]) if study else None
     if study is not None and ok and st.button("Predict wall time", icon=":material/timer:",
                                               help="times a few train steps of each model here"):
-        ss["st_prediction"] = prediction_text(study, dataset)
-    if ss.get("st_prediction"):
-        st.info(ss["st_prediction"], icon=":material/timer:")
+        ss["st_prediction"] = (planned, prediction_text(study, dataset))
+    if ss.get("st_prediction") and ss["st_prediction"][0] == planned:   # not a stale plan's
+        st.info(ss["st_prediction"][1], icon=":material/timer:")
     if st.button("Launch study", type="primary", icon=":material/rocket_launch:",
                  disabled=study is None or not ok):
         try:
