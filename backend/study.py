@@ -7,7 +7,8 @@ the paper's table and figures from their results (:mod:`backend.study_report`).
 
 Templates: ``table2`` (ResNet3D / ir-CSN / ip-CSN at ``--depth``), ``table2-quick`` (the
 same at depth 26, conv2 width 16, recipe ``quick``), ``fig67`` (simple-X and bottleneck-X
-families with ``--blocks`` 8 or 16 over a ``--groups`` sweep, paper §4.4) and ``grid`` (a
+families with ``--blocks`` 8 or 16 over a ``--groups`` sweep, paper §4.4), ``fig67-quick``
+(``fig67`` at 8 blocks, conv2 width 16, recipe ``quick``) and ``grid`` (a
 ``--base`` preset with ``--field NAME=V1,V2,..`` [``--stage I``]). ``--width`` scales every
 stage so that conv2's 3x3x3 conv has that many channels (the paper's: 64). Held-out
 accuracy is the last epoch's validation video@1 (no model selection on it).
@@ -27,19 +28,23 @@ from typing import Any, Callable
 from backend.csn import ArchSpec, SpecError, count, preset
 from backend.csn.bounds import load_json, show
 
-#: Shared recipes: TrainConfig fields, plus ``pool1`` applied to every spec. ``quick`` was
-#: chosen by measurement on ``backend.synth --difficulty easy`` data (README "The quick Table 2
-#: study: measured"); ``tiny`` is a seconds-long smoke test.
+#: Shared recipes: TrainConfig fields, plus ``pool1`` and ``input_centre`` applied to every
+#: spec. ``quick`` was chosen by measurement on ``backend.synth --difficulty easy`` data (README
+#: "The quick Table 2 study: measured"; ``input_centre`` "temporal" ends the nets' plateau at
+#: chance, README "The plateau"); ``tiny`` is a seconds-long smoke test.
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"optimizer": "sgd", "epochs": 45, "batch_size": 8, "frames": 8, "rate": 2,
               "size": 112, "eval_clips": 10, "pool1": True},
     "quick": {"optimizer": "adamw", "lr": 1.5e-3, "epochs": 120, "warmup_epochs": 1,
               "batch_size": 8, "frames": 8, "rate": 2, "size": 32, "eval_clips": 2,
-              "eval_every": 4, "weight_decay": 1e-4, "pool1": False, "workers": 1},
+              "eval_every": 4, "weight_decay": 1e-4, "pool1": False, "input_centre": "temporal",
+              "workers": 1},
     "tiny": {"optimizer": "adamw", "lr": 1e-3, "epochs": 1, "batch_size": 4, "frames": 8,
              "rate": 2, "size": 32, "eval_clips": 1, "max_steps_per_epoch": 2, "pool1": False,
              "workers": 0, "log_every": 1},
 }
+#: recipe keys that set a spec field of every run (not TrainConfig fields)
+SPEC_KNOBS = ("pool1", "input_centre")
 FAMILY_LABEL = {"resnet3d": "ResNet3D", "ir-csn": "ir-CSN", "ip-csn": "ip-CSN"}
 
 
@@ -136,8 +141,11 @@ def _grid(base: str = "ir-csn-26", field_: str = "groups=1,2,4", stage: int | No
 MAX_GRID_VALUES, MAX_SEEDS = 64, 64   # a study of at most 64 x 64 planned runs
 
 TEMPLATES: dict[str, Callable[..., list]] = {"table2": _table2, "table2-quick": _table2,
-                                             "fig67": _fig67, "grid": _grid}
-QUICK_DEFAULTS = {"depth": 26, "width": 16}
+                                             "fig67": _fig67, "fig67-quick": _fig67,
+                                             "grid": _grid}
+#: the quick templates: their fixed arguments (recipe ``quick``)
+QUICK_DEFAULTS: dict[str, dict[str, Any]] = {"table2-quick": {"depth": 26, "width": 16},
+                                             "fig67-quick": {"blocks": 8, "width": 16}}
 
 
 def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | None = None,
@@ -146,9 +154,10 @@ def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | 
     """The runs of a study with their counted costs at the recipe's clip (no training)."""
     if template not in TEMPLATES:
         raise SpecError("", f"unknown study template {template!r}; one of {', '.join(TEMPLATES)}")
-    if template == "table2-quick":
-        args = {**QUICK_DEFAULTS, **{k: v for k, v in args.items() if v is not None}}
-        width = width or QUICK_DEFAULTS["width"]
+    if template in QUICK_DEFAULTS:
+        quick = {k: v for k, v in QUICK_DEFAULTS[template].items() if k != "width"}
+        args = {**quick, **{k: v for k, v in args.items() if v is not None}}
+        width = width or QUICK_DEFAULTS[template]["width"]
         recipe = recipe or "quick"
     recipe_name = recipe if isinstance(recipe, str) else "custom"
     rec = dict(RECIPES[recipe] if isinstance(recipe, str) else (recipe or RECIPES["quick"]))
@@ -160,7 +169,8 @@ def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | 
                                                                    if v is not None}):
         spec = replace(scale_width(spec, width), frames=rec.get("frames", 8),
                        height=rec.get("size", 112), width=rec.get("size", 112),
-                       num_classes=num_classes, pool1=rec.get("pool1", spec.pool1)).validate()
+                       num_classes=num_classes, pool1=rec.get("pool1", spec.pool1),
+                       input_centre=rec.get("input_centre", spec.input_centre)).validate()
         t = count(spec).totals
         costs = {"params": t.params, "flops": t.flops, "interactions": t.interactions}
         for s in seeds:
@@ -171,42 +181,76 @@ def plan(template: str, *, seeds: list[int] | None = None, recipe: str | dict | 
 
 def train_hparams(study: Study, run: PlannedRun) -> dict[str, Any]:
     """The TrainConfig fields of one run (recipe + seed; the clip and pool1 are in the spec)."""
-    return {**{k: v for k, v in study.recipe.items() if k != "pool1"}, "seed": run.seed}
+    return {**{k: v for k, v in study.recipe.items() if k not in SPEC_KNOBS}, "seed": run.seed}
 
 
 # --- running from the command line -------------------------------------------------------------
 def _history(events: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
-    """Per-epoch ``[step, error]`` for train (clip) and val (video), and val video@1."""
-    h: dict[str, list[list[float]]] = {"train_error": [], "val_error": []}
+    """Per-epoch ``[step, error]`` for train (clip) and val (video), and val video@1; an epoch
+    logged twice (a resume re-ran it) counts once, the last time."""
+    h: dict[str, dict[int, list[float]]] = {"train_error": {}, "val_error": {}}
     for e in events:
         if e["event"] == "epoch":
             m = e["metrics"]
             if e["split"] == "train":
-                h["train_error"].append([e["step"], 1 - m["clip_top1"]])
+                h["train_error"][e["epoch"]] = [e["step"], 1 - m["clip_top1"]]
             elif "video_top1" in m:
-                h["val_error"].append([e["step"], 1 - m["video_top1"]])
-    return h
+                h["val_error"][e["epoch"]] = [e["step"], 1 - m["video_top1"]]
+    return {k: [v[ep] for ep in sorted(v)] for k, v in h.items()}
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    p = run_dir / "metrics.jsonl"
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def prepare_run_dir(study: Study, out: Path, run: PlannedRun) -> bool:
+    """True when the run has a checkpoint to resume from (refused when it was trained with
+    another spec or recipe); otherwise clear a stale event log (a run stopped before its first
+    checkpoint starts over)."""
+    from backend.checkpoint import latest_checkpoint
+    run_dir = out / "runs" / run.key
+    if latest_checkpoint(run_dir) is None:
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return False
+    saved = json.loads((run_dir / "config.json").read_text())
+    differ = sorted(k for k, v in train_hparams(study, run).items()
+                    if saved["config"].get(k, v) != v)
+    same_net = ({k: v for k, v in saved.get("spec", {}).items() if k != "num_classes"}
+                == {k: v for k, v in run.spec.items() if k != "num_classes"})  # data sets classes
+    if not same_net or differ:
+        raise ValueError(f"runs/{run.key}: its checkpoint was trained with another "
+                         f"{'spec' if not same_net else ', '.join(differ)}; "
+                         "resume it with the same study or use a new --out")
+    return True
 
 
 def run_one(study: Study, run: PlannedRun, data: str, out: Path,
-            threads: int | None = None) -> dict[str, Any]:
-    """Train one planned run in this process; its result record (for study.json)."""
+            threads: int | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train one planned run in this process (``resume``: from its newest checkpoint); its
+    result record (for study.json), read from the run's own event log."""
     from backend.train import TrainConfig, train
-    events: list[dict[str, Any]] = []
-    cfg = TrainConfig(arch=json.dumps(run.spec), data=data, out=str(out / "runs" / run.key),
+    run_dir = out / "runs" / run.key
+    cfg = TrainConfig(arch=json.dumps(run.spec), data=data, out=str(run_dir), resume=resume,
                       threads=threads, progress=False, **train_hparams(study, run))
     t0, c0 = time.time(), _cpu_s()
     rec: dict[str, Any] = {"key": run.key, "label": run.label, "seed": run.seed,
-                           "load_before": list(os.getloadavg())}
+                           "load_before": list(os.getloadavg()), "resumed": resume}
     try:
-        result = train(cfg, callback=events.append)
-        m = result["metrics"]
-        rec.update(status="succeeded", video_top1=m.get("val_video_top1"),
-                   clip_top1=m.get("val_clip_top1"), train_clip_top1=m.get("train_clip_top1"))
+        train(cfg)
+        epochs = [e for e in _events(run_dir) if e["event"] == "epoch"]
+        val = [e for e in epochs if e["split"] == "val"]
+        train_m = [e for e in epochs if e["split"] == "train"]
+        m = val[-1]["metrics"] if val else {}
+        rec.update(status="succeeded", video_top1=m.get("video_top1"),
+                   clip_top1=m.get("clip_top1"), val_videos=m.get("videos"),
+                   train_clip_top1=train_m[-1]["metrics"].get("clip_top1") if train_m else None)
     except Exception as e:  # noqa: BLE001 - one failed run does not end the study
         rec.update(status="failed", error=f"{type(e).__name__}: {e}")
     rec.update(wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
-               load_after=list(os.getloadavg()), history=_history(events))
+               load_after=list(os.getloadavg()), history=_history(_events(run_dir)))
     return rec
 
 
@@ -224,47 +268,61 @@ def default_jobs(pending: int, cpus: int | None = None) -> int:
 
 def run_study(study: Study, data: str, out: Path, threads: int | None = None,
               log: Callable[[str], None] = print, only: list[str] | None = None,
-              jobs: int | None = None) -> dict[str, Any]:
+              jobs: int | None = None, tty: bool | None = None) -> dict[str, Any]:
     """Train every run (or those labelled ``only``), ``jobs`` at a time in worker processes
     (default :func:`default_jobs`, each with cores/jobs threads), skipping those already in
-    ``out/study.json``; write the result JSON after each run and the report at the end."""
+    ``out/study.json`` and resuming interrupted ones from their checkpoints; progress lines as
+    they train (:class:`~backend.study_progress.Monitor`); the result JSON after each run and
+    the report at the end."""
+    from backend.study_progress import Monitor
     from backend.study_report import write_report
     out.mkdir(parents=True, exist_ok=True)
     path = out / "study.json"
-    doc = json.loads(path.read_text()) if path.is_file() else {}
-    done = {r["key"]: r for r in doc.get("results", []) if r.get("status") == "succeeded"}
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    done = {r["key"]: r for r in old.get("results", []) if r.get("status") == "succeeded"}
     doc = {"study": study.to_dict(), "data": str(data), "results": list(done.values()),
-           "started": doc.get("started", time.time()), "cpu_count": os.cpu_count()}
+           "started": old.get("started", time.time()), "cpu_count": os.cpu_count()}
     todo = [r for r in study.runs if r.key not in done and not (only and r.label not in only)]
     jobs = jobs or default_jobs(len(todo))
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     doc["jobs"], doc["threads_per_run"] = jobs, threads
+    resume = {r.key: prepare_run_dir(study, out, r) for r in todo}
+    path.write_text(json.dumps(doc, indent=1))      # --resume DIR works from the start
     t0 = time.time()
+    monitor = Monitor([r.key for r in todo], {r.key: r.label for r in study.runs}, out, jobs,
+                      os.cpu_count() or 1, log=log, tty=tty)
 
     def finished(rec: dict[str, Any]) -> None:
         doc["results"].append(rec)
-        log(f"[{time.strftime('%H:%M:%S')}] {rec['key']}: {rec['status']}: video@1 "
-            f"{rec.get('video_top1')}, {rec['wall_s']} s wall, {rec['cpu_s']} s CPU, "
-            f"load {rec['load_after'][0]:.1f}" + (f" ({rec['error']})" if rec.get("error") else ""))
+        monitor.poll()
+        monitor.finished(rec["key"])
+        monitor.emit(f"[{time.strftime('%H:%M:%S')}] {rec['key']}: {rec['status']}: video@1 "
+                     f"{rec.get('video_top1')}, {rec['wall_s']} s wall, {rec['cpu_s']} s CPU, "
+                     f"load {rec['load_after'][0]:.1f}"
+                     + (f" ({rec['error']})" if rec.get("error") else ""))
         path.write_text(json.dumps(doc, indent=1))
 
     log(f"[{time.strftime('%H:%M:%S')}] training {len(todo)} runs, {jobs} at a time, "
-        f"{threads} thread(s) each")
-    if jobs == 1:
-        for run in todo:
-            finished(run_one(study, run, data, out, threads))
-    else:
-        _run_parallel(study, todo, data, out, threads, jobs, finished)
+        f"{threads} thread(s) each" + (f", resuming {sum(resume.values())} from checkpoints"
+                                       if any(resume.values()) else ""))
+    with monitor:
+        if jobs == 1:
+            for run in todo:
+                finished(run_one(study, run, data, out, threads, resume[run.key]))
+        else:
+            _run_parallel(study, todo, data, out, threads, jobs, finished, resume)
     order = {run.key: i for i, run in enumerate(study.runs)}
     doc["results"].sort(key=lambda r: order.get(r["key"], 0))     # plan order, not finish order
     doc["wall_s"] = round(time.time() - t0, 1)
+    doc["wall_s_total"] = round(old.get("wall_s_total", old.get("wall_s", 0.0)) + doc["wall_s"], 1)
     path.write_text(json.dumps(doc, indent=1))
     write_report(doc, out)
     return doc
 
 
 def _run_parallel(study: Study, todo: list[PlannedRun], data: str, out: Path, threads: int,
-                  jobs: int, finished: Callable[[dict[str, Any]], None]) -> None:
+                  jobs: int, finished: Callable[[dict[str, Any]], None],
+                  resume: dict[str, bool]) -> None:
     """``run_one`` for each run in a pool of ``jobs`` fresh (spawned) processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -273,7 +331,8 @@ def _run_parallel(study: Study, todo: list[PlannedRun], data: str, out: Path, th
     os.environ.update(env)   # read by the spawned workers at import
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, study, run, data, out, threads): run for run in todo}
+            futures = {pool.submit(run_one, study, run, data, out, threads, resume[run.key]): run
+                       for run in todo}
             for fut in as_completed(futures):
                 run = futures[fut]
                 try:
@@ -298,8 +357,9 @@ def _ints(text: str) -> list[int]:
 def _setting(item: str) -> tuple[str, Any]:
     from backend.train import TrainConfig
     key, _, text = item.partition("=")
-    if key not in {f.name for f in fields(TrainConfig)} | {"pool1"} or not text:
-        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field or pool1")
+    if key not in {f.name for f in fields(TrainConfig)} | set(SPEC_KNOBS) or not text:
+        raise ValueError(f"--set {item!r}: expected FIELD=VALUE with a TrainConfig field, "
+                         f"{' or '.join(SPEC_KNOBS)}")
     try:
         return key, json.loads(text)
     except json.JSONDecodeError:
@@ -310,11 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m backend.study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=("plan", "run", "report"))
-    p.add_argument("template", help=f"one of {', '.join(TEMPLATES)} (report: the study folder)")
+    p.add_argument("template", nargs="?",
+                   help=f"one of {', '.join(TEMPLATES)} (report: the study folder)")
     p.add_argument("--data", help="dataset folder (run)")
     p.add_argument("--out", help="study folder (run; default var/studies/NAME)")
     p.add_argument("--name")
-    p.add_argument("--seeds", type=_ints, default=[0])
+    p.add_argument("--seeds", type=_ints, default=None,
+                   help="e.g. 0,1,2 (default 0; with --resume: seeds to add)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="run: continue the study in DIR (its study.json): finished runs are kept, "
+                        "interrupted ones resume from their checkpoints, --seeds adds seeds")
+    p.add_argument("--predict", action=argparse.BooleanOptionalAction, default=True,
+                   help="plan: predict the wall time from a few timed steps of each model")
+    p.add_argument("--videos", default=None, metavar="TRAIN,VAL",
+                   help="plan: video counts for the prediction (default: counted in --data)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="shared training recipe (default: quick)")
     p.add_argument("--depth", type=int, default=None, help="table2: 26, 50, 101 or 152")
@@ -351,47 +420,112 @@ def _plan_text(study: Study) -> str:
     return "\n".join(lines)
 
 
+def replan(doc: dict[str, Any], seeds: list[int] | None = None) -> Study:
+    """A saved study (``study.json``) planned again with ``seeds`` added: the runs it had keep
+    their keys and specs (checked), the new seeds' runs follow."""
+    old = Study.from_dict(doc["study"])
+    if not seeds or set(seeds) <= set(old.seeds):
+        return old
+    args = {k: v for k, v in old.args.items() if k != "width"}
+    if "groups" in args and args["groups"] is not None:
+        args["groups"] = tuple(args["groups"])
+    new = plan(old.template, seeds=sorted(set(old.seeds) | set(seeds)), recipe=dict(old.recipe),
+               width=old.args.get("width"), name=old.name,
+               num_classes=old.runs[0].spec["num_classes"], **args)
+    new.recipe_name = old.recipe_name
+    specs = {r.key: r.spec for r in new.runs}
+    if any(specs.get(r.key) != r.spec for r in old.runs):
+        raise ValueError("--seeds: planning the saved study again gives other runs; "
+                         "start a new study instead")
+    return new
+
+
+def _merge_report(folder: Path, more: list[str]) -> list[Path]:
+    """``report DIR [DIR2 ..]``: results of the same study trained elsewhere merged into DIR."""
+    from backend.study_report import write_report
+    doc = json.loads((folder / "study.json").read_text())
+    for other in more:
+        extra = json.loads((Path(other) / "study.json").read_text())
+        keys = {r["key"] for r in doc["results"]}
+        doc["results"] += [r for r in extra["results"] if r["key"] not in keys]
+        planned = {(r["label"], r["seed"]) for r in doc["study"]["runs"]}
+        doc["study"]["runs"] += [r for r in extra["study"]["runs"]
+                                 if (r["label"], r["seed"]) not in planned]
+    order = [r.key for r in Study.from_dict(doc["study"]).runs]
+    doc["results"].sort(key=lambda r: order.index(r["key"]) if r["key"] in order else 0)
+    (folder / "study.json").write_text(json.dumps(doc, indent=1))
+    return write_report(doc, folder)
+
+
+def _study_from_args(a: argparse.Namespace) -> Study:
+    if a.template is None:
+        raise ValueError("template: give a template (or run --resume DIR)")
+    recipe: str | dict | None = a.recipe
+    if a.set:
+        recipe = {**RECIPES[a.recipe or "quick"], **dict(_setting(item) for item in a.set)}
+    return plan(a.template, seeds=a.seeds or [0], recipe=recipe, width=a.width, name=a.name,
+                num_classes=a.classes, depth=a.depth, blocks=a.blocks,
+                groups=tuple(a.groups) if a.groups else None, base=a.base,
+                field_=a.field_, stage=a.stage)
+
+
+def _videos(a: argparse.Namespace) -> tuple[int, int, str]:
+    """(train, held-out) video counts for the prediction, and where they came from."""
+    if a.videos:
+        n = _ints(a.videos)
+        if len(n) != 2 or min(n) < 1:
+            raise ValueError("--videos: expected TRAIN,VAL (two positive counts)")
+        return n[0], n[1], "--videos"
+    if a.data:
+        from backend.datasets import load_splits
+        sp = load_splits(a.data)
+        return len(sp.train), len(sp.val), a.data
+    return 336, 144, "assumed: the README's 60-per-class easy data (give --data or --videos)"
+
+
+def _prediction_text(study: Study, a: argparse.Namespace) -> str:
+    from backend.study_progress import describe, predict
+    n_train, n_val, source = _videos(a)
+    p = predict(study, n_train, n_val, jobs=a.jobs, threads=a.threads)
+    return describe(p, len(study.runs), source)
+
+
+def _run_cmd(a: argparse.Namespace) -> int:
+    if a.resume:
+        folder = Path(a.resume)
+        if not (folder / "study.json").is_file():
+            raise ValueError(f"--resume: no study.json in {folder}")
+        doc = json.loads((folder / "study.json").read_text())
+        study, data, out = replan(doc, a.seeds), a.data or doc["data"], folder
+    else:
+        study = _study_from_args(a)
+        data, out = a.data, Path(a.out or Path("var/studies") / study.name)
+    if not data:
+        raise ValueError("run needs --data DIR")
+    print(_plan_text(study), flush=True)
+    doc = run_study(study, data, out, a.threads, only=a.only.split(",") if a.only else None,
+                    jobs=a.jobs, log=lambda line: print(line, flush=True))
+    print(f"study done in {doc['wall_s']} s; results in {out}")
+    return 0 if all(r["status"] == "succeeded" for r in doc["results"]) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         if a.command == "report":
-            from backend.study_report import write_report
-            folder = Path(a.template)
-            doc = json.loads((folder / "study.json").read_text())
-            for other in a.more:  # results of the same study trained elsewhere
-                extra = json.loads((Path(other) / "study.json").read_text())
-                keys = {r["key"] for r in doc["results"]}
-                doc["results"] += [r for r in extra["results"] if r["key"] not in keys]
-                planned = {(r["label"], r["seed"]) for r in doc["study"]["runs"]}
-                doc["study"]["runs"] += [r for r in extra["study"]["runs"]
-                                         if (r["label"], r["seed"]) not in planned]
-            order = [r.key for r in Study.from_dict(doc["study"]).runs]
-            doc["results"].sort(key=lambda r: order.index(r["key"]) if r["key"] in order else 0)
-            (folder / "study.json").write_text(json.dumps(doc, indent=1))
-            files = write_report(doc, folder)
-            print("\n".join(str(f) for f in files))
+            if a.template is None:
+                raise ValueError("report needs the study folder")
+            print("\n".join(str(f) for f in _merge_report(Path(a.template), a.more)))
             return 0
-        recipe: str | dict | None = a.recipe
-        if a.set:
-            base = RECIPES[a.recipe or "quick"]
-            recipe = {**base, **dict(_setting(item) for item in a.set)}
-        study = plan(a.template, seeds=a.seeds, recipe=recipe, width=a.width, name=a.name,
-                     num_classes=a.classes, depth=a.depth, blocks=a.blocks,
-                     groups=tuple(a.groups) if a.groups else None, base=a.base,
-                     field_=a.field_, stage=a.stage)
-        only = a.only.split(",") if a.only else None
-        if only and a.command == "plan":
-            study.runs = [r for r in study.runs if r.label in only]
-        if a.command == "plan":
-            print(json.dumps(study.to_dict()) if a.json else _plan_text(study))
-            return 0
-        if not a.data:
-            raise ValueError("run needs --data DIR")
-        print(_plan_text(study))
-        doc = run_study(study, a.data, Path(a.out or Path("var/studies") / study.name), a.threads,
-                        only=only, jobs=a.jobs)
-        print(f"study done in {doc['wall_s']} s; results in {a.out or 'var/studies/' + study.name}")
-        return 0 if all(r["status"] == "succeeded" for r in doc["results"]) else 1
+        if a.command == "run":
+            return _run_cmd(a)
+        study = _study_from_args(a)
+        if a.only:
+            study.runs = [r for r in study.runs if r.label in a.only.split(",")]
+        print(json.dumps(study.to_dict()) if a.json else _plan_text(study))
+        if a.predict and not a.json:
+            print(_prediction_text(study, a))
+        return 0
     except (SpecError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_fig67_and_grid_plans_follow_the_paper_order():
 
 
 def test_plan_cli_and_errors(capsys):
-    assert main(["plan", "table2-quick"]) == 0
+    assert main(["plan", "table2-quick", "--no-predict"]) == 0
     out = capsys.readouterr().out
     assert "ir-CSN-26_s0" in out and "recipe quick" in out
     assert main(["plan", "table2", "--depth", "50", "--width", "16", "--json"]) == 0
@@ -137,6 +138,8 @@ def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, 
         assert any("No dataset" in e.value for e in at.error)
         at.text_input(key="st_data").set_value(str(data)).run()
         at.text_input(key="st_name").set_value("t2").run()
+        at.button[[b.label for b in at.button].index("Predict wall time")].click().run()
+        assert any(re.match(r"predicted: .* wall, \d+ CPU-s for 3 runs", i.value) for i in at.info)
         at.button[[b.label for b in at.button].index("Launch study")].click().run()
         assert not at.exception, at.exception
         (st,) = api.list_studies()
@@ -145,6 +148,9 @@ def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, 
             "ResNet3D-26_s0", "ir-CSN-26_s0", "ip-CSN-26_s0"]
         assert all(r["status"] == "queued" and r["spec"]["num_classes"] == 3 for r in got["runs"])
         assert got["runs"][0]["hparams"]["epochs"] == 1 and "pool1" not in got["runs"][0]["hparams"]
+        table = at.table[0].value            # pending runs: every cell a string, "—" = unknown
+        assert list(table["model"]) == ["ResNet3D-26", "ir-CSN-26", "ip-CSN-26"]
+        assert set(table["std (%)"]) == {"—"} and set(table["video@1 (%)"]) == {"—"}
         assert api.cancel_study(st["id"]) == 3
         assert {r["status"] for r in api.get_study(st["id"])["runs"]} == {"cancelled"}
         assert api.list_studies()[0]["cancelled"] and api.cancel_study(st["id"]) == 0

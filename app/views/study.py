@@ -8,8 +8,10 @@ import streamlit as st
 from app.state import checked_dataset, fmt_count, require_jobs_api
 from backend.csn import SpecError, list_presets
 from backend.study import RECIPES, TEMPLATES, plan
-from backend.study_report import (COLUMNS, PAPER_NOTE, doc_from_runs, figure_bytes, figures, table_csv,
-                                  table_markdown, table_rows)
+from backend.study_progress import prediction_text
+from backend.study_report import (COLUMNS, PAIR_COLUMNS, PAPER_NOTE, RUN_COLUMNS, STATS_NOTE,
+                                  display_rows, doc_from_runs, figure_bytes, figures, paired_rows,
+                                  run_rows, table_csv, table_markdown, table_rows)
 
 ss = st.session_state
 st.title("Study")
@@ -33,9 +35,10 @@ with st.expander("New study", expanded=not api.list_studies()):
     args: dict = {}
     if template == "table2":
         args["depth"] = st.selectbox("Depth", [26, 50, 101, 152], key="st_depth")
-    elif template == "fig67":
+    elif template in ("fig67", "fig67-quick"):
         g = st.columns(2)
-        args["blocks"] = g[0].selectbox("Blocks", [8, 16], key="st_blocks")
+        if template == "fig67":
+            args["blocks"] = g[0].selectbox("Blocks", [8, 16], key="st_blocks")
         args["groups"] = tuple(int(v) for v in g[1].text_input("Groups sweep", "2,4,8",
                                                                key="st_groups", max_chars=200).split(",")
                                 if v.strip())
@@ -57,7 +60,7 @@ with st.expander("New study", expanded=not api.list_studies()):
     try:
         seeds = [int(v) for v in seeds_text.split(",") if v.strip()] or [0]
         study = plan(template, seeds=seeds, recipe=recipe,
-                     width=None if template == "table2-quick" else int(width),
+                     width=None if template.endswith("-quick") else int(width),
                      name=name.strip() or None, **args)
     except (SpecError, ValueError) as e:
         st.error(f"Cannot plan this study: {e}")
@@ -69,12 +72,18 @@ with st.expander("New study", expanded=not api.list_studies()):
                      hide_index=True, width="stretch")
         st.caption(f"{len(study.runs)} runs; recipe {study.recipe_name}: {study.recipe}")
     dataset, ok = checked_dataset(typed, require="classes.txt")
+    planned = (dataset, str(study.recipe), [r.key for r in study.runs]) if study else None
+    if study is not None and ok and st.button("Predict wall time", icon=":material/timer:",
+                                              help="times a few train steps of each model here"):
+        ss["st_prediction"] = (planned, prediction_text(study, dataset))
+    if ss.get("st_prediction") and ss["st_prediction"][0] == planned:   # not a stale plan's
+        st.info(ss["st_prediction"][1], icon=":material/timer:")
     if st.button("Launch study", type="primary", icon=":material/rocket_launch:",
                  disabled=study is None or not ok):
         try:
             classes = (Path(dataset) / "classes.txt").read_text().split()
             study = plan(template, seeds=seeds, recipe=recipe, num_classes=len(classes),
-                         width=None if template == "table2-quick" else int(width),
+                         width=None if template.endswith("-quick") else int(width),
                          name=name.strip() or None, **args)
             ss["study_id"] = api.enqueue_study(study.to_dict(), dataset)
         except Exception as e:  # queue or database trouble: say so inline
@@ -119,12 +128,15 @@ def results(sid: int) -> None:
     doc = doc_from_runs(s["plan"], runs, metrics)
     rows = table_rows(doc)
     st.subheader("Table 2 layout")
-    st.table([{c: ("" if r.get(c) is None else r.get(c)) for c in COLUMNS} for r in rows])
-    if any("paper flops" in r for r in rows):
-        st.caption(PAPER_NOTE + ".")
+    st.table(display_rows(rows, COLUMNS))     # strings: one type per column, "—" = cannot say
+    st.caption(STATS_NOTE + "." + (" " + PAPER_NOTE + "." if any("paper flops" in r for r in rows)
+                                   else ""))
+    with st.expander("Runs (Wilson 95 %) and paired differences"):
+        st.table(display_rows(run_rows(doc), RUN_COLUMNS))
+        st.table(display_rows(paired_rows(rows), PAIR_COLUMNS))
     d = st.columns(2)
     d[0].download_button("Table as CSV", table_csv(rows), f"{s['name']}.csv", "text/csv")
-    d[1].download_button("Table as Markdown", table_markdown(rows), f"{s['name']}.md",
+    d[1].download_button("Table as Markdown", table_markdown(rows, doc), f"{s['name']}.md",
                          "text/markdown")
     done = [r["key"] for r in doc["results"] if r["history"]["train_error"]]
     pick = st.multiselect("Figure 5 runs (two)", done, default=done[:2], max_selections=2,

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from .vocab import HEADS, INPUT_ORDERS, SpecError
+from .vocab import HEADS, INPUT_CENTRES, INPUT_ORDERS, SpecError
 
 #: What no real network needs (ResNet-200's conv4 has 36 blocks, the widest stage 2048
 #: channels, Kinetics clips 8-64 frames): beyond these a spec is refused.
@@ -104,6 +104,7 @@ def check_bounds(spec: Any, stage_type: type) -> None:
         _bool(f, getattr(spec, f))
     _str("head", spec.head, HEADS)
     _str("input_order", spec.input_order, INPUT_ORDERS)
+    _str("input_centre", spec.input_centre, INPUT_CENTRES)
     if not finite_number(spec.dropout) or not 0.0 <= spec.dropout < 1.0:
         raise SpecError("dropout", f"must be a number in [0, 1), got {show(spec.dropout)}")
     hp = spec.head_pool

@@ -88,6 +88,7 @@ class CSN(nn.Module):
     def __init__(self, spec: ArchSpec):
         super().__init__()
         self.spec = spec
+        self.centre_time = spec.input_centre == "temporal"
         layers = list(plan(spec))  # validates; raises SpecError with the layer's name
         by_name = {p.name: p for p in layers}
         self.conv1 = ConvBN(by_name["conv1"])
@@ -122,6 +123,8 @@ class CSN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, H, W) -> final feature map (N, C5, T/8, H/32, W/32)."""
+        if self.centre_time:
+            x = x - x.mean(dim=2, keepdim=True)
         x = self.conv2(self.pool1(self.conv1(x)))
         x = self.pool2(x)
         for s in self.stages[1:]:

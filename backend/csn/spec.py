@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Iterator, NamedTuple
 
 from .bounds import check_bounds, load_json, show, show_names
-from .vocab import (BLOCK_ALIASES, BLOCK_TYPES, HEADS, INPUT_ORDERS, KINETICS_MEAN,  # noqa: F401 - re-exported
+from .vocab import (BLOCK_ALIASES, BLOCK_TYPES, HEADS, INPUT_CENTRES, INPUT_ORDERS, KINETICS_MEAN,  # noqa: F401 - re-exported
                     KINETICS_STD, STAGE_NAMES, SpecError)
 
 
@@ -103,6 +103,9 @@ class ArchSpec:
     input_mean: tuple[float, ...] = KINETICS_MEAN
     input_std: tuple[float, ...] = KINETICS_STD
     input_order: str = "RGB"
+    # "temporal": the net sees each clip minus its per-pixel mean over time (static appearance
+    # removed, only what changes is left; not in the paper, not counted: one op per input value)
+    input_centre: str = "none"
 
     # --- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

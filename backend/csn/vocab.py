@@ -11,6 +11,7 @@ BLOCK_ALIASES: dict[str, str] = {"ir": "bottleneck-D", "ir-csn": "bottleneck-D",
 HEADS: tuple[str, ...] = ("fc", "conv")
 STAGE_NAMES: tuple[str, ...] = ("conv2", "conv3", "conv4", "conv5")
 INPUT_ORDERS: tuple[str, ...] = ("RGB", "BGR")
+INPUT_CENTRES: tuple[str, ...] = ("none", "temporal")
 #: Default input normalisation: Kinetics statistics as VMZ uses them, per channel on the 0-1
 #: scale (pixel / 255), RGB order. backend.video normalises with a spec's own values.
 KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
