@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from backend.csn import ArchSpec, SpecError, count, preset
 from backend.csn.bounds import load_json, show
+from backend.study_progress import default_jobs  # noqa: F401 - re-exported
 
 #: Shared recipes: TrainConfig fields, plus ``pool1`` and ``input_centre`` applied to every
 #: spec. ``quick`` was chosen by measurement on ``backend.synth --difficulty easy`` data (README
@@ -257,13 +258,6 @@ def run_one(study: Study, run: PlannedRun, data: str, out: Path,
 def _cpu_s() -> float:
     self_, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def default_jobs(pending: int, cpus: int | None = None) -> int:
-    """Runs trained at once: all of them up to one more than the cores, so that no run is
-    left training alone on an idle machine at the end (measured: 3 one-thread runs on 2 cores
-    finish the quick study sooner than 2 at a time)."""
-    return max(1, min(pending, (cpus or os.cpu_count() or 1) + 1))
 
 
 def run_study(study: Study, data: str, out: Path, threads: int | None = None,

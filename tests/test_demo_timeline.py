@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app import demo_timeline
+from app.demo import timeline as demo_timeline
 from app.demo import Handlers, Registry, build_demo
 from test_demo import server  # noqa: F401  (the fixture: a launched demo)
 from test_predict import CHANGE_S, FIRST, SECOND, two_motions  # noqa: F401  (the fixture)

@@ -38,7 +38,7 @@ def timeline(h, file, model_name: str, progress=None):
     text)`` after each batch (it may raise to stop)."""
     import gradio as gr
 
-    from app.demo import _file_path
+    from .handlers import _file_path
     from backend.predict import timeline as run_timeline
     from backend.video import VideoError
 
@@ -67,7 +67,7 @@ def explain_window(h, file, model_name: str, start_s, method_label: str, stage: 
     for its top class."""
     import gradio as gr
 
-    from app.demo import METHOD_NAMES, _file_path, _outputs_dir, explain_settings, importance_figure
+    from .handlers import METHOD_NAMES, _file_path, _outputs_dir, explain_settings, importance_figure
     from backend.saliency import explain, render, to_frames
     from backend.video import VideoError, VideoReader, sample_clip_times
 
@@ -109,7 +109,7 @@ def wire(h, parts: dict[str, Any], analyzed, video, model, method, stage, output
     ``outputs`` (overlay, gallery, per-frame chart, info)."""
     import gradio as gr
 
-    from app.demo import Stopped, _session
+    from .handlers import Stopped, _session
 
     def make(file, model_name, request: gr.Request, progress=gr.Progress()):
         stop = h.stops.setdefault(_session(request), threading.Event())
