@@ -9,8 +9,8 @@ import streamlit as st
 @st.cache_data(ttl=60, max_entries=16, show_spinner="Reading the dataset…")
 def _preview(path: str, stamp: float):
     """(preview, error) for ``path``; ``stamp`` (its mtime) invalidates the cache on change."""
-    from backend.dataset_preview import preview_dataset
-    from backend.datasets import DatasetError
+    from backend.data.preview import preview_dataset
+    from backend.data.datasets import DatasetError
 
     try:
         return preview_dataset(path), ""
@@ -20,8 +20,8 @@ def _preview(path: str, stamp: float):
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _thumb(path: str, stamp: float):
-    from backend.dataset_preview import first_frame
-    from backend.video import VideoError
+    from backend.data.preview import first_frame
+    from backend.data.video import VideoError
 
     try:
         return first_frame(path)

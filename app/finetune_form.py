@@ -1,5 +1,5 @@
 """The Train page's fine-tuning parts: start from a model the demo lists, choose what trains,
-and show how many parameters will (``backend.finetune``, the trainer's own rules)."""
+and show how many parameters will (``backend.training.finetune``, the trainer's own rules)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +13,7 @@ SOURCE = "A trained or imported model (fine-tune)"
 @st.cache_data(max_entries=8, show_spinner=False)
 def _checkpoint_spec(path: str, mtime: float) -> tuple[dict, int] | str:
     """(spec dict, number of classes) of a checkpoint, or the reason it cannot be read."""
-    from backend.checkpoint import CheckpointError, read_checkpoint
+    from backend.training.checkpoint import CheckpointError, read_checkpoint
     try:
         ck = read_checkpoint(path)
     except CheckpointError as e:
@@ -52,7 +52,7 @@ def controls(spec: Any, dataset: str, finetune_from: str | None) -> dict[str, An
     fields that differ from their defaults."""
     from dataclasses import replace
 
-    from backend.finetune import FinetunePlan, planned_counts
+    from backend.training.finetune import FinetunePlan, planned_counts
 
     c = st.columns(4)
     probe = c[0].checkbox("Linear probe (only the head trains)", key="hp_linear_probe")

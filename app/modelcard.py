@@ -84,7 +84,7 @@ def _conversion(cfg: dict[str, Any]) -> list[str]:
 
 
 def model_card_markdown(pr, entry) -> str:
-    """Markdown for a loaded ``backend.inference.Predictor`` and its registry entry."""
+    """Markdown for a loaded ``backend.inference.predictor.Predictor`` and its registry entry."""
     release = _release(Path(pr.path)) if entry.origin.startswith("shipped") else {}
     cfg = pr.info["config"]
     names = ", ".join(pr.classes[:SHOW_CLASSES])

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from backend.csn import ArchSpec, SpecError, count
-from backend.explore import stage_block_label
+from backend.csn.explore import stage_block_label
 
 STATUS_ICON = {"queued": "◷", "running": "▶", "succeeded": "✓", "failed": "✗",
                "cancelled": "■", "crashed": "✗"}
@@ -51,7 +51,7 @@ def pct(v: float | None) -> float | None:
 @lru_cache(maxsize=1)
 def _trainer_defaults() -> dict[str, Any]:
     """TrainConfig's defaults: what a run used for each hyper-parameter it did not set."""
-    from backend.train_config import field_default, train_fields
+    from backend.training.config import field_default, train_fields
     return {k: field_default(f) for k, f in train_fields().items() if field_default(f) is not None}
 
 

@@ -43,7 +43,7 @@ def load_spec(name_or_path: str) -> ArchSpec:
 def with_valid_values(e: SpecError, spec: ArchSpec | None) -> str:
     """The error, and the values of the field it names that would be valid (as the Builder
     lists them)."""
-    from backend.explore import error_field, valid_values
+    from backend.csn.explore import error_field, valid_values
     if spec is None:
         return str(e)
     try:

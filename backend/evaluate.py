@@ -7,7 +7,7 @@ for clip loss and clip@1.
 
 ``DATA`` is a ``<class>/<video>`` folder (e.g. a synth ``test`` split), a dataset root with
 ``test/`` (else ``val/``), a CSV list (its test, else val, else all rows) or a UCF101 / HMDB51 /
-SSv2 folder (its official test list, ``--split``). See ``backend.protocol``.
+SSv2 folder (its official test list, ``--split``). See ``backend.training.protocol``.
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from torch.utils.data import DataLoader
 
 from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
                               recommended_settings)
-from backend.datasets import DatasetError, VideoItem, collate_skip, video_loader  # noqa: F401 - re-exported
-from backend.protocol import PROTOCOLS, eval_items, predict_videos, run_held_out, summarise, write_report
+from backend.data.datasets import DatasetError, VideoItem, collate_skip, video_loader  # noqa: F401 - re-exported
+from backend.training.checkpoint import clip_settings  # noqa: F401 - re-exported
+from backend.training.protocol import PROTOCOLS, eval_items, predict_videos, run_held_out, summarise, write_report
 
 
 @torch.no_grad()
@@ -72,21 +73,12 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str | torch.device = 
             "videos": s[5].item(), "bad_videos": s[6].item()}
 
 
-def clip_settings(spec: Any, ckpt: dict[str, Any], *, frames: int | None = None, rate: int | None = None,
-                  size: int | None = None) -> tuple[int, int, int]:
-    """``(frames, rate, size)``: the arguments if given, else the checkpoint's training config,
-    else the spec's clip (rate 2)."""
-    cfg = ckpt.get("config") or {}
-    return (int(frames or cfg.get("frames") or spec.frames), int(rate or cfg.get("rate") or 2),
-            int(size or cfg.get("size") or spec.height))
-
-
 def evaluate_videos(model: nn.Module, items: list[VideoItem], *, frames: int, rate: int, size: int,
                     clips: int, device: torch.device = torch.device("cpu"), spec: Any = None) -> dict[str, float]:
     """:func:`evaluate` a model on videos, ``clips`` centre clips each (``backend.csn.perf``'s
     recommended settings for ``device``), normalised as ``spec`` (default: ``model.spec``)
     says: its input_mean / input_std / input_order."""
-    from backend.video import Norm
+    from backend.data.video import Norm
     spec = spec if spec is not None else getattr(model, "spec", None)
     norm = Norm.of(spec) if spec is not None else None
     s = recommended_settings(device, train=False)
@@ -127,7 +119,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _evaluate_one(ckpt_path: str, a: argparse.Namespace, split: int) -> dict[str, Any]:
-    from backend.checkpoint import load_checkpoint
+    from backend.training.checkpoint import load_checkpoint
     from backend.csn.clipfit import check_clip
     model, spec, classes, ckpt = load_checkpoint(ckpt_path)
     frames, rate, size = clip_settings(spec, ckpt, frames=a.frames, rate=a.rate, size=a.size)
@@ -172,7 +164,7 @@ def three_split_mean(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backend.checkpoint import CheckpointError
+    from backend.training.checkpoint import CheckpointError
     a = _args(argv)
     torch.set_num_threads(a.threads)
     splits = [1, 2, 3] if a.split == "all" else [int(a.split)]

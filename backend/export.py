@@ -16,7 +16,7 @@ import torch
 
 from .csn import SpecError
 from .csn.clipfit import check_clip
-from .inference import ModelLoadError, load_model
+from .inference.predictor import ModelLoadError, load_model
 
 FORMATS = ("torchscript", "onnx")
 

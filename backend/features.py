@@ -9,7 +9,7 @@ directly in VIDEOS; a first folder named train/val/test is its split) or a CSV l
 Layers: ``pool`` is the vector the classifier reads (the head's pooling of conv5; for a conv
 head, also averaged over its positions); ``conv5`` / ``conv4`` are that stage's output averaged
 over time and space (for an fc-head model ``conv5`` equals ``pool``). Each video's vector is
-the mean over its ``clips x crops`` test clips (paper §4.1 sampling, ``backend.inference``).
+the mean over its ``clips x crops`` test clips (paper §4.1 sampling, ``backend.inference.predictor``).
 
 Output: ``OUT`` (``.npy``, float32, one row per video), ``OUT.index.csv`` (row, path, label,
 split: row i of the matrix), ``OUT.bad.csv`` (videos that could not be read, and why: listed,
@@ -50,7 +50,7 @@ class Entry:
 
 def list_videos(source: str | os.PathLike) -> list[Entry]:
     """The videos of a folder or a CSV list, in a stable order."""
-    from backend.datasets import VIDEO_EXTS, DatasetError, read_csv
+    from backend.data.datasets import VIDEO_EXTS, DatasetError, read_csv
 
     src = Path(source)
     if src.is_file() and src.suffix.lower() == ".csv":
@@ -181,8 +181,8 @@ class Store:
 def extract(checkpoint: str, source: str, out: str, *, layer: str = "pool", clips: int = 10,
             crops: int = 1, device: str = "cpu", report: Report | None = None) -> dict:
     """Write the features of every video of ``source`` (resuming ``out``); returns a summary."""
-    from backend.inference import Predictor
-    from backend.video import VideoError
+    from backend.inference.predictor import Predictor
+    from backend.data.video import VideoError
 
     if layer not in LAYERS:
         raise FeatureError(f"--layer: one of {', '.join(LAYERS)}")
@@ -214,7 +214,7 @@ def extract(checkpoint: str, source: str, out: str, *, layer: str = "pool", clip
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backend.inference import ModelLoadError
+    from backend.inference.predictor import ModelLoadError
 
     p = argparse.ArgumentParser(prog="python -m backend.features", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, strip_checkpoint
-from .datasets import DatasetError, read_classes, scan_folder
+from .training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, strip_checkpoint
+from .data.datasets import DatasetError, read_classes, scan_folder
 from .evaluate import clip_settings, evaluate_videos
 
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -5,7 +5,7 @@
 
 Windows start at 0, stride, 2*stride, ... and each lies inside the video (a video shorter than
 a window is one window). Each window is scored like a short video (paper §4.1 test sampling,
-``backend.inference.Predictor``): ``--clips`` uniformly spaced clips of the model's T frames
+``backend.inference.predictor.Predictor``): ``--clips`` uniformly spaced clips of the model's T frames
 at its rate inside the window, ``--crops`` crops each, softmax averaged. The video is decoded
 once, in order: every frame is decoded a single time and kept only while a window still needs
 it, so memory holds about one window of frames whatever the video's length.
@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from backend.video import VideoReader, clip_span_s, sample_clip_times
+from backend.data.video import VideoReader, clip_span_s, sample_clip_times
 
 Progress = Callable[[float, str], None]
 MAX_WINDOW_S = 600.0
@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backend.inference import ModelLoadError, Predictor
-    from backend.video import VideoError
+    from backend.inference.predictor import ModelLoadError, Predictor
+    from backend.data.video import VideoError
 
     a = build_parser().parse_args(argv)
     try:

@@ -1,5 +1,5 @@
 """Studies: a named group of runs (a template x seeds) trained with one shared recipe, and
-the paper's table and figures from their results (:mod:`backend.study_report`).
+the paper's table and figures from their results (:mod:`backend.training.report`).
 
     python -m backend.study plan TEMPLATE [--depth 26 --width 16 --seeds 0 --recipe quick]
     python -m backend.study run TEMPLATE --data DIR --out DIR [same options] [--jobs N --threads N]
@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from backend.csn import ArchSpec, SpecError, count, preset
 from backend.csn.bounds import load_json, show
-from backend.study_progress import default_jobs  # noqa: F401 - re-exported
+from backend.training.progress import default_jobs  # noqa: F401 - re-exported
 
 #: Shared recipes: TrainConfig fields, plus ``pool1`` and ``input_centre`` applied to every
 #: spec. ``quick`` was chosen by measurement on ``backend.synth --difficulty easy`` data (README
@@ -211,7 +211,7 @@ def prepare_run_dir(study: Study, out: Path, run: PlannedRun) -> bool:
     """True when the run has a checkpoint to resume from (refused when it was trained with
     another spec or recipe); otherwise clear a stale event log (a run stopped before its first
     checkpoint starts over)."""
-    from backend.checkpoint import latest_checkpoint
+    from backend.training.checkpoint import latest_checkpoint
     run_dir = out / "runs" / run.key
     if latest_checkpoint(run_dir) is None:
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -266,10 +266,10 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
     """Train every run (or those labelled ``only``), ``jobs`` at a time in worker processes
     (default :func:`default_jobs`, each with cores/jobs threads), skipping those already in
     ``out/study.json`` and resuming interrupted ones from their checkpoints; progress lines as
-    they train (:class:`~backend.study_progress.Monitor`); the result JSON after each run and
+    they train (:class:`~backend.training.progress.Monitor`); the result JSON after each run and
     the report at the end."""
-    from backend.study_progress import Monitor
-    from backend.study_report import write_report
+    from backend.training.progress import Monitor
+    from backend.training.report import write_report
     out.mkdir(parents=True, exist_ok=True)
     path = out / "study.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
@@ -436,7 +436,7 @@ def replan(doc: dict[str, Any], seeds: list[int] | None = None) -> Study:
 
 def _merge_report(folder: Path, more: list[str]) -> list[Path]:
     """``report DIR [DIR2 ..]``: results of the same study trained elsewhere merged into DIR."""
-    from backend.study_report import write_report
+    from backend.training.report import write_report
     doc = json.loads((folder / "study.json").read_text())
     for other in more:
         extra = json.loads((Path(other) / "study.json").read_text())
@@ -471,14 +471,14 @@ def _videos(a: argparse.Namespace) -> tuple[int, int, str]:
             raise ValueError("--videos: expected TRAIN,VAL (two positive counts)")
         return n[0], n[1], "--videos"
     if a.data:
-        from backend.datasets import load_splits
+        from backend.data.datasets import load_splits
         sp = load_splits(a.data)
         return len(sp.train), len(sp.val), a.data
     return 336, 144, "assumed: the README's 60-per-class easy data (give --data or --videos)"
 
 
 def _prediction_text(study: Study, a: argparse.Namespace) -> str:
-    from backend.study_progress import describe, predict
+    from backend.training.progress import describe, predict
     n_train, n_val, source = _videos(a)
     p = predict(study, n_train, n_val, jobs=a.jobs, threads=a.threads)
     return describe(p, len(study.runs), source)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.encode import write_video
+from backend.data.encode import write_video
 
 __all__ = ["CLASSES", "Scene", "render", "make_scene", "generate", "write_video"]
 

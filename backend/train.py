@@ -39,19 +39,19 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from backend.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
+from backend.training.checkpoint import (FORMAT, CheckpointError, checkpoint_path, latest_checkpoint, prune,
                                 read_checkpoint, rng_state, save_atomic, set_rng_state)
 from backend.csn import ArchSpec, SpecError, build_model, preset
 from backend.csn.loading import LoadedSpec, read_spec_file, spec_from_data, spec_from_text
 from backend.csn.perf import (PerfSettings, autocast, prepare_input, prepare_model,
                               training_settings)
-from backend.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
+from backend.data.datasets import (ClipDataset, DatasetError, SeededSampler, Splits, collate_skip,
                               load_splits)
 from backend.evaluate import evaluate, video_loader
-from backend.finetune import FinetunePlan, freeze, param_groups, set_train_mode
-from backend.framecache import FrameCache
-from backend.train_config import TrainConfig, build_parser, config_from_args  # noqa: F401 - re-exported
-from backend.video import Norm
+from backend.training.finetune import FinetunePlan, freeze, param_groups, set_train_mode
+from backend.data.framecache import FrameCache
+from backend.training.config import TrainConfig, build_parser, config_from_args  # noqa: F401 - re-exported
+from backend.data.video import Norm
 
 log = logging.getLogger("backend.train")
 Callback = Callable[[dict[str, Any]], None]

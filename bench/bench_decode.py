@@ -1,4 +1,4 @@
-"""Decode throughput of backend.video beside `ffmpeg -threads 1 -i FILE -f null -` (one run).
+"""Decode throughput of backend.data.video beside `ffmpeg -threads 1 -i FILE -f null -` (one run).
 
     python bench/bench_decode.py [--seconds 20] [--repeat 3]
 
@@ -22,8 +22,8 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backend import video  # noqa: E402
-from backend.encode import write_video  # noqa: E402
+from backend.data import video  # noqa: E402
+from backend.data.encode import write_video  # noqa: E402
 from backend.synth import make_scene, render  # noqa: E402
 
 from _timing import best  # noqa: E402  (bench/ is the script's folder)

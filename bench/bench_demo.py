@@ -5,7 +5,7 @@
 
 Writes a generated motion clip (H.264 mp4), then times what the demo does per request:
 ``Predictor.predict`` (decode + model; the model is loaded once, as in the demo) and
-``backend.saliency.explain`` with the demo's settings for the model (``app.demo.
+``backend.inference.saliency.explain`` with the demo's settings for the model (``app.demo.
 explain_settings``). Prints best-of-N seconds and each time as a multiple of one forward pass
 measured in the same run.
 
@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from app.demo import explain_settings  # noqa: E402
-from backend.checkpoint import FORMAT, save_atomic  # noqa: E402
+from backend.training.checkpoint import FORMAT, save_atomic  # noqa: E402
 from backend.csn import build_model, preset  # noqa: E402
-from backend.encode import write_video  # noqa: E402
-from backend.inference import Predictor  # noqa: E402
-from backend.saliency import METHODS, explain  # noqa: E402
+from backend.data.encode import write_video  # noqa: E402
+from backend.inference.predictor import Predictor  # noqa: E402
+from backend.inference.saliency import METHODS, explain  # noqa: E402
 from backend.synth import make_scene, render  # noqa: E402
 
 from _timing import best  # noqa: E402  (bench/ is the script's folder)

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backend.encode import write_video  # noqa: E402
-from backend.inference import Predictor  # noqa: E402
+from backend.data.encode import write_video  # noqa: E402
+from backend.inference.predictor import Predictor  # noqa: E402
 from backend.predict import timeline  # noqa: E402
-from backend.video import VideoReader, sample_clip_times  # noqa: E402
+from backend.data.video import VideoReader, sample_clip_times  # noqa: E402
 
 from _timing import best  # noqa: E402  (bench/ is the script's folder)
 

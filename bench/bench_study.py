@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from backend.study import RECIPES, plan, run_study  # noqa: E402
-from backend.study_progress import calibrate, fmt_s, predict  # noqa: E402
+from backend.training.progress import calibrate, fmt_s, predict  # noqa: E402
 
 
 def clips_per_s(batches: list[int]) -> None:
@@ -42,7 +42,7 @@ def predicted_vs_actual(epochs: int, per_class: int) -> None:
                  splits={"train": 0.7, "val": 0.3})
         study = plan("table2", depth=26, width=16, name="bench",
                      recipe={**RECIPES["quick"], "epochs": epochs, "eval_every": 1})
-        from backend.datasets import load_splits
+        from backend.data.datasets import load_splits
         sp = load_splits(data)
         p = predict(study, len(sp.train), len(sp.val))
         t0 = time.time()

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from backend.csn import ArchSpec, build_model  # noqa: E402
 from backend.csn.perf import set_threads  # noqa: E402
-from backend.datasets import ClipDataset, SeededSampler, collate_skip, load_splits  # noqa: E402
+from backend.data.datasets import ClipDataset, SeededSampler, collate_skip, load_splits  # noqa: E402
 from backend.synth import generate  # noqa: E402
 from backend.train import TrainConfig, train  # noqa: E402
 

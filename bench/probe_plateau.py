@@ -74,7 +74,7 @@ def _ridge_accuracy(ftr, ytr, fva, yva, classes: int) -> float:
 def linear_probe(data: str, seed: int, recipe: dict) -> None:
     """How much motion the globally pooled features of each untrained Table 2 net carry."""
     from backend.csn import ArchSpec, build_model
-    from backend.datasets import ClipDataset, load_splits
+    from backend.data.datasets import ClipDataset, load_splits
     torch.manual_seed(seed)
     splits = load_splits(data)
 

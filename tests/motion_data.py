@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.encode import write_video
+from backend.data.encode import write_video
 
 CLASSES = ("left", "right", "up")
 _DIRS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}

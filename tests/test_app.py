@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.state import fmt_count, fmt_delta
 from backend.csn import SpecError, preset
-from backend.explore import default_baseline, error_field
+from backend.csn.explore import default_baseline, error_field
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 

@@ -195,7 +195,7 @@ def test_train_watch_and_demo_in_browser(tmp_path):
     finished run's checkpoint then shows up in the demo's model list without a restart."""
     from playwright.sync_api import expect
 
-    from backend.encode import write_video
+    from backend.data.encode import write_video
     from backend.synth import make_scene, render
 
     _need_chromium()

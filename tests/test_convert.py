@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import _reference_nets as ref
-from backend.checkpoint import load_checkpoint
+from backend.training.checkpoint import load_checkpoint
 from backend.convert import (ConvertError, Source, convert_checkpoint, convert_state_dict, detect_layout, load_source,
                              main, mmaction2_facts)
 from backend.csn import build_model
@@ -148,8 +148,8 @@ def test_cli_records_and_prints_every_fact(tmp_path: Path, capsys):
 
 
 def test_predictor_normalises_as_the_spec_says(tmp_path: Path):
-    from backend.inference import Predictor
-    from backend.video import MEAN, STD, Norm, test_clips
+    from backend.inference.predictor import Predictor
+    from backend.data.video import MEAN, STD, Norm, test_clips
     from motion_data import motion_video
     src = tmp_path / "vmz.pth"
     torch.save(ref.randomize(ref.VmzNet()).state_dict(), src)

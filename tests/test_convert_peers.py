@@ -17,7 +17,7 @@ from torch import nn
 
 import _peer_stubs
 from backend.convert import ConvertError, convert_checkpoint, load_source
-from backend.checkpoint import load_checkpoint
+from backend.training.checkpoint import load_checkpoint
 from backend.csn import SpecError, count
 
 pytestmark = [pytest.mark.slow, *(pytest.mark.filterwarnings(f"ignore::{w}") for w in  # the peers' own

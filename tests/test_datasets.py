@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from backend.datasets import (ClipDataset, DatasetError, SeededSampler, VideoDataset, collate_skip,
+from backend.data.datasets import (ClipDataset, DatasetError, SeededSampler, VideoDataset, collate_skip,
                               kinetics_filename, load_splits, read_classes, read_csv, scan_folder,
                               split_items)
 from motion_data import CLASSES, make_dataset, motion_video
@@ -108,8 +108,8 @@ def test_clip_dataset_is_a_function_of_index_and_seed(data: Path):
 
 
 def test_datasets_normalise_as_the_spec_says(data: Path):
-    """An imported model's input_mean/std/order (backend.video.Norm) reach training and eval clips."""
-    from backend.video import MEAN, STD, Norm
+    """An imported model's input_mean/std/order (backend.data.video.Norm) reach training and eval clips."""
+    from backend.data.video import MEAN, STD, Norm
     s = load_splits(data)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.3, 0.4)
     v = lambda t: torch.tensor(t).view(3, 1, 1, 1)  # noqa: E731
@@ -129,7 +129,7 @@ def test_bad_videos_are_skipped_logged_and_counted(data: Path, tmp_path: Path, c
     items = s.train[:3] + [type(s.train[0])(str(broken), 0),
                            type(s.train[0])(str(tmp_path / "gone.mp4"), 1)]
     ds = ClipDataset(items, frames=8, rate=2, size=24)
-    with caplog.at_level(logging.WARNING, logger="backend.datasets"):
+    with caplog.at_level(logging.WARNING, logger="backend.data.datasets"):
         batches = list(DataLoader(ds, batch_size=5, sampler=SeededSampler(ds, seed=0),
                                   collate_fn=collate_skip))
     (x, y, bad), = batches
@@ -152,7 +152,7 @@ def test_seeded_sampler_depends_only_on_seed_epoch_and_shards(data: Path):
 
 
 def test_frame_cache_serves_the_same_clips_within_its_budget(data: Path, tmp_path: Path):
-    from backend.framecache import FrameCache
+    from backend.data.framecache import FrameCache
     s = load_splits(data)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")

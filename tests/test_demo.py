@@ -17,7 +17,7 @@ import torch
 from app.demo import Registry, discover_models, make_examples
 from app.state import fmt_count
 from backend.csn import build_model, count, preset
-from backend.encode import write_video
+from backend.data.encode import write_video
 from backend.synth import CLASSES, make_scene, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def test_model_cards_say_where_a_model_came_from(tmp_path: Path):
     validation accuracy): each card names classes, clip, normalisation, size and limits."""
     from app.demo import ModelEntry
     from app.modelcard import model_card_markdown
-    from backend.inference import Predictor
+    from backend.inference.predictor import Predictor
 
     ck = tiny_checkpoint(tmp_path / "imp.pt")
     raw = torch.load(ck, weights_only=True)

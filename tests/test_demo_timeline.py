@@ -20,7 +20,7 @@ def handlers(tmp_path_factory) -> Handlers:
 
 
 def test_a_short_video_has_no_timeline(handlers, tmp_path):
-    from backend.encode import write_video
+    from backend.data.encode import write_video
     from backend.synth import make_scene, render
     short = write_video(tmp_path / "short.mp4", render(make_scene(FIRST, (1,), size=64, frames=24)), fps=15)
     fig, note, choices = demo_timeline.timeline(handlers, str(short), SHIPPED_NAME)

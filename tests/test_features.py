@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from backend.features import FeatureError, extract, list_videos, main
-from backend.inference import Predictor
+from backend.inference.predictor import Predictor
 from backend.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from backend.checkpoint import FORMAT, load_checkpoint, read_checkpoint, save_atomic
+from backend.training.checkpoint import FORMAT, load_checkpoint, read_checkpoint, save_atomic
 from backend.csn import ArchSpec, build_model
-from backend.finetune import FinetunePlan, freeze, param_groups, planned_counts, set_train_mode
+from backend.training.finetune import FinetunePlan, freeze, param_groups, planned_counts, set_train_mode
 from backend.train import TrainConfig, train
 from motion_data import TINY_SPEC, make_dataset
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.checkpoint import FORMAT, CheckpointError, load_checkpoint
+from backend.training.checkpoint import FORMAT, CheckpointError, load_checkpoint
 from backend.cli import run_cli
 from backend.csn import ArchSpec, SpecError, StageSpec, build_model, count, preset
 from backend.csn.bounds import MAX_JSON_BYTES
@@ -267,7 +267,7 @@ def test_build_and_forward_refuse_instead_of_clamping():
 
 def test_predictor_refuses_a_clip_its_head_cannot_pool(tmp_path, capsys):
     from backend import export
-    from backend.inference import ModelLoadError, Predictor
+    from backend.inference.predictor import ModelLoadError, Predictor
     spec = _tiny_conv_head()
     path = tmp_path / "conv.pt"
     torch.save({"format": FORMAT, "model": build_model(spec).state_dict(), "spec": spec.to_dict(),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.datasets import DatasetError, load_splits
-from backend.layouts import detect_layout
+from backend.data.datasets import DatasetError, load_splits
+from backend.data.layouts import detect_layout
 from backend.train import TrainConfig, config_from_args
-from backend.video import probe
+from backend.data.video import probe
 from benchmark_trees import (HMDB_CLASSES, SSV2_TEMPLATES, UCF_CLASSES, make_hmdb51, make_ssv2,
                              make_ucf101)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.datasets import DatasetError, read_classes, read_csv
+from backend.data.datasets import DatasetError, read_classes, read_csv
 from backend.paths import PathRefused, check_checkpoint, check_dataset, data_roots, model_roots
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from backend.encode import write_video
-from backend.inference import Predictor
+from backend.data.encode import write_video
+from backend.inference.predictor import Predictor
 from backend.predict import main, parse_seconds, timeline, window_starts
 from backend.synth import make_scene, render
-from backend.video import VideoReader, sample_clip_times
+from backend.data.video import VideoReader, sample_clip_times
 
 SHIPPED = Path(__file__).resolve().parents[1] / "backend" / "assets" / "motion_csn.pt"
 FIRST, SECOND, CHANGE_S, FPS = "move-up", "move-down", 4.0, 15

@@ -1,4 +1,4 @@
-"""The named test protocols (backend.protocol, python -m backend.evaluate): views, clip@1 vs
+"""The named test protocols (backend.training.protocol, python -m backend.evaluate): views, clip@1 vs
 video@1/@5, per-class and mean class accuracy, confusion matrix CSV/PNG, three-split mean."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from backend.csn import build_model, preset
-from backend.datasets import load_splits
+from backend.data.datasets import load_splits
 from backend.evaluate import evaluate, main, video_loader
-from backend.protocol import predict_videos, summarise
-from backend import video
-from backend.video import Norm
+from backend.training.protocol import predict_videos, summarise
+from backend.data import video
+from backend.data.video import Norm
 from benchmark_trees import UCF_CLASSES, make_ucf101
 
 SPEC = dict(frames=8, height=32, width=32)

@@ -1,4 +1,4 @@
-"""backend.saliency and backend.inference on real generated videos."""
+"""backend.inference.saliency and backend.inference.predictor on real generated videos."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from backend.csn import build_model, preset
-from backend.encode import write_video
-from backend.inference import ModelLoadError, Predictor
-from backend.saliency import METHODS, explain, render, to_frames
-from backend.video import MEAN, STD, VideoError
+from backend.data.encode import write_video
+from backend.inference.predictor import ModelLoadError, Predictor
+from backend.inference.saliency import METHODS, explain, render, to_frames
+from backend.data.video import MEAN, STD, VideoError
 
 SHIPPED = Path(__file__).parents[1] / "backend/assets/motion_csn.pt"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.checkpoint import load_checkpoint
-from backend.datasets import scan_folder
+from backend.training.checkpoint import load_checkpoint
+from backend.data.datasets import scan_folder
 from backend.evaluate import evaluate, video_loader
 from backend.synth import generate
 
@@ -44,7 +44,7 @@ def test_shipped_model_classifies_new_synthetic_videos(tmp_path: Path):
 def test_demo_examples_are_classified_correctly(tmp_path: Path):
     """The demo's generated example clips (112 px, four containers) get their own label."""
     from app.demo import EXAMPLE_SPECS, make_examples
-    from backend.inference import Predictor
+    from backend.inference.predictor import Predictor
 
     pr = Predictor(SHIPPED)
     for (label, _), path in zip(EXAMPLE_SPECS, make_examples(tmp_path)):

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from backend.stats import betainc, mean_ci, paired_difference, sample_std, t_quantile, wilson
-from backend.study_report import paired_rows, run_rows, table_markdown, table_rows
+from backend.training.stats import betainc, mean_ci, paired_difference, sample_std, t_quantile, wilson
+from backend.training.report import paired_rows, run_rows, table_markdown, table_rows
 
 
 @pytest.mark.parametrize("df, q975, q995", [

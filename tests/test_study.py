@@ -10,7 +10,7 @@ import pytest
 
 from backend.csn import ArchSpec, count
 from backend.study import RECIPES, Study, default_jobs, main, plan, run_study
-from backend.study_report import table_markdown, table_rows
+from backend.training.report import table_markdown, table_rows
 from motion_data import make_dataset
 
 

@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from backend import synth, video
-from backend.encode import write_video
+from backend import synth
+from backend.data import video
+from backend.data.encode import write_video
 
 
 def test_generate_layout_csv_and_files(tmp_path, capsys):

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend import checkpoint as ck
+from backend.training import checkpoint as ck
 from backend.csn.ops import set_depthwise_impl
-from backend.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_atomic
-from backend.datasets import DatasetError
+from backend.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_atomic
+from backend.data.datasets import DatasetError
 from backend.train import TrainConfig, main, train
 from motion_data import COLOURS, TINY_SPEC, make_dataset
 

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from backend.train_config import TrainConfig, build_parser, config_from_args, flag, to_args, train_fields
+from backend.training.config import TrainConfig, build_parser, config_from_args, flag, to_args, train_fields
 from jobs.hparams import hparam_args, validate_hparams
 
 

@@ -1,4 +1,4 @@
-"""backend.video on real files written with PyAV in tmp_path (several containers/codecs)."""
+"""backend.data.video on real files written with PyAV in tmp_path (several containers/codecs)."""
 
 import subprocess
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend import video as V
-from backend.encode import write_video
+from backend.data import video as V
+from backend.data.encode import write_video
 
 
 @pytest.fixture(params=["seek", "cached"])

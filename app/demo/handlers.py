@@ -71,7 +71,7 @@ class Handlers:
     Stop flag per browser session."""
 
     def __init__(self, registry: Registry, cache: Path) -> None:
-        from backend.inference import ModelLoadError
+        from backend.inference.predictor import ModelLoadError
 
         self.registry, self.cache, self.slot = registry, cache, ModelSlot()
         self.stops: dict[str, threading.Event] = {}
@@ -85,7 +85,7 @@ class Handlers:
     def predictor(self, name: str):
         import gradio as gr
 
-        from backend.inference import ModelLoadError
+        from backend.inference.predictor import ModelLoadError
 
         entry = self.registry.models.get(name) or self.registry.refresh().get(name)
         if not self.registry.models:
@@ -134,8 +134,8 @@ class Handlers:
         """Classify an uploaded video (top-5 first), then explain the top class."""
         import gradio as gr
 
-        from backend.saliency import explain, render, to_frames
-        from backend.video import VideoError
+        from backend.inference.saliency import explain, render, to_frames
+        from backend.data.video import VideoError
 
         stop = self.stops[_session(request)] = threading.Event()
 

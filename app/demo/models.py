@@ -79,7 +79,7 @@ class ModelSlot:
         self.predictor = None
 
     def get(self, path: str):
-        from backend.inference import Predictor
+        from backend.inference.predictor import Predictor
 
         if self.path != path:
             self.predictor, self.path = None, None

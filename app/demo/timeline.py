@@ -12,7 +12,7 @@ MAX_WINDOWS = 120  # a longer video gets a longer stride (the note says so)
 def settings(pr, video: str) -> tuple[float, float]:
     """(window, stride) seconds for this video: 2 s, or the model's clip at the video's frame
     rate if longer; windows overlap by half, or less when that would exceed MAX_WINDOWS."""
-    from backend.video import clip_span_s, probe
+    from backend.data.video import clip_span_s, probe
     info = probe(video)
     window = max(2.0, round(clip_span_s(pr.frames, pr.rate, info.fps), 2))
     return window, max(window / 2, (info.duration_s - window) / (MAX_WINDOWS - 1))
@@ -40,7 +40,7 @@ def timeline(h, file, model_name: str, progress=None):
 
     from .handlers import _file_path
     from backend.predict import timeline as run_timeline
-    from backend.video import VideoError
+    from backend.data.video import VideoError
 
     path = _file_path(file)
     if not path:
@@ -68,8 +68,8 @@ def explain_window(h, file, model_name: str, start_s, method_label: str, stage: 
     import gradio as gr
 
     from .handlers import METHOD_NAMES, _file_path, _outputs_dir, explain_settings, importance_figure
-    from backend.saliency import explain, render, to_frames
-    from backend.video import VideoError, VideoReader, sample_clip_times
+    from backend.inference.saliency import explain, render, to_frames
+    from backend.data.video import VideoError, VideoReader, sample_clip_times
 
     path = _file_path(file)
     if not path or start_s is None:

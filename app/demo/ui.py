@@ -32,7 +32,7 @@ def build_demo(registry: Registry, *, cache: Path, examples: list[str] | None = 
                max_clips: int = 10):
     import gradio as gr
 
-    from backend.saliency import STAGES
+    from backend.inference.saliency import STAGES
 
     import captum.attr  # noqa: F401  (imported now, not on the first request)
 

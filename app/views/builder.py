@@ -14,7 +14,7 @@ from app import charts
 from app.views import profile_tab
 from app.state import (BUILDER_SPEC, FORM_PREFIX as K, fmt_count, fmt_delta, jobs_api, load_design,
                        remember_design, save_architecture)
-from backend import explore
+from backend.csn import explore
 from backend.csn import BLOCK_TYPES, UNITS, ArchSpec, SpecError, count, list_presets, preset
 from backend.csn.bounds import MAX_JSON_BYTES
 from backend.csn.loading import spec_from_text

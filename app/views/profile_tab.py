@@ -14,7 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from backend import explore
+from backend.csn import explore
 from backend.csn import ArchSpec, CountReport
 from backend.profile.memory import max_batch, memory_model, parse_bytes
 

@@ -8,8 +8,8 @@ import streamlit as st
 from app.state import checked_dataset, fmt_count, require_jobs_api
 from backend.csn import SpecError, list_presets
 from backend.study import RECIPES, TEMPLATES, plan
-from backend.study_progress import prediction_text
-from backend.study_report import (COLUMNS, PAIR_COLUMNS, PAPER_NOTE, RUN_COLUMNS, STATS_NOTE,
+from backend.training.progress import prediction_text
+from backend.training.report import (COLUMNS, PAIR_COLUMNS, PAPER_NOTE, RUN_COLUMNS, STATS_NOTE,
                                   display_rows, doc_from_runs, figure_bytes, figures, paired_rows,
                                   run_rows, table_csv, table_markdown, table_rows)
 

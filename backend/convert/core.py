@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import FORMAT, save_atomic
+from ..training.checkpoint import FORMAT, save_atomic
 from ..csn import ArchSpec, StageSpec, build_model
 from ..csn.clipfit import clip_range
 from ..csn.spec import SpecError

@@ -13,7 +13,7 @@ STAGE_NAMES: tuple[str, ...] = ("conv2", "conv3", "conv4", "conv5")
 INPUT_ORDERS: tuple[str, ...] = ("RGB", "BGR")
 INPUT_CENTRES: tuple[str, ...] = ("none", "temporal")
 #: Default input normalisation: Kinetics statistics as VMZ uses them, per channel on the 0-1
-#: scale (pixel / 255), RGB order. backend.video normalises with a spec's own values.
+#: scale (pixel / 255), RGB order. backend.data.video normalises with a spec's own values.
 KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
 KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 from typing import Callable
 
 from backend.csn import ArchSpec
-from backend.explore import baseline_spec, default_baseline
+from backend.csn.explore import baseline_spec, default_baseline
 
 from .core import ProfileConfig, ProfileReport, profile
 from .roofline import Roof

@@ -73,7 +73,7 @@ class TrainConfig:
     resume: bool = knob(False, "continue from RUN_DIR's newest checkpoint")
     finetune_from: str | None = knob(None, "start from these weights; a new head if classes differ",
                                      metavar="CKPT")
-    # --- fine-tuning controls (backend/finetune.py) -------------------------------------------
+    # --- fine-tuning controls (backend/training/finetune.py) -------------------------------------------
     frozen_stages: int = knob(-1, "-1: train all; 0: freeze the stem; N: the stem and the first N stages")
     norm_eval: bool = knob(False, "keep every BatchNorm in eval mode (statistics frozen)")
     linear_probe: bool = knob(False, "train only the head (the backbone frozen, in eval mode)")
@@ -105,7 +105,7 @@ class TrainConfig:
 
 
 def check_finetune(frozen_stages: int, backbone_lr_mult: float) -> None:
-    """The fine-tuning controls' ranges (also checked by ``backend.finetune.FinetunePlan``)."""
+    """The fine-tuning controls' ranges (also checked by ``backend.training.finetune.FinetunePlan``)."""
     if not -1 <= frozen_stages <= 4:
         raise ValueError(f"frozen_stages must be -1 (none) .. 4, got {frozen_stages}")
     if not 0.0 < backbone_lr_mult <= 100.0:

@@ -162,7 +162,7 @@ def render(frames: np.ndarray, exp: Explanation, out_dir: str | Path, *, fps: fl
            min_side: int = 224, keyframes: int = 4) -> dict:
     """Write ``side_by_side.mp4`` (original | overlay, H.264) into ``out_dir``; return paths,
     key frames (the most important frames, original and overlay) and per-frame data."""
-    from .encode import write_video
+    from ..data.encode import write_video
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ import json
 import os
 from pathlib import Path
 
-from backend.dataset_types import DatasetError, Splits, VideoItem
+from backend.data.dataset_types import DatasetError, Splits, VideoItem
 
 UCF_DIR, HMDB_DIR, SSV2_LABELS = "ucfTrainTestlist", "testTrainMulti_7030_splits", \
     "something-something-v2-labels.json"

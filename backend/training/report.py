@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from backend.csn.paper import TABLE2
-from backend.stats import mean_ci, paired_difference, sample_std, wilson
+from backend.training.stats import mean_ci, paired_difference, sample_std, wilson
 
 PAPER_NOTE = ("paper = the paper's Kinetics numbers at 8x224x224 and full width; not comparable "
               "in absolute terms")

@@ -1,5 +1,5 @@
-"""The records a dataset is read into, shared by the generic readers (``backend.datasets``) and
-the official benchmark layouts (``backend.layouts``)."""
+"""The records a dataset is read into, shared by the generic readers (``backend.data.datasets``) and
+the official benchmark layouts (``backend.data.layouts``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

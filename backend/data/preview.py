@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.datasets import DatasetError, Splits, load_splits, scan_folder
+from backend.data.datasets import DatasetError, Splits, load_splits, scan_folder
 
 MAX_SAMPLES = 8   # sample videos offered for thumbnails (one per class, first classes)
 
@@ -33,7 +33,7 @@ def _validation_text(splits: Splits, val_fraction: float, seed: int) -> str:
 
 def preview_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1,
                     seed: int = 0) -> DatasetPreview:
-    """The splits :func:`backend.datasets.load_splits` makes of ``path`` (the trainer's
+    """The splits :func:`backend.data.datasets.load_splits` makes of ``path`` (the trainer's
     defaults), counted. Raises :class:`DatasetError` when the trainer could not use it."""
     splits = load_splits(path, val_fraction=val_fraction, seed=seed)
     counts = {c: [0, 0] for c in splits.classes}
@@ -60,6 +60,6 @@ def preview_dataset(path: str | os.PathLike, *, val_fraction: float = 0.1,
 
 def first_frame(path: str | os.PathLike, short_side: int = 96):
     """The video's first frame, uint8 (H, W, 3), short side scaled to ``short_side``."""
-    from backend.video import decode_clip
+    from backend.data.video import decode_clip
 
     return decode_clip(path, 0.0, frames=1, rate=1, short_side=short_side)[0]

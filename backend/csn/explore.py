@@ -11,11 +11,11 @@ from dataclasses import fields, replace
 from functools import lru_cache
 from typing import Any
 
-from .csn import ArchSpec, CountReport, SpecError, count, list_presets, preset
-from .csn.bounds import LIMITS
-from .csn.clipfit import least_valid
-from .csn.paper import TABLE2, table_spec
-from .csn.spec import STAGE_NAMES, canonical_block, is_simple
+from . import ArchSpec, CountReport, SpecError, count, list_presets, preset
+from .bounds import LIMITS
+from .clipfit import least_valid
+from .paper import TABLE2, table_spec
+from .spec import STAGE_NAMES, canonical_block, is_simple
 
 #: Fields of ArchSpec that are not the stages: copied onto a baseline so both count alike.
 _NON_STAGE = [f.name for f in fields(ArchSpec) if f.name not in ("name", "stages")]
@@ -122,8 +122,8 @@ def measure_forward(spec: ArchSpec, *, threads: int = 1, repeats: int = 2,
     """
     import torch
 
-    from .csn import build_model
-    from .csn.perf import prepare_input, prepare_model, recommended_settings
+    from . import build_model
+    from .perf import prepare_input, prepare_model, recommended_settings
 
     spec.validate()
     old = torch.get_num_threads()

@@ -13,11 +13,11 @@ from typing import Any, Callable
 
 import torch
 
-from .csn import ArchSpec, SpecError, count
-from .csn.clipfit import check_clip
-from .csn.perf import autocast, prepare_input, prepare_model, recommended_settings
-from .evaluate import clip_settings
-from .video import ClipTransform, Norm, test_clips
+from ..csn import ArchSpec, SpecError, count
+from ..csn.clipfit import check_clip
+from ..csn.perf import autocast, prepare_input, prepare_model, recommended_settings
+from ..training.checkpoint import clip_settings
+from ..data.video import ClipTransform, Norm, test_clips
 
 
 #: Multiply-adds per clip from which a model counts as big on a CPU (an ir-CSN-152 at
@@ -33,8 +33,8 @@ class ModelLoadError(ValueError):
 
 def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, ArchSpec, list[str], dict[str, Any]]:
     """``(model in eval mode, spec, classes, ckpt)`` from a ``csn-explorer/1`` checkpoint, read
-    with ``torch.load(weights_only=True)`` (``backend.checkpoint``); errors as ModelLoadError."""
-    from .checkpoint import load_checkpoint
+    with ``torch.load(weights_only=True)`` (``backend.training.checkpoint``); errors as ModelLoadError."""
+    from ..training.checkpoint import load_checkpoint
     try:
         return load_checkpoint(path)
     except Exception as e:  # noqa: BLE001 - CheckpointError and torch errors

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from backend.train_config import check_finetune
+from backend.training.config import check_finetune
 
 STEM = ("conv1", "pool1")
 STAGES = ("conv2", "conv3", "conv4", "conv5")

@@ -278,7 +278,7 @@ def predict(study: Any, n_train: int, n_val: int, jobs: int | None = None,
 def prediction_text(study: Any, data: str, jobs: int | None = None,
                     threads: int | None = None) -> str:
     """The prediction for ``study`` on the dataset folder ``data`` in one sentence."""
-    from backend.datasets import load_splits
+    from backend.data.datasets import load_splits
     splits = load_splits(data)
     p = predict(study, len(splits.train), len(splits.val), jobs=jobs, threads=threads)
     return describe(p, len(study.runs), str(data))

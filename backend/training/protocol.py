@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.datasets import DatasetError, VideoItem, load_splits, read_csv, scan_folder, video_loader
+from backend.data.datasets import DatasetError, VideoItem, load_splits, read_csv, scan_folder, video_loader
 
 PROTOCOLS = {"kinetics": (10, 3), "centre": (10, 1)}   # name -> (clips, crops)
 MAX_LABELLED = 60                                      # class names drawn on the PNG up to this
@@ -48,7 +48,7 @@ def predict_videos(model: torch.nn.Module, items: list[VideoItem], classes: list
     """Run ``model`` over every view of every video (one video at a time, so a bad file is
     named, not fatal)."""
     from backend.csn.perf import autocast, prepare_input, prepare_model, recommended_settings
-    from backend.video import Norm
+    from backend.data.video import Norm
     spec = spec if spec is not None else getattr(model, "spec", None)
     s = recommended_settings(device, train=False)
     model = prepare_model(model, device, train=False, settings=s)
@@ -161,7 +161,7 @@ def eval_items(data: str | os.PathLike, classes: list[str], *, split: int = 1,
     a standard layout's official test list, a CSV's test (else val) rows or all its rows when
     it has no split column, ``DATA/test`` (else ``DATA/val``) when present, else DATA's class
     folders. Returns (items, a description)."""
-    from backend.layouts import detect_layout, load_layout
+    from backend.data.layouts import detect_layout, load_layout
     data = Path(data)
     if not data.exists():
         raise DatasetError(f"data path {data} does not exist")
@@ -186,7 +186,7 @@ def eval_items(data: str | os.PathLike, classes: list[str], *, split: int = 1,
 def run_held_out(config: dict[str, Any], classes: list[str]) -> tuple[list[VideoItem], str]:
     """A run's held-out videos from its ``config.json``: a ``test`` split or official test list
     when the data has one, else exactly the validation split the trainer used."""
-    from backend.layouts import detect_layout
+    from backend.data.layouts import detect_layout
     data = Path(config.get("data") or "")
     if not config.get("val_data") and data.is_dir() and (
             detect_layout(data) or ((data / "test").is_dir() and (data / "train").is_dir())):

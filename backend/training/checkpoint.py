@@ -166,10 +166,10 @@ def strip_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, **extra: An
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m backend.checkpoint strip SRC DST``: a release copy without training state."""
+    """``python -m backend.training.checkpoint strip SRC DST``: a release copy without training state."""
     import argparse
     import sys
-    p = argparse.ArgumentParser(prog="python -m backend.checkpoint")
+    p = argparse.ArgumentParser(prog="python -m backend.training.checkpoint")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("strip", help="drop optimizer/scheduler/RNG state for shipping")
     s.add_argument("src")
@@ -183,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.dst}: {Path(a.dst).stat().st_size / 1e6:.2f} MB")
     return 0
 
+
+def clip_settings(spec: Any, ckpt: dict[str, Any], *, frames: int | None = None, rate: int | None = None,
+                  size: int | None = None) -> tuple[int, int, int]:
+    """``(frames, rate, size)``: the arguments if given, else the checkpoint's training config,
+    else the spec's clip (rate 2)."""
+    cfg = ckpt.get("config") or {}
+    return (int(frames or cfg.get("frames") or spec.frames), int(rate or cfg.get("rate") or 2),
+            int(size or cfg.get("size") or spec.height))
 
 if __name__ == "__main__":
     raise SystemExit(main())

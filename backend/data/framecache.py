@@ -34,8 +34,8 @@ class CachedVideo:
 
 
 def decode_all(path: str) -> CachedVideo:
-    """Every frame of a video; raises ``backend.video.VideoError``."""
-    from backend.video import VideoReader
+    """Every frame of a video; raises ``backend.data.video.VideoError``."""
+    from backend.data.video import VideoReader
     with VideoReader(path, threads=1) as r:
         n = max(2, round(r.duration * r.fps))
         return CachedVideo(r.clip(0.0, n, 1), r.fps, r.duration)
@@ -49,7 +49,7 @@ class _Decode(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from backend.video import VideoError
+        from backend.data.video import VideoError
         try:
             return self.paths[i], decode_all(self.paths[i])
         except (VideoError, OSError):
@@ -101,8 +101,8 @@ def _one_thread(_: int) -> None:
 
 def cached_train_clip(v: CachedVideo, transform, *, frames: int, rate: int,
                       rng: np.random.Generator) -> torch.Tensor:
-    """As ``backend.video.train_clip``, from cached frames: float (3, T, S, S)."""
-    from backend.video import sample_clip_times
+    """As ``backend.data.video.train_clip``, from cached frames: float (3, T, S, S)."""
+    from backend.data.video import sample_clip_times
     (start,) = sample_clip_times(v.duration, v.fps, frames=frames, rate=rate, train=True, rng=rng)
     s = transform.pick_scale(rng)
     return transform(v.clip(start, frames, rate), rng, short_side=s)[0]
@@ -110,7 +110,7 @@ def cached_train_clip(v: CachedVideo, transform, *, frames: int, rate: int,
 
 def cached_test_clips(v: CachedVideo, transform, *, frames: int, rate: int,
                       num_clips: int) -> torch.Tensor:
-    """As ``backend.video.test_clips`` (one crop), from cached frames: (N, 3, T, S, S)."""
-    from backend.video import sample_clip_times
+    """As ``backend.data.video.test_clips`` (one crop), from cached frames: (N, 3, T, S, S)."""
+    from backend.data.video import sample_clip_times
     starts = sample_clip_times(v.duration, v.fps, frames=frames, rate=rate, num_clips=num_clips)
     return torch.cat([transform(v.clip(t, frames, rate)) for t in starts])

@@ -6,7 +6,7 @@ Layouts understood by :func:`load_splits` (``--data`` of the trainer):
   ``test`` folder is left alone for held-out evaluation);
 - ``root/<class>/<video>``: one folder per class, split by ``val_fraction`` with a seed;
 - UCF101, HMDB51 and Something-Something v2 as released, with their official split and label
-  files (``backend.layouts``);
+  files (``backend.data.layouts``);
 - a CSV list, either ``path,label[,split]`` (paths relative to the CSV's folder or
   ``video_root``; the label is a class name or an index) or Kinetics-style
   ``label,youtube_id,time_start,time_end[,split]`` with files named
@@ -21,7 +21,7 @@ scale_max]``, a random ``S x S`` crop. Its randomness comes from a per-sample se
 :class:`SeededSampler` (derived from the run seed, the epoch and the index), so an epoch is
 the same whatever the number of workers, and a resumed run sees exactly the same data.
 :class:`VideoDataset` (evaluation) returns ``(clips float (N, 3, T, S, S), label)`` from
-``backend.video.test_clips``. A video that cannot be read yields ``None``, logs a warning and
+``backend.data.video.test_clips``. A video that cannot be read yields ``None``, logs a warning and
 is dropped by :func:`collate_skip`, which counts it: bad files never stop an epoch.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from backend.dataset_types import DatasetError, Splits, VideoItem  # noqa: F401 - re-exported
+from backend.data.dataset_types import DatasetError, Splits, VideoItem  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,8 @@ def load_splits(data: str | os.PathLike, *, val_data: str | os.PathLike | None =
                 val_fraction: float = 0.1, seed: int = 0,
                 video_root: str | os.PathLike | None = None, split: int = 1) -> Splits:
     """Resolve ``--data`` (folder or CSV, see module doc; UCF101 / HMDB51 / SSv2 folders, see
-    ``backend.layouts``) into classes + train/val items. ``split``: the official split (1-3)."""
-    from backend.layouts import detect_layout, load_layout
+    ``backend.data.layouts``) into classes + train/val items. ``split``: the official split (1-3)."""
+    from backend.data.layouts import detect_layout, load_layout
     data = Path(data)
     if not data.exists():
         raise DatasetError(f"data path {data} does not exist")
@@ -257,10 +257,10 @@ class ClipDataset(Dataset):
     def __init__(self, items: Sequence[VideoItem], *, frames: int = 8, rate: int = 2,
                  size: int = 112, scale: tuple[int, int] | None = None, train: bool = True,
                  norm: Any = None, cache=None):
-        from backend.video import ClipTransform, Norm
-        self.items, self.cache = list(items), cache  # cache: a backend.framecache.FrameCache
+        from backend.data.video import ClipTransform, Norm
+        self.items, self.cache = list(items), cache  # cache: a backend.data.framecache.FrameCache
         self.frames, self.rate, self.size, self.train = frames, rate, size, train
-        self.norm = norm or Norm()  # the spec's input normalisation (backend.video.Norm.of)
+        self.norm = norm or Norm()  # the spec's input normalisation (backend.data.video.Norm.of)
         # default scale: the paper's 256-320 for a 224 crop, in proportion
         self.transform = ClipTransform(size=size, train=True, scale=scale, norm=self.norm)
 
@@ -268,12 +268,12 @@ class ClipDataset(Dataset):
         return len(self.items)
 
     def load(self, index: int, seed: int) -> torch.Tensor:
-        """The clip for ``index`` drawn with ``seed``; raises ``backend.video.VideoError``."""
-        from backend import video
+        """The clip for ``index`` drawn with ``seed``; raises ``backend.data.video.VideoError``."""
+        from backend.data import video
         path = self.items[index].path
         cached = self.cache.get(path) if self.cache is not None else None
         if cached is not None and self.train:
-            from backend.framecache import cached_train_clip
+            from backend.data.framecache import cached_train_clip
             return cached_train_clip(cached, self.transform, frames=self.frames, rate=self.rate,
                                      rng=np.random.default_rng(seed))
         if not self.train:
@@ -284,7 +284,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]):
         index, seed = key if isinstance(key, tuple) else (key, 0)
-        from backend.video import VideoError
+        from backend.data.video import VideoError
         try:
             return self.load(index, seed), self.items[index].label
         except (VideoError, OSError) as e:
@@ -301,21 +301,21 @@ class VideoDataset(Dataset):
                  size: int = 112, num_clips: int = 10, norm: Any = None, cache=None, crops: int = 1):
         if crops != 1 and cache is not None:
             raise ValueError("the frame cache serves centre crops only (crops=1)")
-        self.items, self.cache = list(items), cache  # cache: a backend.framecache.FrameCache
+        self.items, self.cache = list(items), cache  # cache: a backend.data.framecache.FrameCache
         self.frames, self.rate, self.size, self.num_clips = frames, rate, size, num_clips
         self.crops = crops
-        self.norm = norm  # backend.video.Norm (None: Kinetics mean/std, RGB)
+        self.norm = norm  # backend.data.video.Norm (None: Kinetics mean/std, RGB)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
-        from backend.video import VideoError, test_clips
+        from backend.data.video import VideoError, test_clips
         item = self.items[index]
         cached = self.cache.get(item.path) if self.cache is not None else None
         if cached is not None:
-            from backend.framecache import cached_test_clips
-            from backend.video import ClipTransform, Norm
+            from backend.data.framecache import cached_test_clips
+            from backend.data.video import ClipTransform, Norm
             tf = ClipTransform(size=self.size, norm=self.norm or Norm())
             return cached_test_clips(cached, tf, frames=self.frames,
                                      rate=self.rate, num_clips=self.num_clips), item.label
@@ -341,8 +341,8 @@ def collate_skip(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None,
 def video_loader(items: list[VideoItem], *, frames: int, rate: int, size: int, num_clips: int,
                  videos_per_batch: int = 1, workers: int = 0, norm: Any = None,
                  cache=None, crops: int = 1) -> DataLoader:
-    """``norm``: a backend.video.Norm, normally ``Norm.of(spec)`` (None: Kinetics, RGB);
-    ``cache``: a backend.framecache.FrameCache; ``crops``: 1 (centre) or 3 per clip."""
+    """``norm``: a backend.data.video.Norm, normally ``Norm.of(spec)`` (None: Kinetics, RGB);
+    ``cache``: a backend.data.framecache.FrameCache; ``crops``: 1 (centre) or 3 per clip."""
     ds = VideoDataset(items, frames=frames, rate=rate, size=size, num_clips=num_clips, norm=norm,
                       cache=cache, crops=crops)
     return DataLoader(ds, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
