@@ -170,7 +170,7 @@ def test_misconfigured_queue_gives_one_banner_and_the_builder_still_works(env, m
         assert "cannot reach the job queue (Redis at HUEY_REDIS_URL=redis://127.0.0.1" in at.error[0].value
 
 
-def test_train_page_shows_inventory_and_asks_for_gpus_runs_show_devices(env, tmp_path):  # noqa: F811
+def test_train_page_shows_inventory_and_asks_for_gpus_runs_show_devices(env, dataset, tmp_path):  # noqa: F811
     from streamlit.testing.v1 import AppTest
 
     from jobs import api
@@ -196,7 +196,7 @@ def test_train_page_shows_inventory_and_asks_for_gpus_runs_show_devices(env, tmp
     assert at.selectbox(key="hp_gpus").options == ["auto", "0", "1", "2", "3"]
     at.selectbox(key="hp_gpus").set_value(2).run()
     at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
-    at.text_input(key="train_path").set_value(str(tmp_path)).run()
+    at.text_input(key="train_path").set_value(str(dataset)).run()   # a readable dataset: enqueue is on
     [b for b in at.button if b.label == "Enqueue run"][0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert api.list_runs()[0]["gpus"] == 2 and "gpus" not in api.list_runs()[0]["hparams"]
