@@ -1,6 +1,6 @@
 """Hyper-parameters of a run, checked against ``TrainConfig``'s fields.
 
-``backend.train_config`` is torch-free, so the queue checks a run against the same dataclass
+``backend.training.config`` is torch-free, so the queue checks a run against the same dataclass
 the trainer reads and builds the trainer's flags with the trainer's own rule. The worker owns
 the paths (``out``, ``data``, ``arch``, ``resume``): hparams can never set them. ``gpus`` and
 ``threads`` are the run's resource request.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.train_config import WORKER_OWNED, TrainConfig, field_types, to_args, train_fields
+from backend.training.config import WORKER_OWNED, TrainConfig, field_types, to_args, train_fields
 
 RESERVED = WORKER_OWNED
 RESOURCES = ("gpus", "threads")                 # the run's resource request
@@ -60,6 +60,6 @@ def validate_hparams(hparams: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def hparam_args(hparams: dict[str, Any]) -> list[str]:
-    """Trainer flags of validated hparams (``backend.train_config.to_args``), resources left out."""
+    """Trainer flags of validated hparams (``backend.training.config.to_args``), resources left out."""
     hp = validate_hparams(hparams)
     return to_args({k: v for k, v in hp.items() if k not in RESOURCES})
