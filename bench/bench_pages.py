@@ -44,7 +44,7 @@ def make_run(n_points: int) -> tuple[int, int]:
     """A running run with about ``n_points`` points; returns (run id, next step)."""
     import db
     from db import Run, utcnow, write
-    from tests.jobs_helpers import tiny_spec
+    from tests.helpers.jobs import tiny_spec
 
     steps = n_points // 3
     rid = write(lambda s: (lambda r: (s.add(r), s.flush(), r.id)[2])(Run(

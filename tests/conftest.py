@@ -14,11 +14,13 @@ torch.set_num_threads(int(os.environ.get("CSN_TEST_THREADS", "1")))
 
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
-    """A fresh data dir (SQLite store, runs/) under tmp_path; yields that folder."""
+    """A fresh data dir (SQLite store, runs/) under tmp_path, the only data root; yields it."""
     import db
 
     monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for k in ("CSN_DATA_ROOTS", "DATABASE_URL"):
+        monkeypatch.delenv(k, raising=False)
     db.dispose_engines()
+    (tmp_path / "var").mkdir(exist_ok=True)
     yield tmp_path / "var"
     db.dispose_engines()

@@ -226,15 +226,8 @@ def test_demo_page_embeds_a_reachable_demo(monkeypatch):
 
 # --- pages on the job queue (a tmp SQLite database, no worker) ------------------------------
 @pytest.fixture(autouse=True)
-def store(tmp_path, monkeypatch):
+def _own_store(store):
     """Every page test gets its own data dir (the builder lists saved architectures too)."""
-    import db
-
-    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    db.dispose_engines()
-    yield tmp_path
-    db.dispose_engines()
 
 
 def _page(at: AppTest, name: str) -> AppTest:
@@ -246,15 +239,15 @@ def _page(at: AppTest, name: str) -> AppTest:
 def test_train_page_enqueues_a_run_row(store):
     from jobs import api
 
-    from motion_data import make_dataset
+    from tests.helpers.motion_data import make_dataset
 
     # inside the data dir (the default data root)
-    data = make_dataset(store / "var" / "videos", per_class=2, val_per_class=1)
+    data = make_dataset(store / "videos", per_class=2, val_per_class=1)
     at = _page(_app(), "train")  # the builder ran first: its design is the default choice
     assert any("huey_consumer jobs.tasks" in c.value for c in at.code)  # no worker alive
     assert at.radio(key="train_src").value == "Current builder design"
     at.radio(key="train_dsrc").set_value("A folder or CSV on the server").run()
-    at.text_input(key="train_path").set_value(str(store / "var" / "missing")).run()
+    at.text_input(key="train_path").set_value(str(store / "missing")).run()
     assert any("No such file" in e.value for e in at.error)
     at.text_input(key="train_path").set_value(str(data)).run()
     found = [m.value for m in at.success if m.value.startswith("Found")]
@@ -352,7 +345,7 @@ def test_train_page_generates_a_synthetic_dataset_and_enqueues_a_preset(store):
     assert [b for b in at.button if b.label == "Enqueue run"][0].proto.disabled  # no data yet
     [b for b in at.button if b.label == "Generate"][0].click().run(timeout=120)
     assert not at.exception and not at.error, [e.value for e in at.error]
-    out = store / "var" / "datasets" / "synth-4-s0-64px-16f"
+    out = store / "datasets" / "synth-4-s0-64px-16f"
     assert (out / "classes.txt").exists() and list((out / "train").rglob("*.mp4"))
     assert any("Ready" in s.value for s in at.success)
     [b for b in at.button if b.label == "Enqueue run"][0].click().run()
@@ -412,7 +405,7 @@ def test_run_page_elapsed_counts_every_attempt_and_exports_the_model(store):
     from backend.csn import ArchSpec, build_model
     from db import Run, utcnow, write
     from jobs import api
-    from motion_data import TINY_SPEC
+    from tests.helpers.motion_data import TINY_SPEC
 
     now = utcnow()
 
@@ -437,7 +430,7 @@ def test_run_page_elapsed_counts_every_attempt_and_exports_the_model(store):
     elapsed = next(m for m in at.metric if m.label == "elapsed")
     assert elapsed.value.startswith("3 min 0"), elapsed.value     # 2 min + 1 min, not 1 min
 
-    out = store / "var" / "runs" / "done"
+    out = store / "runs" / "done"
     (out / "checkpoints").mkdir(parents=True)
     spec = ArchSpec.from_dict(dict(TINY_SPEC, num_classes=3, frames=8, height=32, width=32))
     ck = out / "checkpoints" / "epoch_0001.pt"

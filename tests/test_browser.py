@@ -264,7 +264,7 @@ def test_launch_a_tiny_study_and_see_its_table_and_figures(tmp_path):
     table and the four figures fill in."""
     from playwright.sync_api import expect
 
-    from motion_data import make_dataset
+    from tests.helpers.motion_data import make_dataset
 
     _need_chromium()
     data = make_dataset(tmp_path / "var" / "datasets" / "motion", per_class=3, val_per_class=1)

@@ -1,5 +1,5 @@
 """backend.convert on VMZ's layouts (PyTorch + Caffe2), written out from VMZ's source in
-tests/_reference_nets.py, and the converter's refusals. pytorchvideo and mmaction2 are checked
+tests/helpers/reference_nets.py, and the converter's refusals. pytorchvideo and mmaction2 are checked
 with their own packages in tests/test_convert_peers.py.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import _reference_nets as ref
+import tests.helpers.reference_nets as ref
 from backend.training.checkpoint import load_checkpoint
 from backend.convert import (ConvertError, Source, convert_checkpoint, convert_state_dict, detect_layout, load_source,
                              main, mmaction2_facts)
@@ -150,7 +150,7 @@ def test_cli_records_and_prints_every_fact(tmp_path: Path, capsys):
 def test_predictor_normalises_as_the_spec_says(tmp_path: Path):
     from backend.inference.predictor import Predictor
     from backend.data.video import MEAN, STD, Norm, test_clips
-    from motion_data import motion_video
+    from tests.helpers.motion_data import motion_video
     src = tmp_path / "vmz.pth"
     torch.save(ref.randomize(ref.VmzNet()).state_dict(), src)
     out = tmp_path / "out.pt"

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-import _peer_stubs
+import tests.helpers.peer_stubs as _peer_stubs
 from backend.convert import ConvertError, convert_checkpoint, load_source
 from backend.training.checkpoint import load_checkpoint
 from backend.csn import SpecError, count

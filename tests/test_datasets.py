@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from backend.data.datasets import (ClipDataset, DatasetError, SeededSampler, VideoDataset, collate_skip,
                               kinetics_filename, load_splits, read_classes, read_csv, scan_folder,
                               split_items)
-from motion_data import CLASSES, make_dataset, motion_video
+from tests.helpers.motion_data import CLASSES, make_dataset, motion_video
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from db import CRASHED, RUNNING, Metric, Run, read_session, utcnow, write
 from jobs.supervise import error_line, hparam_args
 from jobs.tail import metric_rows, read_events
 from backend.paths import PathRefused
-from tests.jobs_helpers import REPO, tiny_spec
+from tests.helpers.jobs import REPO, tiny_spec
 
 
 def _run(**kw) -> int:

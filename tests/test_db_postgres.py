@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.jobs_helpers import postgres_server
+from tests.helpers.jobs import postgres_server
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def test_run_store_round_trip_on_postgresql(pg_url, tmp_path, monkeypatch):
     from db import Metric, Run, read_session, write
     from jobs import api
     from sqlalchemy import func, select
-    from tests.jobs_helpers import tiny_spec
+    from tests.helpers.jobs import tiny_spec
 
     monkeypatch.setenv("DATABASE_URL", pg_url)
     monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))   # the queue file stays local
@@ -61,7 +61,7 @@ def test_metric_reads_and_query_plans_on_postgresql(pg_url, tmp_path, monkeypatc
     from jobs import api
     from sqlalchemy import select
     from db.models import Metric
-    from tests.jobs_helpers import tiny_spec
+    from tests.helpers.jobs import tiny_spec
 
     monkeypatch.setenv("DATABASE_URL", pg_url)
     monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))

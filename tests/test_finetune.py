@@ -16,7 +16,7 @@ from backend.training.checkpoint import FORMAT, load_checkpoint, read_checkpoint
 from backend.csn import ArchSpec, build_model
 from backend.training.finetune import FinetunePlan, freeze, param_groups, planned_counts, set_train_mode
 from backend.train import TrainConfig, train
-from motion_data import TINY_SPEC, make_dataset
+from tests.helpers.motion_data import TINY_SPEC, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

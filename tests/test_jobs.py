@@ -15,7 +15,7 @@ import pytest
 
 import db
 from backend.csn import SpecError
-from tests.jobs_helpers import REPO, TINY_HP, Consumer, tiny_spec, wait_for
+from tests.helpers.jobs import REPO, TINY_HP, Consumer, tiny_spec, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from backend.data.datasets import DatasetError, load_splits
 from backend.data.layouts import detect_layout
 from backend.train import TrainConfig, config_from_args
 from backend.data.video import probe
-from benchmark_trees import (HMDB_CLASSES, SSV2_TEMPLATES, UCF_CLASSES, make_hmdb51, make_ssv2,
+from tests.helpers.benchmark_trees import (HMDB_CLASSES, SSV2_TEMPLATES, UCF_CLASSES, make_hmdb51, make_ssv2,
                              make_ucf101)
 
 
@@ -125,7 +125,7 @@ def test_trainer_reads_a_layout_and_evaluate_scores_its_held_out_split(hmdb: Pat
                                                                         monkeypatch):
     from backend import evaluate
     from backend import train as trainer
-    from motion_data import TINY_SPEC
+    from tests.helpers.motion_data import TINY_SPEC
     monkeypatch.setenv("CSN_DEPTHWISE", "native")        # no numba compile for a one-epoch run
     spec = tmp_path / "tiny.json"
     spec.write_text(json.dumps(TINY_SPEC))

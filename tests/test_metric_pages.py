@@ -10,7 +10,7 @@ import pytest
 import db
 from db import Run, write
 from db.downsample import bucket_width, merge, reduce
-from tests.jobs_helpers import tiny_spec
+from tests.helpers.jobs import tiny_spec
 
 
 def _run(**kw) -> int:

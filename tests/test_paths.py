@@ -15,19 +15,6 @@ PROBES = ("../../etc/passwd", "/etc/shadow", "/etc/no-such-file-here", "../../..
 SECRET = "root:x:0:0:SECRET-LINE"
 
 
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    import db
-
-    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    for k in ("CSN_DATA_ROOTS", "DATABASE_URL"):
-        monkeypatch.delenv(k, raising=False)
-    db.dispose_engines()
-    (tmp_path / "var").mkdir()
-    yield tmp_path / "var"
-    db.dispose_engines()
-
-
 def _refusal(check, typed: str) -> str:
     with pytest.raises(PathRefused) as e:
         check(typed)

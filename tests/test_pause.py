@@ -12,7 +12,7 @@ import pytest
 
 import db
 from jobs.liveness import pid_alive
-from tests.jobs_helpers import TINY_HP, Consumer, tiny_spec, wait_for
+from tests.helpers.jobs import TINY_HP, Consumer, tiny_spec, wait_for
 from tests.test_jobs import consumers, dataset, env, jsonl_keys, num_classes  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow

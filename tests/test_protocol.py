@@ -17,7 +17,7 @@ from backend.evaluate import evaluate, main, video_loader
 from backend.training.protocol import predict_videos, summarise
 from backend.data import video
 from backend.data.video import Norm
-from benchmark_trees import UCF_CLASSES, make_ucf101
+from tests.helpers.benchmark_trees import UCF_CLASSES, make_ucf101
 
 SPEC = dict(frames=8, height=32, width=32)
 

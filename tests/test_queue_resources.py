@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import db
-from tests.jobs_helpers import TINY_HP, Consumer, postgres_server, redis_server, tiny_spec, wait_for
+from tests.helpers.jobs import TINY_HP, Consumer, postgres_server, redis_server, tiny_spec, wait_for
 from tests.test_jobs import consumers, dataset, env, jsonl_keys, num_classes  # noqa: F401  (fixtures)
 from tests.test_jobs import status as _status
 
@@ -155,7 +155,7 @@ def test_damaged_database_is_a_clear_error_everywhere(env, start, tmp_path):  # 
 def test_misconfigured_queue_gives_one_banner_and_the_builder_still_works(env, monkeypatch):  # noqa: F811
     from streamlit.testing.v1 import AppTest
 
-    from tests.jobs_helpers import free_port
+    from tests.helpers.jobs import free_port
     monkeypatch.setenv("HUEY_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")   # nothing there
     main = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
     at = AppTest.from_file(main, default_timeout=60)
@@ -332,7 +332,7 @@ def test_tracked_torchrun_reports_into_the_store(dataset, env, tmp_path):  # noq
     import sys
 
     from jobs import api
-    from tests.jobs_helpers import REPO, free_port
+    from tests.helpers.jobs import REPO, free_port
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(tiny_spec(num_classes(dataset))))
     hp = {**TINY_HP, "epochs": 2, "max_steps_per_epoch": 2}

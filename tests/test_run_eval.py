@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import db
 from backend.csn import build_model, preset
-from benchmark_trees import UCF_CLASSES, make_ucf101
+from tests.helpers.benchmark_trees import UCF_CLASSES, make_ucf101
 from db import Checkpoint, Run, write
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")

@@ -1,5 +1,5 @@
 """The Slurm executor against a real Slurm: a single-host cluster (munged, slurmctld, two
-slurmd with one GRES GPU each, :mod:`tests.slurm_cluster`) and real ``huey_consumer`` workers
+slurmd with one GRES GPU each, :mod:`tests.helpers.slurm_cluster`) and real ``huey_consumer`` workers
 with ``CSN_EXECUTOR=slurm`` running tiny trainings as Slurm jobs."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import db
-from tests.jobs_helpers import TINY_HP, tiny_spec, wait_for
-from tests.slurm_cluster import Cluster, missing
+from tests.helpers.jobs import TINY_HP, tiny_spec, wait_for
+from tests.helpers.slurm_cluster import Cluster, missing
 from tests.test_jobs import consumers, dataset, env, jsonl_keys, num_classes  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow

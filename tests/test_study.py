@@ -11,7 +11,7 @@ import pytest
 from backend.csn import ArchSpec, count
 from backend.study import RECIPES, Study, default_jobs, main, plan, run_study
 from backend.training.report import table_markdown, table_rows
-from motion_data import make_dataset
+from tests.helpers.motion_data import make_dataset
 
 
 def test_table2_quick_plan_counts_every_run():

@@ -10,7 +10,7 @@ import pytest
 import backend.train as train_mod
 from backend.study import RECIPES, main, plan, run_study
 from backend.training.progress import fmt_s, makespan, predict
-from motion_data import make_dataset
+from tests.helpers.motion_data import make_dataset
 
 RECIPE = {**RECIPES["tiny"], "epochs": 3, "eval_every": 1}
 

@@ -18,7 +18,7 @@ import pytest
 import db
 from jobs import supervise as sup
 from jobs.liveness import pid_alive
-from tests.jobs_helpers import REPO, tiny_spec, wait_for
+from tests.helpers.jobs import REPO, tiny_spec, wait_for
 
 
 @pytest.fixture()

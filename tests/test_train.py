@@ -18,7 +18,7 @@ from backend.csn.ops import set_depthwise_impl
 from backend.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_atomic
 from backend.data.datasets import DatasetError
 from backend.train import TrainConfig, main, train
-from motion_data import COLOURS, TINY_SPEC, make_dataset
+from tests.helpers.motion_data import COLOURS, TINY_SPEC, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 8  # 3 steps each: 24 training videos, batch 8

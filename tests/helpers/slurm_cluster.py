@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.jobs_helpers import free_port
+from tests.helpers.jobs import free_port
 
 DAEMONS = ("slurmctld", "slurmd", "munged", "mungekey", "sbatch")
 NODES = ("n1", "n2")

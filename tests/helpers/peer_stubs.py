@@ -17,7 +17,7 @@ import warnings
 
 class _Unavailable:
     def __init__(self, *a, **kw):
-        raise RuntimeError(f"{type(self).__name__} is an import stub (tests/_peer_stubs.py)")
+        raise RuntimeError(f"{type(self).__name__} is an import stub (tests/helpers/peer_stubs.py)")
 
 
 def _module(name: str, **attrs) -> types.ModuleType:

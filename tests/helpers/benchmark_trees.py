@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from motion_data import motion_video
+from tests.helpers.motion_data import motion_video
 
 # UCF101's own spelling quirk: the class folder is HandstandPushups, the files v_HandStandPushups_*
 UCF_CLASSES = {"ApplyEyeMakeup": "ApplyEyeMakeup", "HandstandPushups": "HandStandPushups", "YoYo": "YoYo"}

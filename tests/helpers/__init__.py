@@ -1,0 +1,1 @@
+"""Shared test helpers: generated data, reference nets, peer stubs, queue processes."""
