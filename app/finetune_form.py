@@ -54,14 +54,14 @@ def controls(spec: Any, dataset: str, finetune_from: str | None) -> dict[str, An
 
     from backend.training.finetune import FinetunePlan, planned_counts
 
-    c = st.columns(4)
-    probe = c[0].checkbox("Linear probe (only the head trains)", key="hp_linear_probe")
-    frozen = c[1].selectbox("Frozen stages", [-1, 0, 1, 2, 3, 4], key="hp_frozen_stages",
-                            disabled=probe, format_func=lambda n: {
-                                -1: "none", 0: "stem"}.get(n, f"stem + conv2..conv{n + 1}"))
-    norm_eval = c[2].checkbox("Freeze BatchNorm statistics (norm_eval)", key="hp_norm_eval")
-    mult = c[3].number_input("Backbone lr × (head lr × 1)", 0.001, 100.0, 1.0, format="%.3f",
-                             key="hp_backbone_lr_mult", disabled=probe)
+    top, bottom = st.columns(2), st.columns(2)    # two per row: the labels fit at 1280 px
+    probe = bottom[0].checkbox("Linear probe (only the head trains)", key="hp_linear_probe")
+    frozen = top[0].selectbox("Frozen stages", [-1, 0, 1, 2, 3, 4], key="hp_frozen_stages",
+                              disabled=probe, format_func=lambda n: {
+                                  -1: "none", 0: "stem"}.get(n, f"stem + conv2..conv{n + 1}"))
+    norm_eval = bottom[1].checkbox("Freeze BatchNorm statistics (norm_eval)", key="hp_norm_eval")
+    mult = top[1].number_input("Backbone lr × (head lr × 1)", 0.001, 100.0, 1.0, format="%.3f",
+                               key="hp_backbone_lr_mult", disabled=probe)
     plan = FinetunePlan(-1 if probe else frozen, norm_eval, probe, 1.0 if probe else mult)
     hp = {"frozen_stages": plan.frozen_stages, "norm_eval": norm_eval, "linear_probe": probe,
           "backbone_lr_mult": plan.backbone_lr_mult, "finetune_from": finetune_from}
