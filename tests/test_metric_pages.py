@@ -175,7 +175,7 @@ def test_query_plans_use_the_metric_indexes(store):
 def test_old_store_gets_new_columns_and_indexes(store):
     import sqlite3
 
-    store.mkdir(parents=True)
+    store.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(store / "csn.db")
     con.executescript("""
         CREATE TABLE runs (id INTEGER PRIMARY KEY, name VARCHAR(200), spec JSON NOT NULL,
