@@ -112,10 +112,12 @@ def retry_run(run_id: int) -> bool:
             return None
         if r.status == QUEUED:
             return r.task_id or ""
-        end = r.finished_at or r.heartbeat_at       # the attempt that ended: kept in the total
+        # the attempt that ended is kept in the total: a crashed one ran until its last heartbeat
+        end = (r.heartbeat_at if r.status == CRASHED else None) or r.finished_at or r.heartbeat_at
         if r.started_at and end:
             r.prior_s = (r.prior_s or 0.0) + max(
                 0.0, (as_utc(end) - as_utc(r.started_at)).total_seconds())
+        r.started_at = None                         # counted once, whatever happens before it starts
         r.status, r.cancel_requested, r.error, r.finished_at, r.pid = QUEUED, False, None, None, None
         r.devices, r.wait_reason = None, None
         return ""

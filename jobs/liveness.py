@@ -171,7 +171,11 @@ def reap_stale() -> list[int]:
             r.error = (f"worker {wid} stopped while the run was running (last heartbeat "
                        f"{seen}); retry resumes from the last checkpoint")
             return pid, wid, out
-        got = write(mark)
+        try:
+            got = write(mark)
+        except Exception as e:  # noqa: BLE001 - one unreadable run must not stop the others' reaping
+            print(f"reap: run {rid}: {e!r}"[:300], flush=True)
+            continue
         if got is None:
             continue
         pid, wid, out = got

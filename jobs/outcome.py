@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from db import CANCELLED, CRASHED, FAILED, RUNNING, SUCCEEDED, Checkpoint, Run, add_metrics, as_utc, utcnow
 
-from .tail import is_video_top1, metric_rows, read_events
+from .tail import is_video_top1, metric_rows, read_events, whole
 from .trainer_exit import exit_reason, log_tail
 
 OUTCOME = "outcome.json"
@@ -83,11 +83,14 @@ def ingest(s, r: Run, events: list[dict[str, Any]], run_dir: Path) -> None:
         if t is not None and (r.progress_at is None or t > as_utc(r.progress_at)):
             r.progress_at = t
         if ev.get("event") == "checkpoint":
-            path = ev.get("path") or str(run_dir / "checkpoints" / f"epoch_{int(ev.get('epoch') or 0):04d}.pt")
+            epoch, path = whole(ev.get("epoch")), ev.get("path")
+            if not isinstance(path, str) or not path:
+                path = str(run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt")
             path = str(Path(run_dir, path)) if not os.path.isabs(path) else path
             if not s.query(Checkpoint).filter_by(run_id=r.id, path=path).first():
-                s.add(Checkpoint(run_id=r.id, epoch=int(ev.get("epoch") or 0), path=path,
-                                 metrics=ev.get("metrics") or {}))
+                metrics = ev.get("metrics")
+                s.add(Checkpoint(run_id=r.id, epoch=epoch, path=path,
+                                 metrics=metrics if isinstance(metrics, dict) else {}))
     for row in rows:
         if row["split"] == "val" and is_video_top1(row["name"]):
             if r.best_val_video_top1 is None or row["value"] > r.best_val_video_top1:

@@ -42,19 +42,25 @@ def read_events(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     return events, offset + end + 1
 
 
+def whole(v: Any) -> int:
+    """An event's epoch / step as an int (0 when missing or not a whole number)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
 def metric_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Metric points (one row per number) of step/epoch/end events."""
+    """Metric points (one row per number) of step/epoch/end events; a malformed event (metrics
+    not a mapping, a non-string split) gives no rows instead of stopping the ingestion."""
     rows = []
     for ev in events:
-        name = str(ev.get("event", ""))
-        if name in SKIP_METRICS:
+        name, metrics, split = str(ev.get("event", "")), ev.get("metrics"), ev.get("split")
+        if name in SKIP_METRICS or not isinstance(metrics, dict):
             continue
-        for k, v in (ev.get("metrics") or {}).items():
+        for k, v in metrics.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                 continue
-            rows.append({"event": name, "split": ev.get("split") or "", "epoch": ev.get("epoch") or 0,
-                         "step": ev.get("step") or 0, "name": k, "value": float(v),
-                         "time": ev.get("time")})
+            rows.append({"event": name, "split": split if isinstance(split, str) else "",
+                         "epoch": whole(ev.get("epoch")), "step": whole(ev.get("step")),
+                         "name": str(k), "value": float(v), "time": ev.get("time")})
     return rows
 
 

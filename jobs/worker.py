@@ -12,7 +12,7 @@ from sqlalchemy import select
 from db import FAILED, QUEUED, Run, as_utc, read_session, utcnow, write
 
 from . import slurm
-from .liveness import reconcile_s, start_heartbeat
+from .liveness import reconcile_s, stale_s, start_heartbeat
 from .queue import huey, sync_storage
 from .supervise import WAIT, supervise
 
@@ -40,7 +40,11 @@ def enqueue_task(run_id: int) -> None:
     try:
         task_id = run_training(run_id).id
     except Exception as e:
-        write(lambda s: set_fields(s, run_id, status=FAILED, error=f"could not enqueue: {e}", finished_at=utcnow()))
+        def fail(s):        # only a run still waiting: one claimed meanwhile is its worker's
+            r = s.get(Run, run_id)
+            if r is not None and r.status == QUEUED:
+                r.status, r.error, r.finished_at = FAILED, f"could not enqueue: {e}", utcnow()
+        write(fail)
         raise
     write(lambda s: set_fields(s, run_id, task_id=task_id, queued_at=utcnow()))
 
@@ -65,9 +69,12 @@ def reconcile_queued(grace_s: float | None = None) -> list[int]:
     grace = timedelta(seconds=reconcile_s() if grace_s is None else grace_s)
     now = utcnow()
     with read_session() as s:
-        rows = s.execute(select(Run.id, Run.task_id, Run.queued_at, Run.created_at).where(
+        rows = s.execute(select(Run.id, Run.task_id, Run.queued_at, Run.created_at, Run.heartbeat_at).where(
             Run.status == QUEUED)).all()
-    old = [(rid, tid) for rid, tid, qa, ca in rows if now - as_utc(qa or ca) >= grace]
+    # a fresh heartbeat on a queued run: a task is following it (a pending Slurm job), not lost
+    fresh = timedelta(seconds=stale_s())
+    old = [(rid, tid) for rid, tid, qa, ca, hb in rows
+           if now - as_utc(qa or ca) >= grace and (hb is None or now - as_utc(hb) > fresh)]
     if not old:
         return []
     known = queued_task_ids()

@@ -180,3 +180,11 @@ def test_reaper_handles_a_running_row_without_heartbeat(store):
         r = s.get(Run, rid)
         assert r.status == CRASHED and "last heartbeat never" in r.error
     assert reap_stale() == []
+
+
+def test_malformed_events_give_no_rows_instead_of_stopping_ingestion():
+    events = [{"event": "step", "metrics": [1], "epoch": 1, "step": 1},           # metrics not a dict
+              {"event": "step", "metrics": {"loss": 0.5}, "epoch": "x", "step": None, "split": 5},
+              {"event": "epoch", "metrics": {"loss": 0.4}, "epoch": 2, "step": 9, "split": "train"}]
+    rows = metric_rows(events)
+    assert [(r["epoch"], r["step"], r["split"], r["value"]) for r in rows] == [(0, 0, "", 0.5), (2, 9, "train", 0.4)]

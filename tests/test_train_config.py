@@ -46,3 +46,9 @@ def test_queue_refuses_what_the_trainer_would(hp, why):
     with pytest.raises(ValueError, match=why):
         validate_hparams(hp)
 
+
+
+def test_queue_errors_quote_little_of_the_value():
+    with pytest.raises(ValueError) as e:
+        validate_hparams({"optimizer": "x" * 100_000})
+    assert "optimizer must be sgd or adamw" in str(e.value) and len(str(e.value)) < 200

@@ -86,11 +86,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+            raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r:.60}")
         if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+            raise ValueError(f"amp must be none, bf16 or fp16, got {self.amp!r:.60}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r:.60}")
         for name in ("frames", "rate", "size", "epochs", "batch_size", "eval_clips", "eval_every",
                      "log_every"):
             if getattr(self, name) < 1:
