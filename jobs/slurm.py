@@ -38,7 +38,7 @@ from db import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Run, read_session
 from db.config import REPO
 
 from .executor import cluster_gpus, executor, int_env as _int_env  # noqa: F401 - re-exported
-from .liveness import worker_dead, worker_id
+from .liveness import supervising, worker_dead, worker_id
 from .slurm_state import Job, job_state
 from .supervise import LOST, _sync, _tail, _validate, command, error_line, train_threads
 from .tail import read_events
@@ -235,10 +235,12 @@ def supervise(run_id: int) -> str | None:
         if run_id in _following:
             return None                 # a duplicate queue message: this process follows it
         _following.add(run_id)
+    supervising(run_id, True)       # this worker's reaper leaves a run it follows alone
     try:
         job = _claim(run_id)
         return None if job is None else _submit_and_follow(run_id, job)
     finally:
+        supervising(run_id, False)
         with _following_lock:
             _following.discard(run_id)
 
