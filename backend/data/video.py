@@ -209,21 +209,24 @@ class VideoReader:
         self.start = float(s.start_time * tb) if s.start_time is not None else 0.0
         rate = s.average_rate or s.guessed_rate or s.base_rate
         self.fps = float(rate) if rate and 0 < float(rate) < 1000 else 0.0
+        # the container's frame count, when it is believable: a raw elementary stream has none,
+        # and libav has been seen to report an uninitialised one (7.3e18) for it
+        nb_frames = s.frames if 0 < (s.frames or 0) <= limits.max_duration_s * 1000 else 0
         if s.duration:
             duration = float(s.duration * tb)
         elif c.duration:
             duration = c.duration / av.time_base - max(0.0, self.start - (c.start_time or 0) / av.time_base)
-        elif s.frames and self.fps:
-            duration = s.frames / self.fps
+        elif nb_frames and self.fps:
+            duration = nb_frames / self.fps
         else:
             duration = self._demux_duration()
         if duration > limits.max_duration_s:
             raise VideoTooLargeError(
                 f"{name}: {duration / 60:.0f} min is longer than the limit of {limits.max_duration_s / 60:.0f} min"
             )
-        if s.frames and duration > 0:  # the true average rate (GIF headers round it)
-            self.fps = s.frames / duration
-        frames = s.frames or (round(duration * self.fps) if self.fps else 0)
+        if nb_frames and duration > 0:  # the true average rate (GIF headers round it)
+            self.fps = nb_frames / duration
+        frames = nb_frames or (round(duration * self.fps) if self.fps else 0)
         if not self.fps:
             self.fps = 25.0
         lead = self._leading_frames()
