@@ -46,6 +46,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 #: recipe keys that set a spec field of every run (not TrainConfig fields)
 SPEC_KNOBS = ("pool1", "input_centre")
+#: the decoded frames every run of a study shares (``TrainConfig.cache_file``)
+FRAMES_FILE = "frames.npz"
 FAMILY_LABEL = {"resnet3d": "ResNet3D", "ir-csn": "ir-CSN", "ip-csn": "ip-CSN"}
 
 
@@ -235,7 +237,8 @@ def run_one(study: Study, run: PlannedRun, data: str, out: Path,
     from backend.train import TrainConfig, train
     run_dir = out / "runs" / run.key
     cfg = TrainConfig(arch=json.dumps(run.spec), data=data, out=str(run_dir), resume=resume,
-                      threads=threads, progress=False, **train_hparams(study, run))
+                      threads=threads, progress=False, cache_file=str(out / FRAMES_FILE),
+                      **train_hparams(study, run))
     t0, c0 = time.time(), _cpu_s()
     rec: dict[str, Any] = {"key": run.key, "label": run.label, "seed": run.seed,
                            "load_before": list(os.getloadavg()), "resumed": resume}
@@ -253,6 +256,24 @@ def run_one(study: Study, run: PlannedRun, data: str, out: Path,
     rec.update(wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
                load_after=list(os.getloadavg()), history=_history(_events(run_dir)))
     return rec
+
+
+def share_frames(study: Study, data: str, out: Path, workers: int) -> dict[str, Any]:
+    """Decode the study's videos once into ``out/FRAMES_FILE``, which every run reads instead
+    of decoding them again (measured: 7.8 CPU-s a run for 1 440 videos at 32x32)."""
+    from backend.data.datasets import load_splits
+    from backend.data.framecache import FrameCache
+    splits = load_splits(data)
+    paths = [it.path for it in splits.train + splits.val]
+    cache = FrameCache(study.recipe.get("cache_mb", 1024))
+    if cache.budget <= 0:
+        return cache.stats()
+    cache.load(out / FRAMES_FILE, paths)
+    before = len(cache.videos)
+    cache.fill(paths, workers=workers)
+    if len(cache.videos) > before:
+        cache.save(out / FRAMES_FILE)
+    return cache.stats()
 
 
 def _cpu_s() -> float:
@@ -283,6 +304,8 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
     resume = {r.key: prepare_run_dir(study, out, r) for r in todo}
     path.write_text(json.dumps(doc, indent=1))      # --resume DIR works from the start
     t0 = time.time()
+    if todo:
+        doc["frames"] = share_frames(study, data, out, workers=min(jobs, os.cpu_count() or 1))
     monitor = Monitor([r.key for r in todo], {r.key: r.label for r in study.runs}, out, jobs,
                       os.cpu_count() or 1, log=log, tty=tty)
 

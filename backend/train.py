@@ -281,6 +281,19 @@ def _resolve_spec(cfg: TrainConfig, splits: Splits) -> tuple[ArchSpec, dict | No
     raise SpecError("", "no architecture given (--arch PRESET_OR_SPEC_JSON)")
 
 
+def _frame_cache(cfg: TrainConfig, paths: list[str], d: Dist) -> FrameCache:
+    """Every video decoded once into memory (within ``cache_mb``), taking what it can from
+    ``cache_file`` first and (rank 0) writing the file back when it had to decode more."""
+    cache = FrameCache(cfg.cache_mb)
+    if cfg.cache_file and cfg.cache_mb > 0:
+        cache.load(cfg.cache_file, paths)
+    before = len(cache.videos)
+    cache.fill(paths, workers=cfg.workers)
+    if cfg.cache_file and d.main and len(cache.videos) > before:
+        cache.save(cfg.cache_file)
+    return cache
+
+
 def _loaders(cfg: TrainConfig, splits: Splits, spec: ArchSpec, d: Dist, device: torch.device):
     """(sampler, train loader, val loader or None, steps per epoch, frame-cache stats)."""
     scale = (cfg.scale_min or round(cfg.size * 8 / 7), cfg.scale_max or round(cfg.size * 10 / 7))
@@ -288,8 +301,7 @@ def _loaders(cfg: TrainConfig, splits: Splits, spec: ArchSpec, d: Dist, device: 
         raise ValueError(f"scale-min {scale[0]} > scale-max {scale[1]}")
     norm = Norm.of(spec)  # the normalisation the (possibly imported) weights expect
     val_items = splits.val[d.rank::d.world]
-    cache = FrameCache(cfg.cache_mb).fill([it.path for it in splits.train + val_items],
-                                          workers=cfg.workers)
+    cache = _frame_cache(cfg, [it.path for it in splits.train + val_items], d)
     train_ds = ClipDataset(splits.train, frames=cfg.frames, rate=cfg.rate, size=cfg.size,
                            scale=scale, train=True, norm=norm, cache=cache)
     sampler = SeededSampler(train_ds, seed=cfg.seed, num_replicas=d.world, rank=d.rank)

@@ -177,3 +177,33 @@ def test_frame_cache_serves_the_same_clips_within_its_budget(data: Path, tmp_pat
                       cache=FrameCache(64).fill([it.path for it in s.val]))[0][0]
     vb = VideoDataset(s.val, frames=8, rate=2, size=24, num_clips=3)[0][0]
     assert va.shape == vb.shape and (va - vb).abs().mean() < 0.15
+
+
+def test_frame_cache_file_shares_the_decode_and_refuses_what_changed(data: Path, tmp_path: Path):
+    """A cache file gives back exactly the decoded frames; a video whose file changed, one over
+    the budget, or a damaged file is decoded again instead."""
+    import os
+
+    from backend.data.framecache import FrameCache
+    paths = [it.path for it in load_splits(data).train]
+    first = FrameCache(64).fill(paths)
+    file = tmp_path / "frames.npz"
+    first.save(file)
+    again = FrameCache(64)
+    assert again.load(file, paths) == len(paths) == again.stats()["from_file"]
+    for p in paths:
+        a, b = first.videos[p], again.videos[p]
+        assert np.array_equal(a.frames, b.frames) and (a.fps, a.duration) == (b.fps, b.duration)
+    assert FrameCache(64).load(file, paths[:2]) == 2                    # only what is asked for
+    st = os.stat(paths[0])
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))     # the video changed
+    try:
+        changed = FrameCache(64)
+        assert changed.load(file, paths) == len(paths) - 1 and paths[0] not in changed.videos
+    finally:
+        os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    one = first.videos[paths[1]].frames.nbytes / 2**20
+    assert FrameCache(one * 1.5).load(file, paths[1:]) == 1              # the budget holds
+    file.write_bytes(file.read_bytes()[:100])                            # a damaged file
+    assert FrameCache(64).load(file, paths) == 0
+    assert FrameCache(64).load(tmp_path / "missing.npz", paths) == 0

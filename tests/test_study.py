@@ -88,6 +88,11 @@ def test_a_tiny_study_runs_and_writes_the_paper_report(tiny_study):
     for name in ("table2", "fig5", "fig6", "fig7"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in (out / f"{name}.svg").read_bytes()[:2000]
+    # the study decoded its videos once; every run took its frames from that file
+    starts = [json.loads((out / "runs" / r["key"] / "metrics.jsonl").open().readline())
+              for r in doc["results"]]
+    assert doc["frames"]["videos"] > 0 and (out / "frames.npz").is_file()
+    assert all(e["frame_cache"]["from_file"] == doc["frames"]["videos"] for e in starts)
     # a second run of the same study skips the finished runs
     again = run_study(plan("table2", depth=26, width=4, recipe="tiny", seeds=[0, 1],
                            num_classes=3, name="tiny"), doc["data"], out, log=lambda _: None)

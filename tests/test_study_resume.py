@@ -81,11 +81,11 @@ def test_makespan_shares_the_cores_and_the_prediction_counts_steps():
     assert makespan([10, 2], jobs=2, cpus=2) == pytest.approx(10)
     assert makespan([4], jobs=2, cpus=2, started=[6]) == pytest.approx(6)
     st = _plan(seeds=(0, 1))
-    timing = {"train_step_s": 0.5, "eval_clip_s": 0.01}
+    timing = {"train_step_s": 0.5, "eval_clip_s": 0.01, "start_s": 2.0}
     p = predict(st, n_train=20, n_val=6, jobs=1, threads=1, cpus=1,
                 timings={r.label: timing for r in st.runs})
     steps = 2  # tiny: at most 2 steps an epoch; 3 epochs, 3 validations of 6 videos x 1 clip
-    assert p["runs"]["ir-CSN-26_s0"] == pytest.approx(3 * steps * 0.5 + 3 * 6 * 1 * 0.01)
+    assert p["runs"]["ir-CSN-26_s0"] == pytest.approx(2.0 + 3 * steps * 0.5 + 3 * 6 * 1 * 0.01)
     assert p["wall_s"] == pytest.approx(6 * p["runs"]["ir-CSN-26_s0"])
     assert fmt_s(3725) == "1 h 02 min" and fmt_s(245) == "4 min 05 s" and fmt_s(None) == "?"
 

@@ -5,12 +5,19 @@ start by time, short side scaled, crop; the resize is torch's bilinear instead o
 A memory budget bounds the cache; videos beyond it are decoded per clip as before, and a
 video that cannot be decoded is left out (its clips then fail as usual, and are counted).
 DataLoader workers forked after :meth:`FrameCache.fill` share the frames copy-on-write.
+Runs on the same data (a study's seeds and models) share one decode through a cache file:
+:meth:`FrameCache.save` writes the frames, :meth:`FrameCache.load` takes back those whose video
+file is unchanged (same size and modification time).
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -64,6 +71,7 @@ class FrameCache:
         self.videos: dict[str, CachedVideo] = {}
         self.bytes = 0
         self.skipped = 0  # videos left to per-clip decoding (over budget)
+        self.from_file = 0  # videos taken from a cache file by :meth:`load`
 
     def get(self, path: str) -> CachedVideo | None:
         return self.videos.get(path)
@@ -91,7 +99,71 @@ class FrameCache:
 
     def stats(self) -> dict[str, float]:
         return {"videos": len(self.videos), "decoded_per_clip": self.skipped,
-                "mb": round(self.bytes / 2**20, 1), "budget_mb": self.budget >> 20}
+                "mb": round(self.bytes / 2**20, 1), "budget_mb": self.budget >> 20,
+                "from_file": self.from_file}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write every cached video to ``path`` (an uncompressed .npz with a JSON index of each
+        video's file size and modification time); through a temporary name and a rename, so
+        runs writing or reading the same file at once never see half of it."""
+        path = Path(path)
+        index, arrays = [], {}
+        for i, (video_path, v) in enumerate(self.videos.items()):
+            st = os.stat(video_path)
+            index.append({"path": video_path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                          "fps": v.fps, "duration": v.duration, "array": f"v{i}"})
+            arrays[f"v{i}"] = v.frames
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, index=np.frombuffer(json.dumps(index).encode(), np.uint8), **arrays)
+        os.replace(tmp, path)
+
+    def load(self, path: str | os.PathLike, paths: Sequence[str]) -> int:
+        """Take from the cache file ``path`` the videos of ``paths`` whose file is unchanged,
+        within the budget; how many were taken. A missing or unreadable file takes none (the
+        videos are then decoded as usual)."""
+        wanted = set(paths) - set(self.videos)
+        if not os.path.isfile(path):
+            return 0
+        try:
+            with zipfile.ZipFile(path) as z:
+                index = _read_member(z, "index", 2**26)
+                if index is None:
+                    raise ValueError("index too large")
+                index = json.loads(index.tobytes())
+                taken = sum(self._take(z, entry) for entry in index if entry.get("path") in wanted)
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            log.warning("frame cache file %s not used (%s); decoding the videos", path,
+                        type(e).__name__)
+            return 0
+        self.from_file += taken
+        return taken
+
+    def _take(self, z: zipfile.ZipFile, entry: dict) -> bool:
+        """One indexed video into the cache when its file is unchanged and it fits the budget."""
+        try:
+            st = os.stat(entry["path"])
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns) != (entry["size"], entry["mtime_ns"]):
+            return False
+        frames = _read_member(z, entry["array"], self.budget - self.bytes)
+        if frames is None or frames.dtype != np.uint8 or frames.ndim != 4:
+            return False
+        self.videos[entry["path"]] = CachedVideo(frames, float(entry["fps"]),
+                                                 float(entry["duration"]))
+        self.bytes += frames.nbytes
+        return True
+
+
+def _read_member(z: zipfile.ZipFile, name: str, max_bytes: int) -> np.ndarray | None:
+    """The array ``name`` of an .npz, or None when it is larger than ``max_bytes`` (checked
+    before reading; never unpickles)."""
+    info = z.getinfo(f"{name}.npy")
+    if info.file_size > max_bytes:
+        return None
+    with z.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _one_thread(_: int) -> None:

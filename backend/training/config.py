@@ -19,8 +19,9 @@ from typing import Any
 
 #: Events of ``RUN_DIR/metrics.jsonl``, in the order a run writes them (docs/contracts.md).
 EVENTS = ("start", "step", "epoch", "checkpoint", "end")
-#: Fields the worker sets from the run row: a run's hyper-parameters can never set them.
-WORKER_OWNED = ("out", "data", "arch", "resume")
+#: Fields a run's hyper-parameters can never set: the worker sets them from the run row (or
+#: leaves them at their defaults).
+WORKER_OWNED = ("out", "data", "arch", "resume", "cache_file")
 
 
 def knob(default: Any, help: str = "", **cli: Any) -> Any:
@@ -69,6 +70,10 @@ class TrainConfig:
     prefetch: int = knob(2, "batches prefetched per worker")
     cache_mb: float = knob(1024, "decode each video once into memory up to this many MB; videos "
                            "beyond it are decoded per clip; 0: never cache")
+    cache_file: str | None = knob(None, "share the decoded frames between runs on the same data "
+                                  "through this file: read what matches, write it when more "
+                                  "was decoded (set by the worker or a study, never a queued "
+                                  "hyper-parameter)")
     keep_last: int = knob(3, "checkpoints kept (0: all)")
     resume: bool = knob(False, "continue from RUN_DIR's newest checkpoint")
     finetune_from: str | None = knob(None, "start from these weights; a new head if classes differ",

@@ -197,8 +197,9 @@ class Monitor:
 # --- prediction ------------------------------------------------------------------------------
 def calibrate(specs: dict[str, dict[str, Any]], batch: int, eval_clips: int, threads: int = 1,
               steps: int = 3, optimizer: str = "adamw") -> dict[str, dict[str, float]]:
-    """Per label: seconds per train step (``batch`` clips, forward + backward + update) and per
-    eval clip (forward), timed on random clips after one warm-up step, ``threads`` threads."""
+    """Per label: seconds per train step (``batch`` clips cut from cached frames, forward +
+    backward + update) and per eval clip (cut + forward), timed after one warm-up step,
+    ``threads`` threads; ``start_s``: the CPU time of starting a run's process (imports)."""
     from dataclasses import replace
 
     import torch
@@ -207,10 +208,13 @@ def calibrate(specs: dict[str, dict[str, Any]], batch: int, eval_clips: int, thr
 
     saved = torch.get_num_threads()
     settings = replace(training_settings(torch.device("cpu"), "none"), threads=threads)
+    start_s = _start_cpu_s()
     out = {}
     try:
+        set_threads(threads)
         for label, spec_d in specs.items():
             spec = ArchSpec.from_dict(spec_d)
+            cut_s = _clip_cut_s(spec.frames, spec.height)
             model = prepare_model(build_model(spec), torch.device("cpu"), train=True,
                                   settings=settings)
             opt = (torch.optim.AdamW if optimizer == "adamw" else torch.optim.SGD)(
@@ -232,20 +236,54 @@ def calibrate(specs: dict[str, dict[str, Any]], batch: int, eval_clips: int, thr
                 t = time.perf_counter()
                 model(xe)
                 eval_s = (time.perf_counter() - t) / len(xe)
-            out[label] = {"train_step_s": min(times[1:]), "eval_clip_s": eval_s}
+            out[label] = {"train_step_s": min(times[1:]) + batch * cut_s,
+                          "eval_clip_s": eval_s + cut_s, "start_s": start_s}
     finally:
         set_threads(saved)
     return out
 
 
+def _clip_cut_s(frames: int, size: int, n: int = 64) -> float:
+    """Seconds to cut one jittered training clip from cached frames (the data pipeline of a
+    cached dataset), on a random video of ``size`` pixels."""
+    import numpy as np
+
+    from backend.data.framecache import CachedVideo, cached_train_clip
+    from backend.data.video import ClipTransform
+    rng = np.random.default_rng(0)
+    video = CachedVideo(rng.integers(0, 256, (4 * frames, size, size, 3), dtype=np.uint8), 8.0,
+                        4 * frames / 8.0)
+    transform = ClipTransform(size=size, train=True)
+    cached_train_clip(video, transform, frames=frames, rate=2, rng=rng)
+    t = time.perf_counter()
+    for _ in range(n):
+        cached_train_clip(video, transform, frames=frames, rate=2, rng=rng)
+    return (time.perf_counter() - t) / n
+
+
+def _start_cpu_s() -> float:
+    """CPU seconds a fresh interpreter takes to import the trainer (each run's process pays
+    it once; a run also loads the frames file, which is fast)."""
+    import resource
+    import subprocess
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", "import backend.train"], check=False, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def run_cpu_s(recipe: dict[str, Any], timing: dict[str, float], n_train: int, n_val: int) -> float:
-    """One run's predicted CPU-seconds at full speed: epochs x steps x step time, plus its
-    validations (every ``eval_every`` epochs and the last) x videos x clips x clip time."""
+    """One run's predicted CPU-seconds at full speed: its start, epochs x steps x step time,
+    plus its validations (every ``eval_every`` epochs and the last) x videos x clips x clip
+    time."""
     epochs = recipe.get("epochs", 45)
     steps = math.ceil(n_train / recipe.get("batch_size", 8))
     steps = min(steps, recipe.get("max_steps_per_epoch") or steps)
     evals = epochs // recipe.get("eval_every", 1) + (epochs % recipe.get("eval_every", 1) != 0)
-    return (epochs * steps * timing["train_step_s"]
+    return (timing.get("start_s", 0.0) + epochs * steps * timing["train_step_s"]
             + evals * n_val * recipe.get("eval_clips", 10) * timing["eval_clip_s"])
 
 
