@@ -36,10 +36,10 @@ from backend.training.progress import default_jobs  # noqa: F401 - re-exported
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {"optimizer": "sgd", "epochs": 45, "batch_size": 8, "frames": 8, "rate": 2,
               "size": 112, "eval_clips": 10, "pool1": True},
-    "quick": {"optimizer": "adamw", "lr": 1.5e-3, "epochs": 120, "warmup_epochs": 1,
-              "batch_size": 8, "frames": 8, "rate": 2, "size": 32, "eval_clips": 2,
+    "quick": {"optimizer": "adamw", "lr": 6e-3, "epochs": 14, "warmup_epochs": 1,
+              "batch_size": 32, "frames": 8, "rate": 2, "size": 32, "eval_clips": 2,
               "eval_every": 4, "weight_decay": 1e-4, "pool1": False, "input_centre": "temporal",
-              "workers": 1},
+              "workers": 0},
     "tiny": {"optimizer": "adamw", "lr": 1e-3, "epochs": 1, "batch_size": 4, "frames": 8,
              "rate": 2, "size": 32, "eval_clips": 1, "max_steps_per_epoch": 2, "pool1": False,
              "workers": 0, "log_every": 1},
@@ -48,6 +48,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 SPEC_KNOBS = ("pool1", "input_centre")
 #: the decoded frames every run of a study shares (``TrainConfig.cache_file``)
 FRAMES_FILE = "frames.npz"
+#: how many of a study's runs are training now (``ShareCores``)
+IN_FLIGHT_FILE = ".in_flight"
 FAMILY_LABEL = {"resnet3d": "ResNet3D", "ir-csn": "ir-CSN", "ip-csn": "ip-CSN"}
 
 
@@ -230,6 +232,35 @@ def prepare_run_dir(study: Study, out: Path, run: PlannedRun) -> bool:
     return True
 
 
+def write_in_flight(out: Path, runs: int) -> None:
+    """Tell the study's runs how many of them are training (``IN_FLIGHT_FILE``)."""
+    tmp = out / f".{IN_FLIGHT_FILE}.tmp"
+    tmp.write_text(str(max(runs, 0)))
+    os.replace(tmp, out / IN_FLIGHT_FILE)
+
+
+class ShareCores:
+    """A run's event callback: when fewer runs are training than there are cores (the study's
+    tail), this run takes ``cores // runs`` threads instead of leaving cores idle; read from
+    ``out/IN_FLIGHT_FILE``, which the study rewrites as runs finish."""
+
+    def __init__(self, out: Path, threads: int, cpus: int | None = None):
+        self.path, self.threads = out / IN_FLIGHT_FILE, threads
+        self.cpus, self.seen = cpus or os.cpu_count() or 1, None
+
+    def __call__(self, _event: dict[str, Any]) -> None:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+            if stamp == self.seen:
+                return
+            self.seen = stamp
+            runs = int(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        from backend.csn.perf import set_threads
+        set_threads(max(self.threads, self.cpus // max(runs, 1)))
+
+
 def run_one(study: Study, run: PlannedRun, data: str, out: Path,
             threads: int | None = None, resume: bool = False) -> dict[str, Any]:
     """Train one planned run in this process (``resume``: from its newest checkpoint); its
@@ -243,7 +274,8 @@ def run_one(study: Study, run: PlannedRun, data: str, out: Path,
     rec: dict[str, Any] = {"key": run.key, "label": run.label, "seed": run.seed,
                            "load_before": list(os.getloadavg()), "resumed": resume}
     try:
-        train(cfg)
+        train(cfg, callback=ShareCores(out, threads or 1) if (out / IN_FLIGHT_FILE).is_file()
+              else None)
         epochs = [e for e in _events(run_dir) if e["event"] == "epoch"]
         val = [e for e in epochs if e["split"] == "val"]
         train_m = [e for e in epochs if e["split"] == "train"]
@@ -253,27 +285,55 @@ def run_one(study: Study, run: PlannedRun, data: str, out: Path,
                    train_clip_top1=train_m[-1]["metrics"].get("clip_top1") if train_m else None)
     except Exception as e:  # noqa: BLE001 - one failed run does not end the study
         rec.update(status="failed", error=f"{type(e).__name__}: {e}")
-    rec.update(wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
+    rec.update(started_at=t0, wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_s() - c0, 1),
                load_after=list(os.getloadavg()), history=_history(_events(run_dir)))
     return rec
 
 
-def share_frames(study: Study, data: str, out: Path, workers: int) -> dict[str, Any]:
+def share_frames(study: Study, data: str, out: Path,
+                 workers: int) -> tuple[dict[str, Any], int, int]:
     """Decode the study's videos once into ``out/FRAMES_FILE``, which every run reads instead
-    of decoding them again (measured: 7.8 CPU-s a run for 1 440 videos at 32x32)."""
+    of decoding them again (measured: 7.8 CPU-s a run for 1 440 videos at 32x32); the cache's
+    stats and the train / held-out video counts."""
     from backend.data.datasets import load_splits
     from backend.data.framecache import FrameCache
     splits = load_splits(data)
     paths = [it.path for it in splits.train + splits.val]
     cache = FrameCache(study.recipe.get("cache_mb", 1024))
-    if cache.budget <= 0:
-        return cache.stats()
-    cache.load(out / FRAMES_FILE, paths)
-    before = len(cache.videos)
-    cache.fill(paths, workers=workers)
-    if len(cache.videos) > before:
-        cache.save(out / FRAMES_FILE)
-    return cache.stats()
+    if cache.budget > 0:
+        cache.load(out / FRAMES_FILE, paths)
+        before = len(cache.videos)
+        cache.fill(paths, workers=workers)
+        if len(cache.videos) > before:
+            cache.save(out / FRAMES_FILE)
+    return cache.stats(), len(splits.train), len(splits.val)
+
+
+def _longest_first(study: Study, todo: list[PlannedRun], n_train: int, n_val: int, jobs: int,
+                   threads: int, doc: dict[str, Any], log: Callable[[str], None]) -> list[PlannedRun]:
+    """``todo`` with the longest predicted runs first (so that the short ones fill the tail),
+    the prediction recorded in ``doc["predicted"]``."""
+    from backend.training.progress import describe, predict
+    p = predict(replace(study, runs=todo), n_train, n_val, jobs=jobs, threads=threads)
+    doc["predicted"] = {"wall_s": round(p["wall_s"], 1), "cpu_s": round(p["cpu_s"], 1),
+                        "runs": {k: round(v, 1) for k, v in p["runs"].items()},
+                        "load": p["load"]}
+    log(describe(p, len(todo), "measured here"))
+    return sorted(todo, key=lambda r: -p["runs"][r.key])
+
+
+def idle_core_s(results: list[dict[str, Any]], t0: float, t1: float, threads: int,
+                cpus: int) -> float:
+    """Core-seconds left idle between ``t0`` and ``t1`` by the runs that trained then (each
+    busy ``threads`` cores from its start to its end): what a better schedule could win."""
+    spans = [(r["started_at"], r["started_at"] + r["wall_s"]) for r in results
+             if r.get("started_at") and r.get("wall_s") and r["started_at"] >= t0 - 1]
+    edges = sorted({t0, t1, *(min(max(t, t0), t1) for span in spans for t in span)})
+    idle = 0.0
+    for a, b in zip(edges, edges[1:]):
+        busy = threads * sum(1 for s, e in spans if s <= a and e >= b)
+        idle += (b - a) * max(0, cpus - busy)
+    return idle
 
 
 def _cpu_s() -> float:
@@ -283,12 +343,14 @@ def _cpu_s() -> float:
 
 def run_study(study: Study, data: str, out: Path, threads: int | None = None,
               log: Callable[[str], None] = print, only: list[str] | None = None,
-              jobs: int | None = None, tty: bool | None = None) -> dict[str, Any]:
+              jobs: int | None = None, tty: bool | None = None,
+              predict_first: bool = False) -> dict[str, Any]:
     """Train every run (or those labelled ``only``), ``jobs`` at a time in worker processes
     (default :func:`default_jobs`, each with cores/jobs threads), skipping those already in
     ``out/study.json`` and resuming interrupted ones from their checkpoints; progress lines as
     they train (:class:`~backend.training.progress.Monitor`); the result JSON after each run and
-    the report at the end."""
+    the report at the end. ``predict_first``: time the models first, record the predicted wall
+    time beside the actual one and train the longest runs first."""
     from backend.training.progress import Monitor
     from backend.training.report import write_report
     out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +367,10 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
     path.write_text(json.dumps(doc, indent=1))      # --resume DIR works from the start
     t0 = time.time()
     if todo:
-        doc["frames"] = share_frames(study, data, out, workers=min(jobs, os.cpu_count() or 1))
+        doc["frames"], n_train, n_val = share_frames(study, data, out,
+                                                     workers=min(jobs, os.cpu_count() or 1))
+        if predict_first:
+            todo = _longest_first(study, todo, n_train, n_val, jobs, threads, doc, log)
     monitor = Monitor([r.key for r in todo], {r.key: r.label for r in study.runs}, out, jobs,
                       os.cpu_count() or 1, log=log, tty=tty)
 
@@ -324,6 +389,7 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
                                        if any(resume.values()) else ""))
     with monitor:
         if jobs == 1:
+            (out / IN_FLIGHT_FILE).unlink(missing_ok=True)
             for run in todo:
                 finished(run_one(study, run, data, out, threads, resume[run.key]))
         else:
@@ -331,6 +397,8 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
     order = {run.key: i for i, run in enumerate(study.runs)}
     doc["results"].sort(key=lambda r: order.get(r["key"], 0))     # plan order, not finish order
     doc["wall_s"] = round(time.time() - t0, 1)
+    doc["idle_core_s"] = round(idle_core_s(doc["results"], t0, time.time(), threads,
+                                           os.cpu_count() or 1), 1)
     doc["wall_s_total"] = round(old.get("wall_s_total", old.get("wall_s", 0.0)) + doc["wall_s"], 1)
     path.write_text(json.dumps(doc, indent=1))
     write_report(doc, out)
@@ -343,15 +411,21 @@ def _run_parallel(study: Study, todo: list[PlannedRun], data: str, out: Path, th
     """``run_one`` for each run in a pool of ``jobs`` fresh (spawned) processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    cpus = os.cpu_count() or 1
+    # numba may grow to every core at the study's tail (ShareCores); torch starts at threads
+    env = {"NUMBA_NUM_THREADS": str(max(threads, cpus)), "OMP_NUM_THREADS": str(threads)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)   # read by the spawned workers at import
+    left = len(todo)
+    write_in_flight(out, min(jobs, left))
     try:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_one, study, run, data, out, threads, resume[run.key]): run
                        for run in todo}
             for fut in as_completed(futures):
                 run = futures[fut]
+                left -= 1
+                write_in_flight(out, min(jobs, left))
                 try:
                     finished(fut.result())
                 except Exception as e:  # noqa: BLE001 - a worker process died
@@ -398,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run: continue the study in DIR (its study.json): finished runs are kept, "
                         "interrupted ones resume from their checkpoints, --seeds adds seeds")
     p.add_argument("--predict", action=argparse.BooleanOptionalAction, default=True,
-                   help="plan: predict the wall time from a few timed steps of each model")
+                   help="predict the wall time from a few timed steps of each model (run: "
+                        "recorded beside the actual time, and the longest runs go first)")
     p.add_argument("--videos", default=None, metavar="TRAIN,VAL",
                    help="plan: video counts for the prediction (default: counted in --data)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
@@ -521,8 +596,8 @@ def _run_cmd(a: argparse.Namespace) -> int:
         raise ValueError("run needs --data DIR")
     print(_plan_text(study), flush=True)
     doc = run_study(study, data, out, a.threads, only=a.only.split(",") if a.only else None,
-                    jobs=a.jobs, log=lambda line: print(line, flush=True))
-    print(f"study done in {doc['wall_s']} s; results in {out}")
+                    jobs=a.jobs, log=lambda line: print(line, flush=True), predict_first=a.predict)
+    print(f"study done in {doc['wall_s']} s ({doc['idle_core_s']} core-s idle); results in {out}")
     return 0 if all(r["status"] == "succeeded" for r in doc["results"]) else 1
 
 

@@ -67,9 +67,29 @@ def tiny_study(tmp_path_factory):
     return run_study(st, str(data), out, threads=1, log=lambda _: None), out
 
 
-def test_runs_train_in_parallel_processes_up_to_one_more_than_the_cores():
-    assert [default_jobs(n, cpus=2) for n in (0, 1, 3, 13)] == [1, 1, 3, 3]
+def test_runs_train_one_a_core_and_the_tail_takes_the_cores_left():
+    assert [default_jobs(n, cpus=2) for n in (0, 1, 3, 13)] == [1, 1, 2, 2]
     assert default_jobs(3, cpus=16) == 3
+
+
+def test_a_run_takes_the_cores_that_finished_runs_left(tmp_path):
+    import torch
+
+    from backend.study import ShareCores, write_in_flight
+    saved = torch.get_num_threads()
+    share = ShareCores(tmp_path, threads=1, cpus=2)
+    try:
+        write_in_flight(tmp_path, 2)
+        share({})
+        assert torch.get_num_threads() == 1
+        write_in_flight(tmp_path, 1)          # the other run finished: this one takes both cores
+        share({})
+        assert torch.get_num_threads() == 2
+        (tmp_path / ".in_flight").write_text("garbage")
+        share({})                             # unreadable: left as it is
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_a_tiny_study_runs_and_writes_the_paper_report(tiny_study):

@@ -9,7 +9,7 @@ import pytest
 
 import backend.train as train_mod
 from backend.study import RECIPES, main, plan, run_study
-from backend.training.progress import fmt_s, makespan, predict
+from backend.training.progress import fmt_s, makespan, predict, speed
 from tests.helpers.motion_data import make_dataset
 
 RECIPE = {**RECIPES["tiny"], "epochs": 3, "eval_every": 1}
@@ -78,8 +78,9 @@ def test_progress_lines_off_a_terminal_then_resume_and_add_seeds(data, tmp_path,
 def test_makespan_shares_the_cores_and_the_prediction_counts_steps():
     assert makespan([10, 10, 10], jobs=3, cpus=2) == pytest.approx(15)    # 30 CPU-s on 2 cores
     assert makespan([10, 10, 10], jobs=1, cpus=2) == pytest.approx(30)
-    assert makespan([10, 2], jobs=2, cpus=2) == pytest.approx(10)
-    assert makespan([4], jobs=2, cpus=2, started=[6]) == pytest.approx(6)
+    assert makespan([10, 2], jobs=2, cpus=2) == pytest.approx(2 + 8 / speed(2))  # tail: 2 cores
+    assert makespan([4], jobs=2, cpus=2, started=[6]) == pytest.approx(4 + 2 / speed(2))
+    assert speed(2) == pytest.approx(1.65) and speed(1) == 1
     st = _plan(seeds=(0, 1))
     timing = {"train_step_s": 0.5, "eval_clip_s": 0.01, "start_s": 2.0}
     p = predict(st, n_train=20, n_val=6, jobs=1, threads=1, cpus=1,
@@ -109,3 +110,12 @@ def test_fig67_quick_is_the_fig67_sweep_at_8_blocks_width_16_and_plans_with_a_pr
     timing = {"train_step_s": 0.1, "eval_clip_s": 0.001}
     p = predict(st, 336, 144, jobs=3, threads=1, cpus=2, timings={r.label: timing for r in st.runs})
     assert p["wall_s"] == pytest.approx(sum(p["runs"].values()) / 2)   # 2 cores kept busy
+
+
+def test_idle_core_seconds_count_the_cores_no_run_used():
+    from backend.study import idle_core_s
+    runs = [{"started_at": 100, "wall_s": 10}, {"started_at": 100, "wall_s": 4},
+            {"started_at": 104, "wall_s": 4}, {"started_at": 50, "wall_s": 5}]   # last: before t0
+    assert idle_core_s(runs, 100, 110, threads=1, cpus=2) == pytest.approx(2)   # 108-110: one run
+    assert idle_core_s(runs, 100, 112, threads=1, cpus=2) == pytest.approx(6)   # + 2 s of nothing
+    assert idle_core_s(runs[:1], 100, 110, threads=2, cpus=2) == pytest.approx(0)

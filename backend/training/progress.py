@@ -32,22 +32,36 @@ def fmt_s(seconds: float | None) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
+#: speed gained per extra thread of one run (measured on the quick study's models at batch
+#: 32: 2 threads train 1.60-1.73x as fast as 1; ``bench/bench_study.py``)
+THREAD_GAIN = 0.65
+
+
+def speed(threads: int, base: int = 1) -> float:
+    """A run's speed on ``threads`` threads relative to ``base`` threads."""
+    return (1 + THREAD_GAIN * (threads - 1)) / (1 + THREAD_GAIN * (base - 1))
+
+
 def makespan(works: list[float], jobs: int, cpus: int, threads: int = 1,
              started: list[float] | None = None) -> float:
-    """Wall seconds to finish ``works`` (each in CPU-seconds of ``threads`` threads at full
-    speed), ``jobs`` at a time in list order, with ``cpus`` cores shared equally by the runs in
-    flight (each at most ``threads`` cores). ``started``: remaining work of runs already in
-    flight, which keep their slots."""
+    """Wall seconds to finish ``works`` (each in seconds of one run alone on ``threads``
+    threads), ``jobs`` at a time in list order, with ``cpus`` cores shared equally by the runs
+    in flight; when fewer runs than cores are left of a parallel study, each takes ``cpus //
+    runs`` threads (the study's tail: :class:`backend.study.ShareCores`). ``started``: remaining work of runs
+    already in flight, which keep their slots."""
     pending = list(works)
     active = list(started or [])
     while len(active) < jobs and pending:
         active.append(pending.pop(0))
     wall = 0.0
     while active:
-        speed = min(1.0, cpus / (threads * len(active)))    # fraction of full speed per run
-        step = min(active) / speed
+        if threads * len(active) >= cpus or jobs == 1:
+            rate = min(1.0, cpus / (threads * len(active)))   # time-shared cores
+        else:                                                 # the tail takes the free cores
+            rate = speed(max(threads, cpus // len(active)), threads)
+        step = min(active) / rate
         wall += step
-        active = [w - step * speed for w in active]
+        active = [w - step * rate for w in active]
         active = [w for w in active if w > 1e-9]
         while len(active) < jobs and pending:
             active.append(pending.pop(0))
@@ -288,10 +302,10 @@ def run_cpu_s(recipe: dict[str, Any], timing: dict[str, float], n_train: int, n_
 
 
 def default_jobs(pending: int, cpus: int | None = None) -> int:
-    """Runs trained at once: all of them up to one more than the cores, so that no run is
-    left training alone on an idle machine at the end (measured: 3 one-thread runs on 2 cores
-    finish the quick study sooner than 2 at a time)."""
-    return max(1, min(pending, (cpus or os.cpu_count() or 1) + 1))
+    """Runs trained at once: one a core (measured: three one-thread runs time-sharing 2 cores
+    cost 11 % more CPU each than two); the cores a finished run leaves at the end go to the
+    runs still training (:class:`backend.study.ShareCores`)."""
+    return max(1, min(pending, cpus or os.cpu_count() or 1))
 
 
 def predict(study: Any, n_train: int, n_val: int, jobs: int | None = None,

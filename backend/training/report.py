@@ -134,22 +134,27 @@ RUN_COLUMNS = ("run", "model", "seed", "video@1 (%)", "held-out n", "Wilson low 
                "Wilson high (%)")
 PAIR_COLUMNS = ("A", "B", "shared seeds", "A - B (pts)", "low (pts)", "high (pts)", "verdict")
 STATS_NOTE = ("video@1: mean over seeds ± the 95 % Student t interval (t(0.975, n-1) · s/√n; "
-              "— with one seed); binomial ±: mean half-width of the runs' 95 % Wilson intervals "
+              "— with one seed); seed std: s, the sample standard deviation over seeds (n-1); "
+              "binomial ±: mean half-width of the runs' 95 % Wilson intervals "
               "on their held-out videos; paired A - B: mean over shared seeds ± the paired t "
               "interval, \"within noise\" when it includes 0")
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, column: str = "") -> str:
+    """A value as text: percentages and points with 2 decimals, other small numbers with 4
+    significant digits."""
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
+        if column.endswith(("(%)", "(pts)")) or abs(v) >= 1:
+            return f"{v:.2f}"
+        return f"{v:.4g}"
     return str(v)
 
 
 def display_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows as strings ("—" for what cannot be said): one type per column for a table widget."""
-    return [{c: (_cell(r.get(c)) or "—") for c in columns} for r in rows]
+    return [{c: (_cell(r.get(c), c) or "—") for c in columns} for r in rows]
 
 
 def table_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
@@ -157,7 +162,7 @@ def table_csv(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) ->
     w = csv.writer(buf)
     w.writerow(columns)
     for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
+        w.writerow([_cell(r.get(c), c) for c in columns])
     return buf.getvalue()
 
 
@@ -177,17 +182,18 @@ def table_markdown(rows: list[dict[str, Any]], doc: dict[str, Any] | None = None
             return f"{r['video@1 (%)']:.1f} (± —, 1 seed)"
         return f"{r['video@1 (%)']:.1f} ± {r['± 95% CI (%)']:.1f}"
     has_paper = any("paper flops" in r for r in rows)
-    head = ("| model | MAdds (G) | params (M) | interactions (G) | video@1 (%) | seeds "
-            "| binomial ± (%) |")
-    sep = "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    head = ("| model | MAdds (G) | params (M) | interactions (G) | video@1 (%) | seed std (pts) "
+            "| seeds | binomial ± (%) |")
+    sep = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     if has_paper:
         head += " paper: GFLOPs / M params / G inter. / video@1 (Kinetics) |"
         sep += " --- |"
     lines = [head, sep]
     for r in rows:
         binom = "—" if r["binomial ± (%)"] is None else f"{r['binomial ± (%)']:.1f}"
+        std = "—" if r["std (%)"] is None else f"{r['std (%)']:.1f}"
         line = (f"| {r['model']} | {r['MAdds (G)']:.4f} | {r['params (M)']:.3f} | "
-                f"{r['interactions (G)']:.5f} | {acc(r)} | {r['seeds']} | {binom} |")
+                f"{r['interactions (G)']:.5f} | {acc(r)} | {std} | {r['seeds']} | {binom} |")
         if has_paper:
             p = " / ".join(r.get(f"paper {k}", "—") for k in ("flops", "params", "interactions",
                                                                "video_top1"))
