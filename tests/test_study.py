@@ -108,6 +108,10 @@ def test_a_tiny_study_runs_and_writes_the_paper_report(tiny_study):
     for name in ("table2", "fig5", "fig6", "fig7"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert b"<svg" in (out / f"{name}.svg").read_bytes()[:2000]
+    # Figure 5 compares two models (as the paper's), not two seeds of one
+    from backend.training.report import figure5
+    labels = figure5(doc).axes[0].get_legend_handles_labels()[1]
+    assert {name.rsplit(" ", 2)[0] for name in labels} == {"ResNet3D-26", "ir-CSN-26"}
     # the study decoded its videos once; every run took its frames from that file
     starts = [json.loads((out / "runs" / r["key"] / "metrics.jsonl").open().readline())
               for r in doc["results"]]

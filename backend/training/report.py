@@ -249,18 +249,22 @@ def _plt():
 
 def figure5(doc: dict[str, Any], keys: list[str] | None = None):
     """Train (clip) and val (video) error over iterations for two runs (default: the first
-    two with a history)."""
+    two models with a history, at the first one's seed, as the paper compares two models)."""
     plt = _plt()
     res = [r for r in doc["results"] if r.get("history", {}).get("train_error")]
     if keys:
         res = [r for r in res if r["key"] in keys] or res
+    elif res:
+        same_seed = [r for r in res if r["seed"] == res[0]["seed"]]
+        res = list({r["label"]: r for r in reversed(same_seed)}.values())[::-1]
     fig, ax = plt.subplots(figsize=(6, 4))
     for r, color in zip(res[:2], ("tab:blue", "tab:red")):
         for kind, style in (("train_error", "--"), ("val_error", "-")):
             pts = r["history"].get(kind) or []
             if pts:
                 ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], style, color=color,
-                        marker="o", ms=3, label=f"{r['label']} {kind.split('_')[0]}")
+                        marker="o", ms=3,
+                        label=f"{r['label']} s{r['seed']} {kind.split('_')[0]}")
     ax.set_xlabel("iterations")
     ax.set_ylabel("error (%)")
     ax.set_title("Figure 5: train (clip) vs val (video) error")
