@@ -15,6 +15,11 @@ Outputs (docs/contracts.md): ``RUN_DIR/metrics.jsonl`` (one event per line, flus
 ``--resume`` continues from the newest checkpoint and reproduces the metrics an
 uninterrupted run would have had: the data order and jitter depend only on (seed, epoch,
 index), and model, optimiser, scheduler and RNG states are restored.
+
+One module of ~600 lines on purpose: the loop, its setup (data, model, optimiser) and its
+exit contract (signals, ``outcome.json``, exit codes) change together and are read together;
+the settings and their flags live in :mod:`backend.training.config`, checkpoints in
+:mod:`backend.training.checkpoint`, evaluation in :mod:`backend.evaluate`.
 """
 from __future__ import annotations
 
