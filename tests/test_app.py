@@ -177,6 +177,19 @@ def test_pool2_recounts_and_normalisation_is_shown():
     assert after["Multiply-adds"] != mid["Multiply-adds"]
 
 
+def test_input_centre_is_a_builder_control():
+    """A loaded spec's input centring shows on the form, and the form's choice is the spec's."""
+    at = _app()
+    assert at.selectbox(key="bld_input_centre").value == "none"
+    spec = preset("ir-csn-26", input_centre="temporal")
+    at.file_uploader(key="builder_upload").upload(
+        "c.json", spec.to_json().encode(), "application/json").run()
+    assert at.selectbox(key="bld_input_centre").value == "temporal"
+    assert at.session_state["builder_spec"]["input_centre"] == "temporal"
+    at.selectbox(key="bld_input_centre").set_value("none").run()
+    assert not at.exception and at.session_state["builder_spec"]["input_centre"] == "none"
+
+
 def test_uploaded_spec_loads_and_bad_json_is_reported():
     at = _app()
     spec = preset("ip-csn-50")
