@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.state import fmt_count, fmt_delta
+from app.formatting import fmt_count, fmt_delta
 from backend.csn import SpecError, preset
 from backend.csn.explore import default_baseline, error_field
 

@@ -14,8 +14,9 @@ from app.builder_form import (CLIP_FORM, HEAD_POOL, STAGE_FORM, canonical, edite
                               form_to_spec, reshown_defaults, spec_to_form, stage_field_shown,
                               ui_message)
 from app.views import profile_tab
-from app.state import (BUILDER_SPEC, FORM_PREFIX, fmt_count, fmt_delta, jobs_api, load_design,
-                       remember_design, save_architecture)
+from app.formatting import fmt_count, fmt_delta
+from app.queue_access import jobs_api, save_architecture
+from app.session import BUILDER_SPEC, FORM_PREFIX, load_design, remember_design
 from backend.csn import explore
 from backend.csn import UNITS, ArchSpec, SpecError, count, list_presets, preset
 from backend.csn.bounds import MAX_JSON_BYTES
