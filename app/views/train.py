@@ -12,13 +12,12 @@ from app.queue_access import require_jobs_api, worker_rows
 from app.session import BUILDER_SPEC, load_design
 from backend.csn import ArchSpec, SpecError, count, list_presets, preset
 from backend.csn.describe import describe_preset
-from backend.paths import data_roots
+from backend.paths import data_dir, data_roots
 
 ss = st.session_state
 st.title("Train")
 api = require_jobs_api("Training")
 
-from db.config import data_dir  # noqa: E402  (db is there whenever jobs is)
 
 try:
     ws = api.worker_status()
