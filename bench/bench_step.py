@@ -12,7 +12,8 @@
    speed-up of ir-CSN-50 over ResNet3D-50 beside their FLOP ratio (``backend.csn.count``).
 2. Inference (batch 1, no_grad, eval), clips/s, ir-CSN-152 at 8x224x224 and 32x224x224
    (``--quick``: 8 frames only).
-3. Contended (``--contended``, ``--contended-only``; ``bench/_contention.py``): the ir-CSN-50
+3. Contended (``--contended``, ``--contended-only``; ``bench/_contention.py``, which also holds
+   the train-step variants and the interleaved timing used here): the ir-CSN-50
    step alone and beside another 2-thread training process, per ``OMP_WAIT_POLICY``, and the
    profiler's overhead.
 Repetitions are interleaved across variants; times are best-of (the machine is shared).
@@ -20,9 +21,7 @@ Repetitions are interleaved across variants; times are best-of (the machine is s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,49 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from backend.csn import build_model, count, preset  # noqa: E402
-from backend.csn.ops import set_depthwise_impl  # noqa: E402
-from backend.csn.perf import (PerfSettings, cpu_native_precisions, prepare_input,  # noqa: E402
-                              prepare_model, recommended_settings)
+from backend.csn import count, preset  # noqa: E402
+from backend.csn.perf import PerfSettings, cpu_native_precisions, prepare_input  # noqa: E402
 
-
-def make(name: str, variant: str, frames: int, size: int, train: bool):
-    """(model, settings or None, autocast dtype or None) for one variant."""
-    spec = preset(name, frames=frames, height=size, width=size)
-    set_depthwise_impl("native" if variant.startswith("plain") else "fast")
-    try:
-        torch.manual_seed(0)
-        model = build_model(spec)
-    finally:
-        set_depthwise_impl(None)
-    rec = recommended_settings("cpu", train=train)
-    if variant == "plain":
-        s = PerfSettings("cpu", channels_last=False, depthwise="native")
-    elif variant == "plain-cl":
-        s = PerfSettings("cpu", channels_last=True, depthwise="native")
-    elif variant == "fast-contig":
-        s = PerfSettings("cpu", channels_last=False)
-    elif variant == "fast-bf16":
-        s = PerfSettings("cpu", channels_last=rec.channels_last, autocast_dtype=torch.bfloat16)
-    else:
-        s = rec
-    return prepare_model(model, "cpu", train=train, settings=s), s
-
-
-def train_step_fn(model: nn.Module, s: PerfSettings, batch: int, frames: int, size: int):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = prepare_input(torch.randn(batch, 3, frames, size, size), s)
-    y = torch.randint(0, 400, (batch,))
-    ctx = (torch.autocast("cpu", dtype=s.autocast_dtype) if s.autocast_dtype
-           else contextlib.nullcontext())
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with ctx:
-            loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-    return step
+from _contention import contended_rows, interleaved_best, make, train_step_fn  # noqa: E402
 
 
 def infer_fn(model: nn.Module, s: PerfSettings, frames: int, size: int):
@@ -82,18 +42,6 @@ def infer_fn(model: nn.Module, s: PerfSettings, frames: int, size: int):
         with torch.inference_mode():
             model(x)
     return run
-
-
-def interleaved_best(fns: dict[str, object], repeat: int) -> dict[str, float]:
-    for f in fns.values():  # warm-up: numba compile, oneDNN primitive cache, allocator
-        f()
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best
 
 
 def _args() -> argparse.Namespace:
@@ -110,10 +58,9 @@ def _args() -> argparse.Namespace:
 
 def main() -> None:
     args = _args()
-    if args.contended or args.contended_only:
-        from _contention import contended_rows
-        if args.contended_only:
-            return contended_rows(args.threads, args.batch, args.repeat)
+    if args.contended_only:
+        return contended_rows(args.threads, args.batch, args.repeat)
+    if args.contended:
         import atexit
         atexit.register(contended_rows, args.threads, args.batch, args.repeat)
     torch.set_num_threads(args.threads)
