@@ -158,7 +158,7 @@ def test_tail_reads_complete_lines_only(tmp_path):
     assert ev[0]["event"] == "epoch" and off2 == p.stat().st_size
     assert error_line("x\nusage: y\nerror: dataset has no videos\n") == "dataset has no videos"
     assert hparam_args({"batch_size": 2, "progress": True, "amp": "bf16", "threads": 3, "gpus": 1,
-                        "lr": None}) == ["--batch-size", "2", "--progress", "--amp", "bf16"]
+                        "lr": None}) == ["--batch-size=2", "--progress", "--amp=bf16"]
 
 
 def test_reaper_handles_a_running_row_without_heartbeat(store):
