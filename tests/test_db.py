@@ -161,6 +161,21 @@ def test_tail_reads_complete_lines_only(tmp_path):
                         "lr": None}) == ["--batch-size=2", "--progress", "--amp=bf16"]
 
 
+@pytest.mark.parametrize("raw", ["fast", "", "0", "-1", "nan"])
+def test_a_bad_heartbeat_period_falls_back_with_one_warning(raw, monkeypatch, capsys):
+    """CSN_HEARTBEAT_S that is not a positive number would stop the heartbeat thread at its
+    first sleep; it is the default instead, said once."""
+    from jobs import liveness
+
+    monkeypatch.setattr(liveness, "_warned", set())
+    monkeypatch.setenv("CSN_HEARTBEAT_S", raw)
+    assert liveness.heartbeat_s() == 2.0 and liveness.heartbeat_s() == 2.0
+    out = capsys.readouterr().out
+    assert out.count("CSN_HEARTBEAT_S") == 1 and "using 2" in out
+    monkeypatch.setenv("CSN_HEARTBEAT_S", "0.5")
+    assert liveness.heartbeat_s() == 0.5 and not capsys.readouterr().out
+
+
 def test_reaper_handles_a_running_row_without_heartbeat(store):
     """A running row that never beat (e.g. written by hand) is reaped with a readable error."""
     from jobs.api import worker_status
