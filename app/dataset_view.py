@@ -1,9 +1,51 @@
-"""The Train page's dataset preview: what an accepted path holds, as the trainer reads it."""
+"""The pages' datasets: a typed path checked against the data roots, the preview of what an
+accepted path holds (as the trainer reads it), and the synthetic dataset generated."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import streamlit as st
+
+from backend.paths import PathRefused, check_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def checked_dataset(typed: str, require: str | None = None) -> tuple[str, bool]:
+    """``(resolved path, usable)`` for a dataset path typed on a page: inside the data roots
+    (``backend.paths.check_dataset``) and existing, with ``require`` (e.g. ``classes.txt``)
+    inside it when given. Shows the refusal or what is missing; never the file's contents."""
+    if not typed:
+        return "", False
+    try:
+        dataset = str(check_dataset(typed))
+    except PathRefused as e:
+        st.error(str(e), icon=":material/block:")
+        return "", False
+    if not (Path(dataset) / (require or "")).exists():
+        st.error(f"No dataset with a {require} at {typed}" if require
+                 else f"No such file or folder in the data roots: {typed}")
+        return dataset, False
+    return dataset, True
+
+
+def generate_synth(out: str, per_class: int, seed: int, size: int, frames: int,
+                   timeout: float = 900) -> tuple[bool, str]:
+    """Run ``python -m backend.synth`` into ``out``; (ok, message for people)."""
+    cmd = [sys.executable, "-m", "backend.synth", "--out", out, "--per-class", str(per_class),
+           "--seed", str(seed), "--size", str(size), "--frames", str(frames)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"generation took longer than {timeout:.0f} s"
+    if p.returncode != 0:
+        lines = (p.stderr or p.stdout).strip().splitlines()
+        return False, lines[-1] if lines else f"exit status {p.returncode}"
+    return True, f"generated {out}"
 
 
 @st.cache_data(ttl=60, max_entries=16, show_spinner="Reading the dataset…")

@@ -50,7 +50,7 @@ def start(cmd: list[str], log: Path) -> int:
 
 def section(r: dict) -> None:
     """The expander for run ``r`` (needs a checkpoint file and an output folder)."""
-    from app.state import checked_dataset
+    from app.dataset_view import checked_dataset
 
     cks = [c for c in r.get("checkpoints") or [] if Path(c["path"]).is_file()]
     if not cks or not r.get("output_dir"):

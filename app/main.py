@@ -14,7 +14,7 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="CSN Explorer", layout="wide")
 
-from app.state import keep_form_state  # noqa: E402
+from app.session import keep_form_state  # noqa: E402
 
 keep_form_state(st.session_state)
 

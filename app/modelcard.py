@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.state import fmt_count
+from app.formatting import fmt_count
 
 SHOW_CLASSES = 16
 

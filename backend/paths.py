@@ -22,9 +22,13 @@ class PathRefused(ValueError):
     """A typed path outside the allowed roots (the message names the roots, nothing else)."""
 
 
-def data_dir() -> Path:
-    """The data directory: ``CSN_DATA_DIR``, else ``<repo>/var`` (not created here)."""
-    return Path(os.environ.get("CSN_DATA_DIR") or REPO / "var").resolve()
+def data_dir(create: bool = False) -> Path:
+    """The data directory: ``CSN_DATA_DIR``, else ``<repo>/var``. ``create`` makes it first,
+    for what writes there (the run store, the queue file, run outputs); reading never does."""
+    d = Path(os.environ.get("CSN_DATA_DIR") or REPO / "var").resolve()
+    if create:
+        d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def data_roots() -> list[Path]:

@@ -1,4 +1,5 @@
-"""Contended train-step rows for bench_step.py: a second busy training process on the same cores.
+"""The ir-CSN-50 train-step variants and their interleaved timing (shared with bench_step.py),
+and bench_step.py's contended rows: a second busy training process on the same cores.
 
 For each OpenMP wait policy (read by libgomp when torch loads, so each runs in a fresh child
 process): ir-CSN-50 train step, fast and plain builds, timed alone ("quiet") and while another
@@ -8,6 +9,7 @@ the machine is shared.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,7 +18,71 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from backend.csn import build_model, preset  # noqa: E402
+from backend.csn.ops import set_depthwise_impl  # noqa: E402
+from backend.csn.perf import (PerfSettings, prepare_input, prepare_model,  # noqa: E402
+                              recommended_settings)
+
 POLICIES = ("ACTIVE", "PASSIVE")
+
+
+def make(name: str, variant: str, frames: int, size: int, train: bool):
+    """(model, settings) for one variant: plain (nn.Conv3d, contiguous), plain-cl,
+    fast-contig, fast-bf16 or fast (the recommended settings)."""
+    spec = preset(name, frames=frames, height=size, width=size)
+    set_depthwise_impl("native" if variant.startswith("plain") else "fast")
+    try:
+        torch.manual_seed(0)
+        model = build_model(spec)
+    finally:
+        set_depthwise_impl(None)
+    rec = recommended_settings("cpu", train=train)
+    if variant == "plain":
+        s = PerfSettings("cpu", channels_last=False, depthwise="native")
+    elif variant == "plain-cl":
+        s = PerfSettings("cpu", channels_last=True, depthwise="native")
+    elif variant == "fast-contig":
+        s = PerfSettings("cpu", channels_last=False)
+    elif variant == "fast-bf16":
+        s = PerfSettings("cpu", channels_last=rec.channels_last, autocast_dtype=torch.bfloat16)
+    else:
+        s = rec
+    return prepare_model(model, "cpu", train=train, settings=s), s
+
+
+def train_step_fn(model: nn.Module, s: PerfSettings, batch: int, frames: int, size: int):
+    """One SGD train step on a fixed random batch, as a function."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = prepare_input(torch.randn(batch, 3, frames, size, size), s)
+    y = torch.randint(0, 400, (batch,))
+    ctx = (torch.autocast("cpu", dtype=s.autocast_dtype) if s.autocast_dtype
+           else contextlib.nullcontext())
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with ctx:
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def interleaved_best(fns: dict[str, object], repeat: int) -> dict[str, float]:
+    """Best-of-``repeat`` seconds per function, the repetitions interleaved across them."""
+    for f in fns.values():  # warm-up: numba compile, oneDNN primitive cache, allocator
+        f()
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
 
 
 def _env(policy: str, threads: int) -> dict[str, str]:
@@ -27,9 +93,6 @@ def _env(policy: str, threads: int) -> dict[str, str]:
 
 def busy(threads: int) -> None:
     """Train ResNet3D-26 at 8x112x112, batch 2, until killed (the other tenant)."""
-    import torch
-
-    from backend.csn import build_model, preset
     torch.set_num_threads(threads)
     model = build_model(preset("resnet3d-26", frames=8, height=112, width=112))
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -42,10 +105,6 @@ def busy(threads: int) -> None:
 
 def child(threads: int, batch: int, repeat: int, policy: str) -> dict:
     """Time fast / plain ir-CSN-50 quiet, then contended; the profiler overhead (quiet)."""
-    import torch
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_step import interleaved_best, make, train_step_fn
-
     torch.set_num_threads(threads)
     fns = {v: train_step_fn(*make("ir-csn-50", v, 8, 112, True), batch, 8, 112)
            for v in ("plain", "fast")}
@@ -60,8 +119,7 @@ def child(threads: int, batch: int, repeat: int, policy: str) -> dict:
     finally:
         other.kill()
         other.wait()
-    from backend.csn import preset
-    from backend.profile import ProfileConfig, profile
+    from backend.profile import ProfileConfig, profile  # after the timings: not loaded during them
     rep = profile(preset("ir-csn-50", frames=8, height=112, width=112),
                   ProfileConfig(batch=batch, threads=threads, repeats=repeat))
     out["profiler_overhead"] = rep.totals["overhead"]

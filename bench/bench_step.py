@@ -12,7 +12,8 @@
    speed-up of ir-CSN-50 over ResNet3D-50 beside their FLOP ratio (``backend.csn.count``).
 2. Inference (batch 1, no_grad, eval), clips/s, ir-CSN-152 at 8x224x224 and 32x224x224
    (``--quick``: 8 frames only).
-3. Contended (``--contended``, ``--contended-only``; ``bench/_contention.py``): the ir-CSN-50
+3. Contended (``--contended``, ``--contended-only``; ``bench/_contention.py``, which also holds
+   the train-step variants and the interleaved timing used here): the ir-CSN-50
    step alone and beside another 2-thread training process, per ``OMP_WAIT_POLICY``, and the
    profiler's overhead.
 Repetitions are interleaved across variants; times are best-of (the machine is shared).
@@ -20,9 +21,7 @@ Repetitions are interleaved across variants; times are best-of (the machine is s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,49 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from backend.csn import build_model, count, preset  # noqa: E402
-from backend.csn.ops import set_depthwise_impl  # noqa: E402
-from backend.csn.perf import (PerfSettings, cpu_native_precisions, prepare_input,  # noqa: E402
-                              prepare_model, recommended_settings)
+from backend.csn import count, preset  # noqa: E402
+from backend.csn.perf import PerfSettings, cpu_native_precisions, prepare_input  # noqa: E402
 
-
-def make(name: str, variant: str, frames: int, size: int, train: bool):
-    """(model, settings or None, autocast dtype or None) for one variant."""
-    spec = preset(name, frames=frames, height=size, width=size)
-    set_depthwise_impl("native" if variant.startswith("plain") else "fast")
-    try:
-        torch.manual_seed(0)
-        model = build_model(spec)
-    finally:
-        set_depthwise_impl(None)
-    rec = recommended_settings("cpu", train=train)
-    if variant == "plain":
-        s = PerfSettings("cpu", channels_last=False, depthwise="native")
-    elif variant == "plain-cl":
-        s = PerfSettings("cpu", channels_last=True, depthwise="native")
-    elif variant == "fast-contig":
-        s = PerfSettings("cpu", channels_last=False)
-    elif variant == "fast-bf16":
-        s = PerfSettings("cpu", channels_last=rec.channels_last, autocast_dtype=torch.bfloat16)
-    else:
-        s = rec
-    return prepare_model(model, "cpu", train=train, settings=s), s
-
-
-def train_step_fn(model: nn.Module, s: PerfSettings, batch: int, frames: int, size: int):
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = prepare_input(torch.randn(batch, 3, frames, size, size), s)
-    y = torch.randint(0, 400, (batch,))
-    ctx = (torch.autocast("cpu", dtype=s.autocast_dtype) if s.autocast_dtype
-           else contextlib.nullcontext())
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with ctx:
-            loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-    return step
+from _contention import contended_rows, interleaved_best, make, train_step_fn  # noqa: E402
 
 
 def infer_fn(model: nn.Module, s: PerfSettings, frames: int, size: int):
@@ -84,19 +44,7 @@ def infer_fn(model: nn.Module, s: PerfSettings, frames: int, size: int):
     return run
 
 
-def interleaved_best(fns: dict[str, object], repeat: int) -> dict[str, float]:
-    for f in fns.values():  # warm-up: numba compile, oneDNN primitive cache, allocator
-        f()
-    best = {k: float("inf") for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best
-
-
-def main() -> None:
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4)
@@ -105,24 +53,32 @@ def main() -> None:
     ap.add_argument("--no-infer", action="store_true")
     ap.add_argument("--contended", action="store_true", help="also the contended rows")
     ap.add_argument("--contended-only", action="store_true", help="only the contended rows")
-    args = ap.parse_args()
-    if args.contended or args.contended_only:
-        from _contention import contended_rows
-        if args.contended_only:
-            return contended_rows(args.threads, args.batch, args.repeat)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    if args.contended_only:
+        return contended_rows(args.threads, args.batch, args.repeat)
+    if args.contended:
         import atexit
         atexit.register(contended_rows, args.threads, args.batch, args.repeat)
     torch.set_num_threads(args.threads)
-    frames, size, b = 8, 112, args.batch
     print(f"threads={args.threads} torch={torch.__version__}; best-of-{args.repeat} interleaved")
     native = cpu_native_precisions()
     print(f"native reduced precision on this CPU: {', '.join(sorted(native)) or 'none'}")
     # bf16 without native support runs a scalar fallback (~19x slower): skipped, not timed
     bf16 = [] if args.quick or "bf16" not in native else ["fast-bf16"]
+    train_rows(args.batch, args.repeat, args.quick, bf16)
+    if not args.no_infer:
+        inference_rows(args.repeat, args.quick)
 
-    # ---- 1. training --------------------------------------------------------------
+
+def train_rows(b: int, repeat: int, quick: bool, bf16: list[str], frames: int = 8,
+               size: int = 112) -> None:
+    """1. The train-step table, then ir-CSN-50's speed-up over ResNet3D-50 against the FLOPs."""
     arch_variants = {
-        "ir-csn-50": ["plain", "fast"] + ([] if args.quick else ["plain-cl", "fast-contig"]) + bf16,
+        "ir-csn-50": ["plain", "fast"] + ([] if quick else ["plain-cl", "fast-contig"]) + bf16,
         "ip-csn-50": ["plain", "fast"],
         "resnet3d-50": ["plain", "fast"],
     }
@@ -131,13 +87,18 @@ def main() -> None:
         for v in variants:
             model, s = make(arch, v, frames, size, train=True)
             fns[(arch, v)] = train_step_fn(model, s, b, frames, size)
-    t = interleaved_best(fns, args.repeat)
+    t = interleaved_best(fns, repeat)
+    del fns
     print(f"\nTrain step, batch {b}, clip {frames}x{size}x{size}, SGD momentum")
     hdr = f"{'arch':12} {'variant':12} {'s/step':>7} {'clips/s':>8} {'vs plain':>9}"
     print(hdr)
     print("-" * len(hdr))
     for (arch, v), sec in t.items():
         print(f"{arch:12} {v:12} {sec:7.3f} {b / sec:8.2f} {t[(arch, 'plain')] / sec:8.2f}x")
+    _speedup_rows(t, frames, size)
+
+
+def _speedup_rows(t: dict[tuple[str, str], float], frames: int, size: int) -> None:
     ir, r3 = (preset(n, frames=frames, height=size, width=size) for n in ("ir-csn-50", "resnet3d-50"))
     flop_ratio = count(r3).totals.flops / count(ir).totals.flops
     print(f"\nir-CSN-50 vs ResNet3D-50: FLOP ratio {flop_ratio:.2f}x")
@@ -152,21 +113,20 @@ def main() -> None:
     sp = t[("ir-csn-50", "plain")] / t[("ir-csn-50", "fast")]
     print(f"ir-CSN-50 train step fast vs plain: {sp:.2f}x (target >= 1.5x: "
           f"{'met' if sp >= 1.5 else 'NOT met'})")
-    del fns
 
-    # ---- 2. inference -------------------------------------------------------------
-    if args.no_infer:
-        return
+
+def inference_rows(repeat: int, quick: bool) -> None:
+    """2. ir-CSN-152 inference, batch 1, fast vs plain at 8 (and 32) frames."""
     print("\nInference, ir-CSN-152, batch 1, eval + inference_mode")
     hdr = f"{'clip':12} {'variant':8} {'s/clip':>7} {'clips/s':>8} {'vs plain':>9}"
     print(hdr)
     print("-" * len(hdr))
-    for fr in ((8,) if args.quick else (8, 32)):
+    for fr in ((8,) if quick else (8, 32)):
         fns = {}
         for v in ("plain", "fast"):
             model, s = make("ir-csn-152", v, fr, 224, train=False)
             fns[v] = infer_fn(model, s, fr, 224)
-        t = interleaved_best(fns, max(2, args.repeat - (1 if fr == 32 else 0)))
+        t = interleaved_best(fns, max(2, repeat - (1 if fr == 32 else 0)))
         for v, sec in t.items():
             print(f"{f'{fr}x224x224':12} {v:8} {sec:7.3f} {1 / sec:8.2f} {t['plain'] / sec:8.2f}x")
         del fns

@@ -17,6 +17,7 @@ reaps anything, so peers that slept too can renew theirs.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import signal
 import socket
@@ -36,24 +37,47 @@ from .resources import worker_gpus, worker_threads
 HOST = socket.gethostname()
 
 
+_warned: set[tuple[str, str]] = set()
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable ``name``; unset, its
+    default; anything else (``fast``, ``0``, ``nan``) its default with a warning, printed once
+    per value, instead of an error in the thread or page that reads it."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if value > 0 and math.isfinite(value):
+        return value
+    if (name, raw) not in _warned:
+        _warned.add((name, raw))
+        print(f"warning: {name}={raw[:40]!r} is not a positive number of seconds; using "
+              f"{default:g}", flush=True)
+    return default
+
+
 def heartbeat_s() -> float:
     """Seconds between heartbeats of workers and runs."""
-    return float(os.environ.get("CSN_HEARTBEAT_S", "2"))
+    return env_seconds("CSN_HEARTBEAT_S", 2.0)
 
 
 def stale_s() -> float:
     """A heartbeat older than this means the worker is gone."""
-    return float(os.environ.get("CSN_STALE_S", "30"))
+    return env_seconds("CSN_STALE_S", 30.0)
 
 
 def reconcile_s() -> float:
     """How often (and after how long) queued runs are checked against the queue."""
-    return float(os.environ.get("CSN_RECONCILE_S", "30"))
+    return env_seconds("CSN_RECONCILE_S", 30.0)
 
 
 def stall_warn_s() -> float:
     """A running run whose trainer wrote no event for this long is shown as stalled."""
-    return float(os.environ.get("CSN_STALL_WARN_S", "60"))
+    return env_seconds("CSN_STALL_WARN_S", 60.0)
 
 
 def no_progress_s(progress_at: datetime | None, started_at: datetime | None,
@@ -257,8 +281,9 @@ def start_heartbeat(on_tick: Callable[[], object] | None = None) -> None:
         def loop() -> None:
             from .outcome import settle_crashed
             next_reconcile, last, reap_from = time.monotonic(), time.time(), 0.0
+            period = heartbeat_s()
             while True:
-                time.sleep(heartbeat_s())
+                time.sleep(period)
                 try:
                     if time.time() - last > stale_s():    # wall clock: counts a suspend too
                         reap_from = time.time() + stale_s()

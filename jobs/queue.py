@@ -7,7 +7,7 @@ import os
 from huey import Huey
 from huey.storage import RedisStorage, SqliteStorage
 
-from db.config import data_dir
+from backend.paths import data_dir
 
 NAME = "csn-explorer"
 
@@ -16,7 +16,7 @@ def _storage() -> tuple[type, dict]:
     url = os.environ.get("HUEY_REDIS_URL")
     if url:
         return RedisStorage, {"url": url}
-    return SqliteStorage, {"filename": str(data_dir() / "huey.db"), "timeout": 30}
+    return SqliteStorage, {"filename": str(data_dir(create=True) / "huey.db"), "timeout": 30}
 
 
 def make_huey() -> Huey:

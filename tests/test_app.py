@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.state import fmt_count, fmt_delta
+from app.formatting import fmt_count, fmt_delta
 from backend.csn import SpecError, preset
 from backend.csn.explore import default_baseline, error_field
+from tests.helpers.runs import seed_run, step_points, val_point
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 
@@ -177,6 +178,19 @@ def test_pool2_recounts_and_normalisation_is_shown():
     assert after["Multiply-adds"] != mid["Multiply-adds"]
 
 
+def test_input_centre_is_a_builder_control():
+    """A loaded spec's input centring shows on the form, and the form's choice is the spec's."""
+    at = _app()
+    assert at.selectbox(key="bld_input_centre").value == "none"
+    spec = preset("ir-csn-26", input_centre="temporal")
+    at.file_uploader(key="builder_upload").upload(
+        "c.json", spec.to_json().encode(), "application/json").run()
+    assert at.selectbox(key="bld_input_centre").value == "temporal"
+    assert at.session_state["builder_spec"]["input_centre"] == "temporal"
+    at.selectbox(key="bld_input_centre").set_value("none").run()
+    assert not at.exception and at.session_state["builder_spec"]["input_centre"] == "none"
+
+
 def test_uploaded_spec_loads_and_bad_json_is_reported():
     at = _app()
     spec = preset("ip-csn-50")
@@ -305,23 +319,12 @@ def test_train_form_is_kept_across_pages(store):
 
 
 def test_run_page_shows_curves_and_error(store):
-    import db
-    from db import Run, write
     from jobs import api
 
-    def mk(s):
-        r = Run(name="done", spec=preset("ir-csn-26").to_dict(), dataset="/x",
-                hparams={"epochs": 2}, status="failed", error="boom: out of memory",
-                best_val_video_top1=0.5)
-        s.add(r)
-        s.flush()
-        return r.id
-    rid = write(mk)
-    pts = [{"event": "step", "split": "train", "epoch": 1, "step": s, "name": n, "value": v}
-           for s in (1, 2, 3) for n, v in (("loss", 2.0 / s), ("lr", 0.01))]
-    pts += [{"event": "epoch", "split": "val", "epoch": 1, "step": 3, "name": "video_top1",
-             "value": 0.5}]
-    write(lambda s: db.add_metrics(s, rid, pts))
+    pts = step_points((1, 2, 3), {"loss": lambda s: 2.0 / s, "lr": 0.01}) + [val_point(1, 3, 0.5)]
+    rid = seed_run(pts, name="done", spec=preset("ir-csn-26").to_dict(), dataset="/x",
+                   hparams={"epochs": 2}, status="failed", error="boom: out of memory",
+                   best_val_video_top1=0.5)
     at = _app()
     at.query_params["run"] = str(rid)
     _page(at, "run")
@@ -408,15 +411,9 @@ def test_run_page_elapsed_counts_every_attempt_and_exports_the_model(store):
     from tests.helpers.motion_data import TINY_SPEC
 
     now = utcnow()
-
-    def mk(s):
-        r = Run(name="twice", spec=preset("ir-csn-26").to_dict(), dataset="/x", hparams={},
-                status="failed", started_at=now - timedelta(minutes=10),
-                finished_at=now - timedelta(minutes=8), attempts=1)
-        s.add(r)
-        s.flush()
-        return r.id
-    rid = write(mk)
+    rid = seed_run(name="twice", spec=preset("ir-csn-26").to_dict(), dataset="/x",
+                   status="failed", started_at=now - timedelta(minutes=10),
+                   finished_at=now - timedelta(minutes=8), attempts=1)
     assert api.retry_run(rid)
     assert api.get_run(rid)["prior_s"] == pytest.approx(120, abs=1)
 
@@ -437,16 +434,8 @@ def test_run_page_elapsed_counts_every_attempt_and_exports_the_model(store):
     torch.save({"format": "csn-explorer/1", "model": build_model(spec).state_dict(),
                 "spec": spec.to_dict(), "classes": ["a", "b", "c"],
                 "config": {"frames": 8, "rate": 2, "size": 32}}, ck)
-
-    def done(s):
-        from db import Checkpoint
-        r = Run(name="done", spec=spec.to_dict(), dataset="/x", hparams={}, status="succeeded",
-                output_dir=str(out))
-        s.add(r)
-        s.flush()
-        s.add(Checkpoint(run_id=r.id, epoch=1, path=str(ck), metrics={}))
-        return r.id
-    did = write(done)
+    did = seed_run(checkpoints=[(1, ck)], name="done", spec=spec.to_dict(), dataset="/x",
+                   status="succeeded", output_dir=str(out))
     _page(at, "run")
     at.selectbox(key="run_pick").set_value(did).run()
     at.radio(key="export_fmt").set_value("onnx").run()

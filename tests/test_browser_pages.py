@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.helpers.runs import seed_run, step_points, val_point
 from tests.test_browser import ARTIFACTS, ROOT, _app_page
 from tests.test_browser_runs import _seed, _store
 
@@ -60,27 +61,18 @@ PLOT_JS = """() => {
 
 
 def _finished(data, name: str, arch: str, acc: float, prior_s: float = 0.0) -> int:
-    import db
     from backend.csn import preset
-    from db import Run, utcnow, write
+    from db import utcnow
 
-    def mk(s):
-        now = utcnow()
-        r = Run(name=name, spec=preset(arch).to_dict(), dataset="/data/clips", status="succeeded",
-                hparams={"epochs": 2, "frames": 8, "size": 64}, total_steps=20, total_epochs=2,
-                step=20, epoch=2, best_val_video_top1=acc, started_at=now - timedelta(minutes=16),
-                finished_at=now, attempts=2 if prior_s else 1, prior_s=prior_s or None)
-        s.add(r)
-        s.flush()
-        return r.id
-    rid = write(mk)
-    t0 = time.time() - 900
-    pts = [{"event": "epoch", "split": "val", "epoch": e, "step": 10 * e, "name": "video_top1",
-            "value": acc * e / 2, "time": t0 + 400 * e} for e in (1, 2)]
-    pts += [{"event": "step", "split": "train", "epoch": 1 + s // 10, "step": s, "name": "loss",
-             "value": 2.0 / s, "time": t0 + 40 * s} for s in range(1, 21)]
-    write(lambda s: db.add_metrics(s, rid, pts))
-    return rid
+    now, t0 = utcnow(), time.time() - 900
+    pts = [val_point(e, 10 * e, acc * e / 2, time=t0 + 400 * e) for e in (1, 2)]
+    pts += step_points(range(1, 21), {"loss": lambda s: 2.0 / s}, epoch=lambda s: 1 + s // 10,
+                       t0=t0, every_s=40)
+    return seed_run(pts, name=name, spec=preset(arch).to_dict(), dataset="/data/clips",
+                    status="succeeded", hparams={"epochs": 2, "frames": 8, "size": 64},
+                    total_steps=20, total_epochs=2, step=20, epoch=2, best_val_video_top1=acc,
+                    started_at=now - timedelta(minutes=16), finished_at=now,
+                    attempts=2 if prior_s else 1, prior_s=prior_s or None)
 
 
 def _beating(rid: int) -> None:

@@ -7,35 +7,25 @@ from datetime import timedelta
 
 import pytest
 
+from tests.helpers.runs import seed_run, step_points
 from tests.test_browser import ARTIFACTS, _app_page, _env, _need_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def _seed(data, name: str, arch: str, lr: float, steps: int = 400) -> int:
-    import db
     from backend.csn import preset
-    from db import Run, utcnow, write
+    from db import utcnow
 
     out = data / "runs" / name
     out.mkdir(parents=True)
     (out / "train.log").write_text(f"$ python -m backend.train --arch {arch}\nstarting\n")
-
-    def mk(s):
-        r = Run(name=name, spec=preset(arch).to_dict(), dataset="/data/clips", status="running",
-                hparams={"epochs": 4, "lr": lr, "frames": 8, "size": 64}, output_dir=str(out),
-                started_at=utcnow() - timedelta(minutes=5), total_steps=4 * steps,
-                total_epochs=4, step=steps, epoch=1)
-        s.add(r)
-        s.flush()
-        return r.id
-    rid = write(mk)
-    t0 = time.time() - 300
-    pts = [{"event": "step", "split": "train", "epoch": 1, "step": s, "name": n, "value": v,
-            "time": t0 + s * 0.7} for s in range(1, steps + 1)
-           for n, v in (("loss", 2.2 / (1 + s * lr)), ("lr", lr), ("clips_per_s", 20.0))]
-    write(lambda s: db.add_metrics(s, rid, pts))
-    return rid
+    pts = step_points(range(1, steps + 1), {"loss": lambda s: 2.2 / (1 + s * lr), "lr": lr,
+                                            "clips_per_s": 20.0}, t0=time.time() - 300, every_s=0.7)
+    return seed_run(pts, name=name, spec=preset(arch).to_dict(), dataset="/data/clips",
+                    status="running", hparams={"epochs": 4, "lr": lr, "frames": 8, "size": 64},
+                    output_dir=str(out), started_at=utcnow() - timedelta(minutes=5),
+                    total_steps=4 * steps, total_epochs=4, step=steps, epoch=1)
 
 
 def _store(tmp_path, monkeypatch):

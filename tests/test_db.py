@@ -19,15 +19,7 @@ from jobs.supervise import error_line, hparam_args
 from jobs.tail import metric_rows, read_events
 from backend.paths import PathRefused
 from tests.helpers.jobs import REPO, tiny_spec
-
-
-def _run(**kw) -> int:
-    def mk(s):
-        r = Run(spec=tiny_spec(), dataset="/nowhere", hparams={}, **kw)
-        s.add(r)
-        s.flush()
-        return r.id
-    return write(mk)
+from tests.helpers.runs import seed_run
 
 
 def test_schema_created_with_sqlite_settings(store):
@@ -45,7 +37,7 @@ def test_schema_created_with_sqlite_settings(store):
 
 
 def test_metrics_deduplicated_on_unique_key(store):
-    rid = _run()
+    rid = seed_run()
     pts = [{"event": "step", "split": "train", "epoch": 1, "step": s, "name": "loss", "value": 1.0 / s}
            for s in (1, 2, 3)]
     write(lambda s: db.add_metrics(s, rid, pts + pts[:1]))
@@ -62,7 +54,7 @@ def test_metrics_deduplicated_on_unique_key(store):
 
 
 def test_concurrent_writers_never_see_database_locked(store):
-    rid = _run()
+    rid = seed_run()
     code = ("import db, sys; rid, k = int(sys.argv[1]), int(sys.argv[2])\n"
             "for i in range(150):\n"
             "    db.write(lambda s: db.add_metrics(s, rid, [{'event': 'step', 'split': 'train', 'epoch': k,"
@@ -130,8 +122,8 @@ def test_reaper_marks_runs_of_dead_workers_crashed_and_kills_orphans(store):
     # an orphaned "trainer": a process whose command line names backend.train
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "backend.train"],
                               start_new_session=True)
-    rid = _run(status=RUNNING, worker_id=f"{HOST}:{dead.pid}", heartbeat_at=utcnow(), pid=orphan.pid)
-    alive = _run(status=RUNNING, worker_id=f"{HOST}:{os.getpid()}", heartbeat_at=utcnow())
+    rid = seed_run(status=RUNNING, worker_id=f"{HOST}:{dead.pid}", heartbeat_at=utcnow(), pid=orphan.pid)
+    alive = seed_run(status=RUNNING, worker_id=f"{HOST}:{os.getpid()}", heartbeat_at=utcnow())
     assert reap_stale() == [rid]
     orphan.wait(10)
     assert not pid_alive(orphan.pid)
@@ -166,14 +158,29 @@ def test_tail_reads_complete_lines_only(tmp_path):
     assert ev[0]["event"] == "epoch" and off2 == p.stat().st_size
     assert error_line("x\nusage: y\nerror: dataset has no videos\n") == "dataset has no videos"
     assert hparam_args({"batch_size": 2, "progress": True, "amp": "bf16", "threads": 3, "gpus": 1,
-                        "lr": None}) == ["--batch-size", "2", "--progress", "--amp", "bf16"]
+                        "lr": None}) == ["--batch-size=2", "--progress", "--amp=bf16"]
+
+
+@pytest.mark.parametrize("raw", ["fast", "", "0", "-1", "nan"])
+def test_a_bad_heartbeat_period_falls_back_with_one_warning(raw, monkeypatch, capsys):
+    """CSN_HEARTBEAT_S that is not a positive number would stop the heartbeat thread at its
+    first sleep; it is the default instead, said once."""
+    from jobs import liveness
+
+    monkeypatch.setattr(liveness, "_warned", set())
+    monkeypatch.setenv("CSN_HEARTBEAT_S", raw)
+    assert liveness.heartbeat_s() == 2.0 and liveness.heartbeat_s() == 2.0
+    out = capsys.readouterr().out
+    assert out.count("CSN_HEARTBEAT_S") == 1 and "using 2" in out
+    monkeypatch.setenv("CSN_HEARTBEAT_S", "0.5")
+    assert liveness.heartbeat_s() == 0.5 and not capsys.readouterr().out
 
 
 def test_reaper_handles_a_running_row_without_heartbeat(store):
     """A running row that never beat (e.g. written by hand) is reaped with a readable error."""
     from jobs.api import worker_status
     from jobs.liveness import reap_stale
-    rid = _run(status=RUNNING, worker_id="elsewhere:1", heartbeat_at=None)
+    rid = seed_run(status=RUNNING, worker_id="elsewhere:1", heartbeat_at=None)
     status = worker_status()  # used to raise TypeError formatting the missing heartbeat
     assert rid in status["reaped"]
     with read_session() as s:

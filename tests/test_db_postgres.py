@@ -56,22 +56,18 @@ def test_metric_reads_and_query_plans_on_postgresql(pg_url, tmp_path, monkeypatc
     """Downsampled reads pick the same points as on SQLite; polling and the series scan use
     their indexes (seq scans disabled so the plan shows whether an index applies)."""
     import db
-    from db import Run, write
     from db.downsample import reduce
     from jobs import api
     from sqlalchemy import select
     from db.models import Metric
-    from tests.helpers.jobs import tiny_spec
+    from tests.helpers.runs import seed_run, step_points
 
     monkeypatch.setenv("DATABASE_URL", pg_url)
     monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
     db.dispose_engines()
     try:
-        rid = write(lambda s: (lambda r: (s.add(r), s.flush(), r.id)[2])(
-            Run(spec=tiny_spec(), dataset="/x", hparams={})))
-        pts = [{"event": "step", "split": "train", "epoch": s // 500, "step": s, "name": "loss",
-                "value": float((s * 7919) % 1000)} for s in range(5_000)]
-        write(lambda s: db.add_metrics(s, rid, pts))
+        rid = seed_run(step_points(range(5_000), {"loss": lambda s: float((s * 7919) % 1000)},
+                                   epoch=lambda s: s // 500), dataset="/x")
         full = api.get_metrics(rid)
         shown = api.get_metrics(rid, max_points=300)
         assert [p["id"] for p in shown] == [p["id"] for p in reduce(full, 300)]

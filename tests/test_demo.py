@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from app.demo import Registry, discover_models, make_examples
-from app.state import fmt_count
+from app.formatting import fmt_count
 from backend.csn import build_model, count, preset
 from backend.data.encode import write_video
 from backend.synth import CLASSES, make_scene, render

@@ -105,8 +105,9 @@ def test_run_detail_extracts_features_in_the_background(videos, tmp_path, monkey
     import time
 
     import db
-    from db import Checkpoint, Run, write
     from streamlit.testing.v1 import AppTest
+
+    from tests.helpers.runs import seed_run
 
     var = tmp_path / "var"
     monkeypatch.setenv("CSN_DATA_DIR", str(var))
@@ -117,16 +118,9 @@ def test_run_detail_extracts_features_in_the_background(videos, tmp_path, monkey
     run_dir = var / "runs" / "run_00001"
     (run_dir / "checkpoints").mkdir(parents=True)
     ckpt = shutil.copy(SHIPPED, run_dir / "checkpoints" / "epoch_0001.pt")
-
-    def mk(s):
-        r = Run(name="done", spec={"name": "motion-ir-csn"}, dataset=str(data), hparams={},
-                status="succeeded", output_dir=str(run_dir))
-        s.add(r)
-        s.flush()
-        s.add(Checkpoint(run_id=r.id, epoch=1, path=str(ckpt)))
-        return r.id
     try:
-        rid = write(mk)
+        rid = seed_run(checkpoints=[(1, ckpt)], name="done", spec={"name": "motion-ir-csn"},
+                       dataset=str(data), status="succeeded", output_dir=str(run_dir))
         at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=60).run()
         at.query_params["run"] = str(rid)
         at.switch_page(str(REPO / "app" / "views" / "run.py")).run()

@@ -16,6 +16,7 @@ import pytest
 import db
 from backend.csn import SpecError
 from tests.helpers.jobs import REPO, TINY_HP, Consumer, tiny_spec, wait_for
+from tests.helpers.runs import seed_run
 
 pytestmark = pytest.mark.slow
 
@@ -88,8 +89,8 @@ def enqueue_unchecked(spec: dict, dataset: str, hparams: dict) -> int:
     worker must validate it itself."""
     from jobs import api
     from jobs.hparams import validate_hparams
-    rid = db.write(lambda s: api._add(s, db.Run(spec=spec, dataset=dataset, hparams=validate_hparams(hparams),
-                                                status=db.QUEUED, queued_at=db.utcnow(), threads=1)))
+    rid = seed_run(spec=spec, dataset=dataset, hparams=validate_hparams(hparams), status=db.QUEUED,
+                   queued_at=db.utcnow(), threads=1)
     api.enqueue_task(rid)
     return rid
 

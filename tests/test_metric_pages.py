@@ -8,18 +8,9 @@ import random
 import pytest
 
 import db
-from db import Run, write
+from db import write
 from db.downsample import bucket_width, merge, reduce
-from tests.helpers.jobs import tiny_spec
-
-
-def _run(**kw) -> int:
-    def mk(s):
-        r = Run(spec=tiny_spec(), dataset="/nowhere", hparams={"lr": 0.1}, **kw)
-        s.add(r)
-        s.flush()
-        return r.id
-    return write(mk)
+from tests.helpers.runs import add_points, seed_run
 
 
 def _points(lo: int, hi: int, seed: int = 0) -> list[dict]:
@@ -35,10 +26,6 @@ def _points(lo: int, hi: int, seed: int = 0) -> list[dict]:
             out.append({"event": "epoch", "split": "val", "epoch": s // 1000, "step": s,
                         "name": "video_top1", "value": rnd.random(), "time": 1e9 + s})
     return out
-
-
-def _add(rid: int, pts: list[dict]) -> None:
-    write(lambda s: db.add_metrics(s, rid, pts))
 
 
 def _check_buckets(full: list[dict], shown: list[dict], max_points: int) -> None:
@@ -77,8 +64,7 @@ def test_reduce_keeps_bucket_min_max_last_and_merge_is_exact():
 def test_get_metrics_downsamples_step_series_and_keeps_epochs_whole(store):
     from jobs import api
 
-    rid = _run()
-    _add(rid, _points(0, 12_000))
+    rid = seed_run(_points(0, 12_000))
     full = api.get_metrics(rid)
     shown = api.get_metrics(rid, max_points=900)
     assert len(full) == 24_012
@@ -101,13 +87,13 @@ def test_stored_buckets_match_a_scan_in_any_insertion_order(store):
     from db.models import MetricBucket
     from jobs import api
 
-    rid = _run()
+    rid = seed_run()
     pts = _points(0, 20_000, seed=5)
     rnd = random.Random(1)
     chunks = [pts[i:i + 777] for i in range(0, len(pts), 777)]
     rnd.shuffle(chunks)
     for c in chunks:
-        _add(rid, c + rnd.sample(pts, 50))          # late batches and re-sent points
+        add_points(rid, c + rnd.sample(pts, 50))          # late batches and re-sent points
     full = sorted(api.get_metrics(rid), key=lambda p: (p["step"], p["id"]))
     shown = api.get_metrics(rid, max_points=1200)
     for name in ("loss", "lr"):
@@ -122,15 +108,14 @@ def test_refresh_reads_only_new_points_and_matches_a_fresh_read(store):
     from app.runs_data import live_metrics
     from jobs import api
 
-    rid = _run()
-    _add(rid, _points(0, 6_000))
+    rid = seed_run(_points(0, 6_000))
     state: dict = {}
     run = api.get_run(rid)
     m = live_metrics(state, api, [run], max_points=600)[rid]
     assert m.fetched < 1_300 and m.reduced
     assert live_metrics(state, api, [run], max_points=600)[rid].fetched == 0
     before = api.get_metrics(rid)[-1]["id"]
-    _add(rid, _points(6_000, 6_040))
+    add_points(rid, _points(6_000, 6_040))
     new = api.get_metrics(rid, since_id=before)
     assert [p["id"] for p in new] == list(range(before + 1, before + 81))  # 40 steps x 2 series
     assert {p["id"] for p in api.get_metrics(rid, since_id=before, max_points=600)} <= \
@@ -148,8 +133,7 @@ def test_query_plans_use_the_metric_indexes(store):
 
     from db.models import Metric
 
-    rid = _run()
-    _add(rid, _points(0, 50))
+    rid = seed_run(_points(0, 50))
     eng = db.get_engine()
 
     def plan(q) -> str:
@@ -205,11 +189,11 @@ def test_old_store_gets_new_columns_and_indexes(store):
 def test_records_rename_tags_delete_and_csv(store):
     from jobs import api, records
 
-    rid = _run(status="succeeded", output_dir=str(store / "runs" / "run_00001"))
+    rid = seed_run(status="succeeded", output_dir=str(store / "runs" / "run_00001"))
     out = store / "runs" / "run_00001"
     out.mkdir(parents=True)
     (out / "train.log").write_text("hello\n")
-    _add(rid, _points(0, 1_500))
+    add_points(rid, _points(0, 1_500))
     assert records.update_run(rid, name="  baseline ", tags=["x", " y ", ""])
     r = api.get_run(rid)
     assert (r["name"], r["tags"]) == ("baseline", ["x", "y"])
@@ -219,12 +203,12 @@ def test_records_rename_tags_delete_and_csv(store):
         records.update_run(rid, tags=["t" * 41])
     lines = "".join(records.metrics_csv(rid, batch=1_000)).splitlines()
     assert lines[0] == "id,event,split,epoch,step,name,value,time" and len(lines) == 1 + 3_001
-    active = _run(status="running")
+    active = seed_run(status="running")
     with pytest.raises(ValueError, match="cancel it"):
         records.delete_run(active)
     outside = store.parent / "elsewhere"
     outside.mkdir()
-    other = _run(status="failed", output_dir=str(outside))
+    other = seed_run(status="failed", output_dir=str(outside))
     assert records.delete_run(other, files=True) and outside.is_dir()   # not under runs/
     assert records.delete_run(rid, files=True)
     assert api.get_run(rid) is None and api.get_metrics(rid) == [] and not out.exists()

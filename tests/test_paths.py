@@ -126,3 +126,16 @@ def test_relative_paths_from_the_working_dir_then_each_root(store, tmp_path, mon
     monkeypatch.delenv("CSN_DATA_ROOTS")
     assert REPO / "data" in data_roots()
     assert check_dataset(str(REPO / "data" / "motion")) == REPO / "data" / "motion"
+
+
+def test_one_data_dir_made_only_by_what_writes_there(tmp_path, monkeypatch):
+    import db
+    from backend.paths import data_dir
+
+    var = tmp_path / "fresh" / "var"
+    monkeypatch.setenv("CSN_DATA_DIR", str(var))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert data_dir() == var and not var.exists()        # the roots and readers make nothing
+    assert data_roots()[0] == var and not var.exists()
+    assert db.database_url() == f"sqlite:///{var / 'csn.db'}" and var.is_dir()
+    assert data_dir(create=True) == var

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import db
+from backend.paths import data_dir
 from tests.helpers.jobs import TINY_HP, Consumer, postgres_server, redis_server, tiny_spec, wait_for
 from tests.test_jobs import consumers, dataset, env, jsonl_keys, num_classes  # noqa: F401  (fixtures)
 from tests.test_jobs import status as _status
@@ -104,7 +105,7 @@ def test_older_database_gets_the_new_columns(env, tmp_path):  # noqa: F811
     from jobs import api
     rid = api.enqueue_run(tiny_spec(), str(tmp_path / "nowhere"), {"epochs": 1})
     db.dispose_engines()
-    path = db.data_dir() / "csn.db"
+    path = data_dir() / "csn.db"
     with sqlite3.connect(path) as c:          # the previous version's schema had none of these
         for col in ("gpus", "threads", "devices", "wait_reason", "queued_at"):
             c.execute(f"ALTER TABLE runs DROP COLUMN {col}")
@@ -132,7 +133,7 @@ def test_damaged_database_is_a_clear_error_everywhere(env, start, tmp_path):  # 
     for i in range(150):
         api.enqueue_run(tiny_spec(), nowhere, {"epochs": 1}, name=f"r{i}" * 20)
     db.dispose_engines()
-    path = db.data_dir() / "csn.db"
+    path = data_dir() / "csn.db"
     with sqlite3.connect(path) as c:
         c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     _damage(path)

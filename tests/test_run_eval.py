@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import db
 from backend.csn import build_model, preset
 from tests.helpers.benchmark_trees import UCF_CLASSES, make_ucf101
-from db import Checkpoint, Run, write
+from tests.helpers.runs import seed_run
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 VIEW = str(Path(MAIN).parent / "views" / "run.py")
@@ -33,15 +33,10 @@ def _finished_run(store: Path, name: str, data: Path) -> tuple[int, Path]:
     torch.save({"format": "csn-explorer/1", "model": model.state_dict(), "spec": spec.to_dict(),
                 "classes": list(UCF_CLASSES), "config": {"frames": 8, "size": 32, "rate": 2}}, ckpt)
     (out / "config.json").write_text(json.dumps({"config": {"data": str(data), "split": 2, "seed": 0}}))
-
-    def mk(s):
-        r = Run(name=name, spec=spec.to_dict(), dataset=str(data), hparams={"frames": 8, "size": 32},
-                output_dir=str(out), status="succeeded", total_epochs=1, epoch=1)
-        s.add(r)
-        s.flush()
-        s.add(Checkpoint(run_id=r.id, epoch=1, path=str(ckpt)))
-        return r.id
-    return write(mk), ckpt
+    rid = seed_run(checkpoints=[(1, ckpt)], name=name, spec=spec.to_dict(), dataset=str(data),
+                   hparams={"frames": 8, "size": 32}, output_dir=str(out), status="succeeded",
+                   total_epochs=1, epoch=1)
+    return rid, ckpt
 
 
 def _open(rid: int) -> AppTest:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import db
 from backend.csn import preset
 from db import Run, utcnow, write
+from tests.helpers.runs import seed_run, step_points, val_point
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 VIEWS = Path(MAIN).parent / "views"
@@ -20,27 +20,16 @@ VIEWS = Path(MAIN).parent / "views"
 
 def _run(store: Path, name: str, arch: str = "ir-csn-26", lr: float = 0.01, steps: int = 40,
          **kw) -> int:
-    now = utcnow()
+    now, t0 = utcnow(), time.time() - 120
     out = store / "runs" / name
     out.mkdir(parents=True)
-
-    def mk(s):
-        r = Run(name=name, spec=preset(arch).to_dict(), dataset="/data/x",
-                hparams={"epochs": 4, "lr": lr, "frames": 8, "size": 64}, output_dir=str(out),
-                created_at=now - timedelta(minutes=10), started_at=now - timedelta(seconds=130),
-                total_steps=4 * steps, total_epochs=4, **kw)
-        s.add(r)
-        s.flush()
-        return r.id
-    rid = write(mk)
-    t0 = time.time() - 120
-    pts = [{"event": "step", "split": "train", "epoch": 1 + s // steps, "step": s, "name": n,
-            "value": v, "time": t0 + s} for s in range(1, steps + 1)
-           for n, v in (("loss", 2.0 / s), ("lr", lr), ("clips_per_s", 12.5))]
-    pts.append({"event": "epoch", "split": "val", "epoch": 1, "step": steps, "name": "video_top1",
-                "value": 0.4, "time": t0 + steps})
-    write(lambda s: db.add_metrics(s, rid, pts))
-    return rid
+    pts = step_points(range(1, steps + 1), {"loss": lambda s: 2.0 / s, "lr": lr, "clips_per_s": 12.5},
+                      epoch=lambda s: 1 + s // steps, t0=t0)
+    pts.append(val_point(1, steps, 0.4, time=t0 + steps))
+    return seed_run(pts, name=name, spec=preset(arch).to_dict(), dataset="/data/x",
+                    hparams={"epochs": 4, "lr": lr, "frames": 8, "size": 64}, output_dir=str(out),
+                    created_at=now - timedelta(minutes=10), started_at=now - timedelta(seconds=130),
+                    total_steps=4 * steps, total_epochs=4, **kw)
 
 
 def _page(at: AppTest, name: str) -> AppTest:

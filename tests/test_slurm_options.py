@@ -70,7 +70,7 @@ def test_batch_script_launches_per_node_torchrun(limits, tmp_path):
     single = slurm.batch_script({**job, "nproc": 1}, tmp_path, nodes=1)
     assert "srun" not in single and "torch.distributed.run" not in single
     assert "kill -USR1 $child" in single and "kill -USR1" not in multi   # only one process stops alone
-    assert "--epochs 2" in single
+    assert "--epochs=2" in single
     assert f"-eq {slurm.RESUME_EXIT} ]" in single and "scontrol requeue" in single
 
 

@@ -19,6 +19,7 @@ import db
 from jobs import supervise as sup
 from jobs.liveness import pid_alive
 from tests.helpers.jobs import REPO, tiny_spec, wait_for
+from tests.helpers.runs import seed_run
 
 
 @pytest.fixture()
@@ -27,18 +28,11 @@ def claimed(store, tmp_path, monkeypatch):
     monkeypatch.setenv("CSN_GPUS", "")
 
     def make(script: str) -> tuple[int, dict]:
-        rid = db.write(lambda s: _add(s, db.Run(spec=tiny_spec(), dataset=str(tmp_path), hparams={},
-                                                gpus=0, queued_at=db.utcnow())))
+        rid = seed_run(dataset=str(tmp_path), gpus=0, queued_at=db.utcnow())
         job = sup._claim(rid)
         assert isinstance(job, dict), job
         return rid, {**job, "launcher": ["sh", "-c", script]}
     return make
-
-
-def _add(s, row) -> int:
-    s.add(row)
-    s.flush()
-    return row.id
 
 
 def _row(rid: int) -> db.Run:
@@ -156,9 +150,8 @@ def _stale_run(tmp_path: Path, worker: str, attempts: int = 1, **kw) -> tuple[in
     out = tmp_path / "run"
     out.mkdir(parents=True, exist_ok=True)
     old = db.utcnow() - timedelta(minutes=10)
-    rid = db.write(lambda s: _add(s, db.Run(
-        spec=tiny_spec(), dataset=str(tmp_path), hparams={}, status=db.RUNNING, worker_id=worker,
-        attempts=attempts, heartbeat_at=old, started_at=old, output_dir=str(out), **kw)))
+    rid = seed_run(dataset=str(tmp_path), status=db.RUNNING, worker_id=worker, attempts=attempts,
+                   heartbeat_at=old, started_at=old, output_dir=str(out), **kw)
     return rid, out
 
 

@@ -24,6 +24,17 @@ def test_flags_round_trip_to_the_same_config():
     assert cfg == TrainConfig(data="d", out="o", arch="ir-csn-26", **VALUES)
 
 
+def test_values_that_look_like_flags_round_trip():
+    """A value starting with '-' (a file named so, a small float in e-notation) is the flag's
+    value, not another flag."""
+    values = {"finetune_from": "-odd.pt", "val_data": "--val", "video_root": "-", "lr": 1e-05,
+              "warmup_epochs": 0.5, "seed": -3}
+    argv = ["--data", "d", "--out", "o", "--arch", "ir-csn-26", *to_args(values)]
+    ns = build_parser().parse_args(argv)
+    assert {k: getattr(ns, k) for k in values} == values
+    assert config_from_args(argv) == TrainConfig(data="d", out="o", arch="ir-csn-26", **values)
+
+
 def test_queue_flags_are_the_trainers():
     hp = {k: v for k, v in VALUES.items() if k != "threads"}
     cfg = config_from_args(["--data", "d", "--out", "o", "--arch", "x", *hparam_args(hp)])

@@ -7,7 +7,7 @@ import streamlit as st
 from app import charts
 from app.runs_data import (X_AXES, config_diff, first_time, live_metrics, metric_series,
                            pick_curves, run_label, run_row, x_of)
-from app.state import list_runs_or_stop, require_jobs_api
+from app.queue_access import list_runs_or_stop, require_jobs_api
 
 ss = st.session_state
 st.title("Compare runs")

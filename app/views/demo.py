@@ -4,12 +4,23 @@
 """
 import html
 import os
+import urllib.error
+import urllib.request
 
 import streamlit as st
 
-from app.state import url_reachable
-
 st.title("Demo: classify your own video")
+
+
+def url_reachable(url: str, timeout: float = 1.0) -> tuple[bool, str]:
+    """(True, "") when ``url`` answers an HTTP GET within ``timeout``; else (False, why)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status < 500, f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        return e.code < 500, f"HTTP {e.code}"
+    except (OSError, ValueError) as e:
+        return False, str(getattr(e, "reason", e))
 
 
 @st.cache_resource(show_spinner="Starting the demo (first visit only)…")

@@ -12,7 +12,8 @@ from app import charts, features_panel
 from app.export_view import export_section
 from app.runs_data import (STATUS_ICON, devices_label, fmt_duration, fmt_when, live_metrics, metric_series,
                            pace, pick_curves, run_row, stall_note)
-from app.state import fmt_count, list_runs_or_stop, require_jobs_api
+from app.formatting import fmt_count
+from app.queue_access import list_runs_or_stop, require_jobs_api
 
 ss = st.session_state
 st.title("Run detail")

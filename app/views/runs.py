@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.runs_data import run_row
-from app.state import list_runs_or_stop, require_jobs_api
+from app.queue_access import list_runs_or_stop, require_jobs_api
 
 st.title("Runs")
 api = require_jobs_api()

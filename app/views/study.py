@@ -5,7 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import checked_dataset, fmt_count, require_jobs_api
+from app.dataset_view import checked_dataset
+from app.formatting import fmt_count
+from app.queue_access import require_jobs_api
 from backend.csn import SpecError, list_presets
 from backend.study import RECIPES, TEMPLATES, plan
 from backend.training.progress import prediction_text

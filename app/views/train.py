@@ -6,18 +6,18 @@ from pathlib import Path
 import streamlit as st
 
 from app import finetune_form
-from app.state import (BUILDER_SPEC, checked_dataset, fmt_count, generate_synth, load_design, require_jobs_api,
-                       spec_from_choice, synth_available, worker_rows)
-from app.dataset_view import show_dataset_preview
-from backend.csn import SpecError, count, list_presets
+from app.dataset_view import checked_dataset, generate_synth, show_dataset_preview
+from app.formatting import fmt_count
+from app.queue_access import require_jobs_api, worker_rows
+from app.session import BUILDER_SPEC, load_design
+from backend.csn import ArchSpec, SpecError, count, list_presets, preset
 from backend.csn.describe import describe_preset
-from backend.paths import data_roots
+from backend.paths import data_dir, data_roots
 
 ss = st.session_state
 st.title("Train")
 api = require_jobs_api("Training")
 
-from db.config import data_dir  # noqa: E402  (db is there whenever jobs is)
 
 try:
     ws = api.worker_status()
@@ -46,7 +46,7 @@ spec, finetune_from = None, None
 if src == finetune_form.SOURCE:
     spec, finetune_from = finetune_form.pick_model()
 elif src == "Current builder design":
-    spec = spec_from_choice("builder", ss[BUILDER_SPEC])
+    spec = ArchSpec.from_dict(ss[BUILDER_SPEC])
 elif src == "Saved architecture":
     saved = api.list_architectures()
     if not saved:
@@ -54,12 +54,12 @@ elif src == "Saved architecture":
     else:
         by_name = {a["name"]: a for a in saved}
         pick = st.selectbox("Saved architecture", list(by_name), key="train_saved")
-        spec = spec_from_choice("saved", by_name[pick]["spec"])
+        spec = ArchSpec.from_dict(by_name[pick]["spec"])
 else:
     names = list_presets()
     pick = st.selectbox("Preset", names, index=names.index("ir-csn-26"), key="train_preset")
     st.caption(describe_preset(pick))
-    spec = spec_from_choice("preset", pick)
+    spec = preset(pick)
 if spec is not None:
     try:
         t = count(spec).totals
@@ -77,8 +77,6 @@ dsrc = st.radio("Dataset", ["Generate a synthetic motion dataset", "A folder or 
                 horizontal=True, key="train_dsrc")
 dataset = ""
 if dsrc.startswith("Generate"):
-    if not synth_available():
-        st.warning("The synthetic dataset generator (backend.synth) is not installed.")
     c = st.columns(4)
     per_class = c[0].number_input("Videos per class", 4, 2000, 24, key="synth_n",
                                   help="over all splits (70/15/15 train/val/test), 8 motion classes")
@@ -89,7 +87,7 @@ if dsrc.startswith("Generate"):
     dataset = out
     if (Path(out) / "classes.txt").exists():
         st.success(f"Ready: `{out}`", icon=":material/folder:")
-    elif st.button("Generate", icon=":material/auto_awesome:", disabled=not synth_available()):
+    elif st.button("Generate", icon=":material/auto_awesome:"):
         with st.spinner(f"Generating {per_class * 8} videos…"):
             ok, msg = generate_synth(out, int(per_class), int(seed), int(ssize), int(sframes))
         (st.success if ok else st.error)(msg)

@@ -283,6 +283,17 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
     pool(s) and classifier. Raises :class:`SpecError` naming the first bad layer.
     """
     _check_positive(spec)
+    c, size = yield from _plan_stem(spec)
+    for si, (sname, stage) in enumerate(zip(STAGE_NAMES, spec.stages)):
+        if si == 1 and spec.pool2:
+            yield (p := _maxpool("pool2", spec, c, size, (2, 1, 1), (2, 1, 1), (0, 0, 0)))
+            size = p.out_size                                              # T/2 after conv2_x
+        c, size = yield from _plan_stage(spec, si, sname, stage, c, size)
+    yield from _plan_head(spec, c, size)
+
+
+def _plan_stem(spec: ArchSpec):
+    """conv1 and pool1; returns (channels, size) after them."""
     size = spec.clip                                                       # (T, H, W) input
     k = (spec.stem_kernel_t, 7, 7)
     st = (spec.stem_stride_t, 2, 2)
@@ -294,37 +305,52 @@ def plan(spec: ArchSpec) -> Iterator[LayerPlan]:
     if spec.pool1:
         yield (p := _maxpool("pool1", spec, c, size, (1, 3, 3), (1, 2, 2), (0, 1, 1)))
         size = p.out_size                                                  # T x H/4 x W/4
-    for si, (sname, stage) in enumerate(zip(STAGE_NAMES, spec.stages)):
-        if si == 1 and spec.pool2:
-            yield (p := _maxpool("pool2", spec, c, size, (2, 1, 1), (2, 1, 1), (0, 0, 0)))
-            size = p.out_size                                              # T/2 after conv2_x
-        b = canonical_block(stage.block)
-        repeat: list[LayerPlan] = []   # blocks 3.. of a stage have exactly block 2's shapes
-        for bi in range(stage.blocks):
-            bname = f"{sname}_{bi + 1}"
-            if bi >= 2:
-                for p in repeat:  # (tuple.__new__ is ~5x faster than NamedTuple._replace)
-                    yield tuple.__new__(LayerPlan, (f"{bname}.{p.role}",) + p[1:13] + (bname, p.role))
-                continue
-            down = si > 0 and bi == 0                     # conv3_1, conv4_1, conv5_1
-            stride = ((2 if stage_tstride(spec, si) else 1), 2, 2) if down else (1, 1, 1)
-            block_in, block_size = c, size
-            for role, ci, co, g, kk, ss, relu in _block_convs(
-                    b, c, stage.width, stage.inner, stage.groups, stage.pw_groups, stride, spec.ip_relu):
-                name = f"{bname}.{role}"
-                _check_groups(name, ci, co, g)
-                pp = tuple(x // 2 for x in kk)
-                out = _out3(size, kk, ss, pp)
-                _check_size(name, size, kk, ss, pp, out, spec)
-                p = LayerPlan(name, _conv_kind(ci, co, g, kk), ci, co, g, kk, ss, pp, size, out,
-                              relu=relu, block=bname, role=role)
-                if bi == 1:
-                    repeat.append(p)
-                yield p
-                c, size = co, out
-            if block_in != c or stride != (1, 1, 1):      # projection shortcut where shape changes
-                yield LayerPlan(f"{bname}.shortcut", "pointwise", block_in, c, 1, (1, 1, 1), stride,
-                                (0, 0, 0), block_size, size, relu=False, block=bname, role="shortcut")
+    return c, size
+
+
+def _plan_stage(spec: ArchSpec, si: int, sname: str, stage: StageSpec, c: int, size):
+    """One stage's blocks; returns (channels, size) after it."""
+    b = canonical_block(stage.block)
+    repeat: list[LayerPlan] = []   # blocks 3.. of a stage have exactly block 2's shapes
+    for bi in range(stage.blocks):
+        bname = f"{sname}_{bi + 1}"
+        if bi >= 2:
+            for p in repeat:  # (tuple.__new__ is ~5x faster than NamedTuple._replace)
+                yield tuple.__new__(LayerPlan, (f"{bname}.{p.role}",) + p[1:13] + (bname, p.role))
+            continue
+        down = si > 0 and bi == 0                     # conv3_1, conv4_1, conv5_1
+        stride = ((2 if stage_tstride(spec, si) else 1), 2, 2) if down else (1, 1, 1)
+        c, size = yield from _plan_block(spec, b, bname, stage, c, size, stride,
+                                         repeat if bi == 1 else None)
+    return c, size
+
+
+def _plan_block(spec: ArchSpec, b: str, bname: str, stage: StageSpec, c: int, size, stride,
+                keep: list[LayerPlan] | None):
+    """One residual block's convs, then its projection shortcut where the shape changes (the
+    convs also appended to ``keep`` when given); returns (channels, size) after it."""
+    block_in, block_size = c, size
+    for role, ci, co, g, kk, ss, relu in _block_convs(
+            b, c, stage.width, stage.inner, stage.groups, stage.pw_groups, stride, spec.ip_relu):
+        name = f"{bname}.{role}"
+        _check_groups(name, ci, co, g)
+        pp = tuple(x // 2 for x in kk)
+        out = _out3(size, kk, ss, pp)
+        _check_size(name, size, kk, ss, pp, out, spec)
+        p = LayerPlan(name, _conv_kind(ci, co, g, kk), ci, co, g, kk, ss, pp, size, out,
+                      relu=relu, block=bname, role=role)
+        if keep is not None:
+            keep.append(p)
+        yield p
+        c, size = co, out
+    if block_in != c or stride != (1, 1, 1):
+        yield LayerPlan(f"{bname}.shortcut", "pointwise", block_in, c, 1, (1, 1, 1), stride,
+                        (0, 0, 0), block_size, size, relu=False, block=bname, role="shortcut")
+    return c, size
+
+
+def _plan_head(spec: ArchSpec, c: int, size):
+    """The conv head's average pool (when it has a window) and the classifier."""
     if spec.head == "conv" and any(spec.head_pool):
         k = tuple(p or n for p, n in zip(spec.head_pool, size))
         _check_head_window(spec, k, size)

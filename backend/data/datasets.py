@@ -103,32 +103,50 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
     if not path.is_file():
         raise DatasetError(f"CSV list {path} does not exist")
     root = Path(video_root) if video_root is not None else path.parent
+    kind, rows = _csv_layout(path, _csv_rows(path))
+    recs = _csv_records(path, rows, kind, root)
+    if classes is None:
+        classes = _csv_classes(recs)
+    return list(classes), _csv_items(path, recs, classes)
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The CSV's rows without blank ones; never quotes the file's bytes in an error."""
     try:
         with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error):  # never quote the file's bytes
+    except (UnicodeDecodeError, csv.Error):
         raise DatasetError(f"{path}: not a UTF-8 CSV text file") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"{path}: empty CSV list")
+    return rows
+
+
+def _csv_layout(path: Path, rows: list[list[str]]) -> tuple[str, list[list[str]]]:
+    """("kinetics" | "path", rows with a header row first): a header-less list gets
+    path,label[,split]."""
     header = [c.strip().lower() for c in rows[0]]
     if "youtube_id" in header:
-        kind = "kinetics"
-    elif "path" in header and "label" in header:
-        kind = "path"
-    elif len(header) >= 2 and not any(h in ("path", "label") for h in header):
-        kind, header = "path", ["path", "label", "split"][:len(rows[0])]
-        rows = [header] + rows  # no header row: path,label[,split]
-    else:
-        raise DatasetError(f"{path}: expected columns path,label[,split] or "
-                           f"label,youtube_id,time_start,time_end[,split]; its first row "
-                           f"has {len(rows[0])} column(s) that match neither")
-    col = {h: i for i, h in enumerate(header)}
+        return "kinetics", rows
+    if "path" in header and "label" in header:
+        return "path", rows
+    if len(header) >= 2 and not any(h in ("path", "label") for h in header):
+        return "path", [["path", "label", "split"][:len(rows[0])]] + rows
+    raise DatasetError(f"{path}: expected columns path,label[,split] or "
+                       f"label,youtube_id,time_start,time_end[,split]; its first row "
+                       f"has {len(rows[0])} column(s) that match neither")
+
+
+def _csv_records(path: Path, rows: list[list[str]], kind: str,
+                 root: Path) -> list[tuple[str, str, str]]:
+    """(file, label, split) per data row; a bad row is named by its line, not quoted."""
+    col = {h.strip().lower(): i for i, h in enumerate(rows[0])}
     need = ("label", "youtube_id", "time_start", "time_end") if kind == "kinetics" else ("path", "label")
     missing = [h for h in need if h not in col]
     if missing:
         raise DatasetError(f"{path}: missing column(s) {missing}")
-    recs: list[tuple[str, str, str]] = []  # (file, label, split)
+    recs: list[tuple[str, str, str]] = []
     for n, r in enumerate(rows[1:], start=2):
         try:
             label = r[col["label"]].strip()
@@ -141,18 +159,26 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
             else:
                 p = Path(r[col["path"]].strip())
                 file = p if p.is_absolute() else root / p
-        except (IndexError, ValueError):  # the row itself is not quoted (file contents)
+        except (IndexError, ValueError):
             raise DatasetError(f"{path}:{n}: bad row ({len(r)} column(s); expected "
                                f"{', '.join(need)}{' and split' if 'split' in col else ''})") from None
         recs.append((str(file), label, {"validate": "val", "validation": "val"}.get(split, split)))
     if not recs:
         raise DatasetError(f"{path}: no rows")
-    if classes is None:
-        labels = {lb for _, lb, _ in recs}
-        if all(lb.isdigit() for lb in labels):
-            classes = [str(i) for i in range(max(int(lb) for lb in labels) + 1)]
-        else:
-            classes = sorted(labels)
+    return recs
+
+
+def _csv_classes(recs: list[tuple[str, str, str]]) -> list[str]:
+    """The classes a list's labels name: 0..max for class indices, else the sorted names."""
+    labels = {lb for _, lb, _ in recs}
+    if all(lb.isdigit() for lb in labels):
+        return [str(i) for i in range(max(int(lb) for lb in labels) + 1)]
+    return sorted(labels)
+
+
+def _csv_items(path: Path, recs: list[tuple[str, str, str]],
+               classes: Sequence[str]) -> dict[str, list[VideoItem]]:
+    """{split: items}, each label a class name or a class index."""
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, list[VideoItem]] = {}
     for n, (file, lb, split) in enumerate(recs, start=2):
@@ -164,7 +190,7 @@ def read_csv(path: str | os.PathLike, video_root: str | os.PathLike | None = Non
             raise DatasetError(f"{path}:{n}: the label is not one of the {len(classes)} known "
                                f"classes (nor a class index)")
         out.setdefault(split, []).append(VideoItem(file, y))
-    return list(classes), out
+    return out
 
 
 # --- splits ---------------------------------------------------------------------------------

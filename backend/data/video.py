@@ -11,6 +11,13 @@ out upright as a player shows them. Flips in the display matrix are ignored.
 
 Short videos loop: a clip that runs past the end wraps around to the start (a video needs at
 least 2 decodable frames; fewer raises :class:`TooFewFramesError`).
+
+One module on purpose (about 530 lines): it is the whole path of a clip, file -> frames ->
+normalised tensor, and its parts share one reader. ``ClipTransform.load`` asks the reader for
+frames already scaled to the shorter edge it picked, ``train_clip`` / ``test_clips`` sample
+start times from the reader's duration and fps, and the limits and errors are the reader's
+own; every caller (training, evaluation, the predictor, the frame cache, the demo) takes its
+``Norm`` and errors from here.
 """
 
 from __future__ import annotations

@@ -153,8 +153,9 @@ def switch_off_flag(f: Field) -> bool:
 
 def to_args(values: dict[str, Any]) -> list[str]:
     """Trainer flags for field values: ``{"batch_size": 2, "amp": "bf16"}`` ->
-    ``["--batch-size", "2", "--amp", "bf16"]``; None is left out (the default applies); True is a
-    bare ``--x``; False is ``--no-x`` where the default is not False, else nothing."""
+    ``["--batch-size=2", "--amp=bf16"]``; None is left out (the default applies); True is a
+    bare ``--x``; False is ``--no-x`` where the default is not False, else nothing. A value is
+    joined to its flag so that one starting with ``-`` is not read as another flag."""
     by_name, out = train_fields(), []
     for name, value in values.items():
         if value is None:
@@ -162,7 +163,7 @@ def to_args(values: dict[str, Any]) -> list[str]:
         if value is False:
             out += ["--no-" + flag(name)[2:]] if switch_off_flag(by_name[name]) else []
         else:
-            out += [flag(name)] if value is True else [flag(name), str(value)]
+            out += [flag(name)] if value is True else [f"{flag(name)}={value}"]
     return out
 
 
