@@ -54,8 +54,8 @@ with st.expander("New study", expanded=not api.list_studies()):
         args["stage"] = None if stage == "all" else stage
     typed = st.text_input("Dataset folder", key="st_data",
                           placeholder="e.g. datasets/study (python -m backend.synth --out "
-                                      "var/datasets/study --per-class 60 --size 32 --difficulty easy "
-                                      "--splits train=0.7,val=0.3)",
+                                      "var/datasets/study --per-class 180 --size 32 --difficulty easy "
+                                      "--splits train=0.5,val=0.5)",
                           help="inside the data roots (CSN_DATA_ROOTS); relative paths start at "
                                "the first one")
     name = st.text_input("Study name (optional)", key="st_name")
