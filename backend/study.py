@@ -243,15 +243,22 @@ def run_study(study: Study, data: str, out: Path, threads: int | None = None,
                 finished(run_one(study, run, data, out, threads, resume[run.key]))
         else:
             _run_parallel(study, todo, data, out, threads, jobs, finished, resume)
+    _finish(study, doc, old, t0, threads)
+    path.write_text(json.dumps(doc, indent=1))
+    write_report(doc, out)
+    return doc
+
+
+def _finish(study: Study, doc: dict[str, Any], old: dict[str, Any], t0: float,
+            threads: int) -> None:
+    """The results in plan order (not finish order), the wall time (this session's and all
+    sessions'), and the core-seconds the runs left idle."""
     order = {run.key: i for i, run in enumerate(study.runs)}
-    doc["results"].sort(key=lambda r: order.get(r["key"], 0))     # plan order, not finish order
+    doc["results"].sort(key=lambda r: order.get(r["key"], 0))
     doc["wall_s"] = round(time.time() - t0, 1)
     doc["idle_core_s"] = round(idle_core_s(doc["results"], t0, time.time(), threads,
                                            os.cpu_count() or 1), 1)
     doc["wall_s_total"] = round(old.get("wall_s_total", old.get("wall_s", 0.0)) + doc["wall_s"], 1)
-    path.write_text(json.dumps(doc, indent=1))
-    write_report(doc, out)
-    return doc
 
 
 def _run_parallel(study: Study, todo: list[PlannedRun], data: str, out: Path, threads: int,
