@@ -32,9 +32,7 @@ def tiny_checkpoint(path: Path, name: str = "ir-csn-26", frames: int = 8, size: 
     return path
 
 
-def test_examples_and_models(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+def test_examples_and_models(tmp_path: Path, store):
     paths = make_examples(tmp_path)
     assert {Path(p).suffix for p in paths} == {".mp4", ".webm", ".avi", ".mkv"}
     for p in paths:
@@ -297,15 +295,13 @@ def test_a_client_written_from_view_api_works(server):
     assert api["/stop"]["parameters"] == []
 
 
-def test_stop_lands_while_clips_are_decoded(tmp_path: Path, monkeypatch):
+def test_stop_lands_while_clips_are_decoded(tmp_path: Path, store):
     """Stop pressed after the first of ten clips is decoded ends the request there, before the
     other nine are decoded or any is classified."""
     from types import SimpleNamespace
 
     from app.demo import Handlers
 
-    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
     ck = tiny_checkpoint(tmp_path / "tiny.pt")
     h = Handlers(Registry([str(ck)]), tmp_path / "cache")
     request = SimpleNamespace(session_hash="s1")

@@ -142,14 +142,11 @@ def test_table_pools_seeds_and_leaves_missing_results_empty(tiny_study):
     assert "| ip-CSN-26 |" in table_markdown(rows) and "—" in table_markdown(rows)
 
 
-def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, monkeypatch):
+def test_study_page_launches_a_study_row_with_its_runs_and_cancels_it(tmp_path, store):
     """Study page (AppTest, a tmp SQLite store, no worker): plan, launch, cancel the study."""
     import db
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("CSN_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    db.dispose_engines()
     try:
         from jobs import api
         data = make_dataset(tmp_path / "var" / "datasets" / "m", per_class=1, val_per_class=1)
