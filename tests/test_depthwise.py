@@ -122,9 +122,8 @@ def test_make_conv3d_switch(monkeypatch):
         set_depthwise_impl(None)
         assert get_depthwise_impl() == "fast"
         assert type(make_conv3d(8, 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), 8)) is DepthwiseConv3d
-        # non-depthwise convs stay plain
+        # non-depthwise convs stay plain (1x1x1 ones: tests/test_pointwise.py)
         assert type(make_conv3d(8, 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), 4)) is torch.nn.Conv3d
-        assert type(make_conv3d(8, 16, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1)) is torch.nn.Conv3d
         monkeypatch.setenv("CSN_DEPTHWISE", "native")
         assert type(make_conv3d(8, 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), 8)) is torch.nn.Conv3d
         set_depthwise_impl("fast")  # the function wins over the environment
