@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,8 @@ POLICIES = ("ACTIVE", "PASSIVE")
 
 def make(name: str, variant: str, frames: int, size: int, train: bool):
     """(model, settings) for one variant: plain (nn.Conv3d, contiguous), plain-cl,
-    fast-contig, fast-bf16 or fast (the recommended settings)."""
+    fast-contig, fast-dw (fast depthwise, plain pointwise), fast-bf16 or fast (the
+    recommended settings)."""
     spec = preset(name, frames=frames, height=size, width=size)
     set_depthwise_impl("native" if variant.startswith("plain") else "fast")
     try:
@@ -48,6 +50,8 @@ def make(name: str, variant: str, frames: int, size: int, train: bool):
         s = PerfSettings("cpu", channels_last=True, depthwise="native")
     elif variant == "fast-contig":
         s = PerfSettings("cpu", channels_last=False)
+    elif variant == "fast-dw":                       # fast depthwise, plain 1x1x1 convs
+        s = replace(rec, pointwise="native")
     elif variant == "fast-bf16":
         s = PerfSettings("cpu", channels_last=rec.channels_last, autocast_dtype=torch.bfloat16)
     else:

@@ -122,9 +122,8 @@ def test_make_conv3d_switch(monkeypatch):
         set_depthwise_impl(None)
         assert get_depthwise_impl() == "fast"
         assert type(make_conv3d(8, 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), 8)) is DepthwiseConv3d
-        # non-depthwise convs stay plain
+        # non-depthwise convs stay plain (1x1x1 ones: tests/test_pointwise.py)
         assert type(make_conv3d(8, 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), 4)) is torch.nn.Conv3d
-        assert type(make_conv3d(8, 16, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1)) is torch.nn.Conv3d
         monkeypatch.setenv("CSN_DEPTHWISE", "native")
         assert type(make_conv3d(8, 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), 8)) is torch.nn.Conv3d
         set_depthwise_impl("fast")  # the function wins over the environment
@@ -197,3 +196,23 @@ def test_numba_failure_falls_back(monkeypatch):
     assert not dw.HAVE_NUMBA
     _, _, gw_ref = _reference(x, w, (1, 1, 1), torch.ones(1, 4, 3, 5, 5))
     assert _rel(w.grad, gw_ref) <= 1e-5
+
+
+def test_numba_pool_start_keeps_torchs_thread_count():
+    """numba's OpenMP pool, started by the first strided backward, resets the OpenMP thread
+    count (to every core without OMP_NUM_THREADS); torch's own setting must survive it."""
+    if not dw.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    import os
+    import subprocess
+    import sys
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from backend.csn.depthwise import depthwise_conv3d\n"
+            "x = torch.randn(1, 4, 3, 6, 6, requires_grad=True)\n"
+            "w = torch.randn(4, 1, 3, 3, 3, requires_grad=True)\n"
+            "depthwise_conv3d(x, w, (2, 2, 2)).sum().backward()\n"
+            "print(torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "1"

@@ -90,7 +90,12 @@ def _numba_ok(*ts: torch.Tensor) -> bool:
 
 
 def _set_numba_threads() -> None:
-    _numba.set_num_threads(max(1, min(torch.get_num_threads(), _numba.config.NUMBA_NUM_THREADS)))
+    """numba's threads to torch's count. Starting numba's OpenMP pool resets the OpenMP count
+    torch reads (to every core unless OMP_NUM_THREADS is set), so torch's is put back."""
+    n = torch.get_num_threads()
+    _numba.set_num_threads(max(1, min(n, _numba.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def _input_grad(gy: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int, int],

@@ -2,7 +2,8 @@
 
 Measured on CPU (2-core AMD EPYC, torch 2.13; see ``bench/bench_step.py``):
 
-* the fast depthwise conv (:class:`~backend.csn.depthwise.DepthwiseConv3d`);
+* the fast depthwise conv (:class:`~backend.csn.depthwise.DepthwiseConv3d`) and 1x1x1
+  convs as matrix products (:class:`~backend.csn.pointwise.PointwiseConv3d`);
 * ``channels_last_3d`` for model and input: oneDNN's depthwise forward is fast only in this
   layout, and the pointwise convs / BatchNorm do not lose from it;
 * float32, no autocast: bfloat16 autocast is slower on CPUs without native bf16 matmul
@@ -35,6 +36,7 @@ import torch
 from torch import nn
 
 from .depthwise import DepthwiseConv3d, is_fast_depthwise
+from .pointwise import PointwiseConv3d, is_fast_pointwise
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class PerfSettings:
     compile: bool = False                     # torch.compile the model
     threads: int | None = None                # torch.set_num_threads (CPU); None: leave
     depthwise: str = "fast"                   # "fast" | "native" depthwise conv modules
+    pointwise: str | None = None              # "fast" | "native" 1x1x1 convs; None: as depthwise
     cudnn_benchmark: bool = False
 
     @property
@@ -167,25 +170,39 @@ def training_settings(device: str | torch.device, amp: str = "none") -> PerfSett
                    depthwise=get_depthwise_impl())
 
 
-def convert_depthwise(model: nn.Module, impl: str = "fast") -> nn.Module:
-    """Swap every depthwise 3x3x3 conv to ``impl`` in place (weights kept) and return model.
+def _swapped(conv: nn.Conv3d, depthwise: str, pointwise: str) -> nn.Conv3d | None:
+    """The conv module ``conv`` becomes under the chosen implementations (None: unchanged)."""
+    if conv.bias is not None:
+        return None
+    if is_fast_depthwise(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                         conv.padding, conv.groups):
+        if depthwise == "fast" and type(conv) is nn.Conv3d:
+            return DepthwiseConv3d(conv.in_channels, conv.stride)
+        if depthwise == "native" and isinstance(conv, DepthwiseConv3d):
+            return nn.Conv3d(conv.in_channels, conv.out_channels, 3, conv.stride, 1,
+                             groups=conv.groups, bias=False)
+    elif is_fast_pointwise(conv.kernel_size, conv.padding, conv.groups, conv.dilation):
+        if pointwise == "fast" and type(conv) is nn.Conv3d:
+            return PointwiseConv3d(conv.in_channels, conv.out_channels, conv.stride)
+        if pointwise == "native" and isinstance(conv, PointwiseConv3d):
+            return nn.Conv3d(conv.in_channels, conv.out_channels, 1, conv.stride, bias=False)
+    return None
+
+
+def convert_depthwise(model: nn.Module, impl: str = "fast",
+                      pointwise: str | None = None) -> nn.Module:
+    """Swap every depthwise 3x3x3 conv to ``impl`` and every bias-free 1x1x1 groups-1 conv to
+    ``pointwise`` (default: ``impl``) in place, weights kept, and return model.
 
     For models built under ``CSN_DEPTHWISE=native`` or loaded elsewhere; the state dict is
     unchanged either way.
     """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if not isinstance(child, nn.Conv3d) or child.bias is not None:
+            if not isinstance(child, nn.Conv3d):
                 continue
-            if not is_fast_depthwise(child.in_channels, child.out_channels, child.kernel_size,
-                                     child.stride, child.padding, child.groups):
-                continue
-            if impl == "fast" and type(child) is nn.Conv3d:
-                new: nn.Conv3d = DepthwiseConv3d(child.in_channels, child.stride)
-            elif impl == "native" and isinstance(child, DepthwiseConv3d):
-                new = nn.Conv3d(child.in_channels, child.out_channels, 3, child.stride, 1,
-                                groups=child.groups, bias=False)
-            else:
+            new = _swapped(child, impl, pointwise or impl)
+            if new is None:
                 continue
             new.weight = child.weight            # same Parameter: optimizer state stays valid
             new.train(child.training)
@@ -198,15 +215,16 @@ def prepare_model(model: nn.Module, device: str | torch.device = "cpu", train: b
     """Apply ``settings`` (default :func:`recommended_settings`) to ``model``; returns it.
 
     Moves it to ``device`` and the memory format, sets train/eval mode, thread count and
-    cuDNN benchmark, swaps depthwise convs; compiles when ``settings.compile``. Call before
-    creating the optimizer (or keep its parameters: they are the same tensors on CPU).
+    cuDNN benchmark, swaps depthwise and pointwise convs; compiles when ``settings.compile``.
+    Call before creating the optimizer (or keep its parameters: they are the same tensors on
+    CPU).
     """
     s = settings or recommended_settings(device, train)
     if s.threads:
         set_threads(s.threads)
     if s.cudnn_benchmark and torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = True
-    convert_depthwise(model, s.depthwise)
+    convert_depthwise(model, s.depthwise, s.pointwise)
     model.to(device=torch.device(s.device), memory_format=s.memory_format)
     model.train(train)
     if s.compile:
