@@ -148,13 +148,8 @@ def share_frames(study: Study, data: str, out: Path,
     from backend.data.framecache import FrameCache
     splits = load_splits(data)
     paths = [it.path for it in splits.train + splits.val]
-    cache = FrameCache(study.recipe.get("cache_mb", 1024))
-    if cache.budget > 0:
-        cache.load(out / FRAMES_FILE, paths)
-        before = len(cache.videos)
-        cache.fill(paths, workers=workers)
-        if len(cache.videos) > before:
-            cache.save(out / FRAMES_FILE)
+    cache = FrameCache(study.recipe.get("cache_mb", 1024)).fill_shared(out / FRAMES_FILE, paths,
+                                                                         workers=workers)
     return cache.stats(), len(splits.train), len(splits.val)
 
 
@@ -255,9 +250,9 @@ def _finish(study: Study, doc: dict[str, Any], old: dict[str, Any], t0: float,
     sessions'), and the core-seconds the runs left idle."""
     order = {run.key: i for i, run in enumerate(study.runs)}
     doc["results"].sort(key=lambda r: order.get(r["key"], 0))
-    doc["wall_s"] = round(time.time() - t0, 1)
-    doc["idle_core_s"] = round(idle_core_s(doc["results"], t0, time.time(), threads,
-                                           os.cpu_count() or 1), 1)
+    t1 = time.time()
+    doc["wall_s"] = round(t1 - t0, 1)
+    doc["idle_core_s"] = round(idle_core_s(doc["results"], t0, t1, threads, os.cpu_count() or 1), 1)
     doc["wall_s_total"] = round(old.get("wall_s_total", old.get("wall_s", 0.0)) + doc["wall_s"], 1)
 
 

@@ -294,13 +294,9 @@ def _frame_cache(cfg: TrainConfig, paths: list[str], d: Dist) -> FrameCache:
     """Every video decoded once into memory (within ``cache_mb``), taking what it can from
     ``cache_file`` first and (rank 0) writing the file back when it had to decode more."""
     cache = FrameCache(cfg.cache_mb)
-    if cfg.cache_file and cfg.cache_mb > 0:
-        cache.load(cfg.cache_file, paths)
-    before = len(cache.videos)
-    cache.fill(paths, workers=cfg.workers)
-    if cfg.cache_file and d.main and len(cache.videos) > before:
-        cache.save(cfg.cache_file)
-    return cache
+    if cfg.cache_file:
+        return cache.fill_shared(cfg.cache_file, paths, workers=cfg.workers, write=d.main)
+    return cache.fill(paths, workers=cfg.workers)
 
 
 def _loaders(cfg: TrainConfig, splits: Splits, spec: ArchSpec, d: Dist, device: torch.device):

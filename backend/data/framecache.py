@@ -97,6 +97,18 @@ class FrameCache:
             self.bytes += video.frames.nbytes
         return self
 
+    def fill_shared(self, path: str | os.PathLike, paths: Sequence[str], workers: int = 0,
+                    write: bool = True) -> "FrameCache":
+        """:meth:`fill`, first taking what the cache file ``path`` has of ``paths``
+        (:meth:`load`), and (``write``) writing the file back when more had to be decoded."""
+        if self.budget > 0:
+            self.load(path, paths)
+        before = len(self.videos)
+        self.fill(paths, workers=workers)
+        if write and len(self.videos) > before:
+            self.save(path)
+        return self
+
     def stats(self) -> dict[str, float]:
         return {"videos": len(self.videos), "decoded_per_clip": self.skipped,
                 "mb": round(self.bytes / 2**20, 1), "budget_mb": self.budget >> 20,
